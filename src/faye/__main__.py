@@ -1,0 +1,3 @@
+from faye.cli import main
+
+main()

@@ -1,0 +1,104 @@
+"""``faye serve``: run a Bayeux server on uvicorn (memory engine unless told otherwise)."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Sequence
+from typing import Any
+
+LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
+
+
+def _env_float(name: str, default: float) -> float:
+    value = os.environ.get(name)
+    return float(value) if value else default
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="faye", description=__doc__)
+    commands = parser.add_subparsers(dest="command", required=True)
+    serve = commands.add_parser("serve", help="run the Bayeux server")
+    serve.add_argument("--host", default=os.environ.get("FAYE_HOST", "127.0.0.1"))
+    serve.add_argument("--port", type=int, default=int(os.environ.get("FAYE_PORT", "8000")))
+    serve.add_argument("--mount", default=os.environ.get("FAYE_MOUNT", "/faye"))
+    serve.add_argument(
+        "--timeout",
+        type=float,
+        default=_env_float("FAYE_TIMEOUT", 25.0),
+        help="seconds a /meta/connect is held (default 25)",
+    )
+    serve.add_argument(
+        "--ping",
+        type=float,
+        default=_env_float("FAYE_PING", 0.0) or None,
+        help="seconds between WebSocket pings and EventSource keep-alives",
+    )
+    serve.add_argument(
+        "--redis",
+        default=os.environ.get("FAYE_REDIS_URL"),
+        help="redis:// or rediss:// URL of the Redis engine (default: memory engine)",
+    )
+    serve.add_argument("--namespace", default=os.environ.get("FAYE_NAMESPACE"))
+    serve.add_argument(
+        "--client-script",
+        default=os.environ.get("FAYE_CLIENT_JS"),
+        help="path to faye-browser-min.js, served at <mount>/client.js",
+    )
+    serve.add_argument(
+        "--max-request-size",
+        type=int,
+        default=int(os.environ.get("FAYE_MAX_REQUEST_SIZE", 1 << 20)),
+    )
+    serve.add_argument(
+        "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
+    )
+    return parser
+
+
+def make_adapter(args: argparse.Namespace) -> Any:
+    from faye.adapter import ASGIAdapter
+
+    engine: Any = None
+    if args.redis:
+        engine = {"type": "redis", "url": args.redis}
+        if args.namespace:
+            engine["namespace"] = args.namespace
+    return ASGIAdapter(
+        mount=args.mount,
+        timeout=args.timeout,
+        engine=engine,
+        ping=args.ping,
+        client_script=args.client_script,
+        max_request_size=args.max_request_size,
+    )
+
+
+def serve(args: argparse.Namespace) -> None:
+    import uvicorn
+
+    logging.basicConfig(
+        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    adapter = make_adapter(args)
+    uvicorn.run(
+        adapter,
+        host=args.host,
+        port=args.port,
+        log_level=args.log_level,
+        ws_max_size=args.max_request_size,
+        ws_ping_interval=args.ping,
+        ws_ping_timeout=args.ping,
+        timeout_keep_alive=max(5, int(args.timeout) + 5),
+        lifespan="on",
+    )
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    args = build_parser().parse_args(argv)
+    if args.command == "serve":
+        serve(args)
+    else:  # pragma: no cover - argparse enforces the choices
+        sys.exit(2)

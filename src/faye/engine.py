@@ -1,0 +1,112 @@
+"""The contract every engine satisfies.
+
+An engine owns the shared state: client ids and their liveness, subscriptions and
+per-client message queues. It knows nothing of HTTP or held connects; those belong
+to the :class:`~faye.proxy.EngineProxy`, which calls the engine and is called back
+through the small :class:`EngineHost` surface.
+
+Monitoring events are raised by the proxy, from the values engines return, so each
+engine does not have to get the order and the "only if it changed" rules right again.
+"""
+
+from __future__ import annotations
+
+import secrets
+from abc import ABC, abstractmethod
+from collections.abc import Mapping, Sequence
+from typing import Any, Protocol
+
+from faye.envelope import Envelope
+
+
+class EngineHost(Protocol):
+    """What an engine may call on the proxy that owns it."""
+
+    timeout: float
+
+    def has_connection(self, client_id: str) -> bool: ...
+
+    def deliver(self, client_id: str, messages: Sequence[Envelope]) -> bool: ...
+
+    def on_close(self, client_id: str) -> None:
+        """The client is gone (in any process): answer its held connect, close its socket."""
+
+    async def destroy_client(self, client_id: str) -> None:
+        """Destroy with events; engines call this from their garbage collector."""
+
+
+class EngineError(Exception):
+    """The engine could not do what was asked (for example Redis is unreachable)."""
+
+
+def generate_id() -> str:
+    """A 160-bit random id in base 36, padded to 31 characters, like Faye's."""
+    number = secrets.randbits(160)
+    digits = "0123456789abcdefghijklmnopqrstuvwxyz"
+    out = []
+    while number:
+        number, rem = divmod(number, 36)
+        out.append(digits[rem])
+    return "".join(reversed(out)).rjust(31, "0")
+
+
+class Engine(ABC):
+    """Shared state behind one or many servers."""
+
+    def __init__(self, host: EngineHost, options: Mapping[str, Any] | None = None) -> None:
+        self.host = host
+        self.options = dict(options or {})
+
+    async def start(self) -> None:
+        """Open connections and start background work; called once before use."""
+
+    @abstractmethod
+    async def create_client(self) -> str:
+        """Register a new client (alive from now on) and return its id."""
+
+    @abstractmethod
+    async def client_exists(self, client_id: str) -> bool: ...
+
+    @abstractmethod
+    async def destroy_client(self, client_id: str) -> list[str] | None:
+        """Forget a client; return the channels it was subscribed to, None if unknown.
+
+        Must make ``host.on_close(client_id)`` happen in every process.
+        """
+
+    @abstractmethod
+    async def ping(self, client_id: str) -> None:
+        """The client proved it is alive (handshake or successful connect)."""
+
+    @abstractmethod
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        """True only if the subscription is new."""
+
+    @abstractmethod
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        """True only if the subscription existed."""
+
+    @abstractmethod
+    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
+        """Queue ``envelope`` once for every client subscribed to any of ``channels``."""
+
+    @abstractmethod
+    async def empty_queue(self, client_id: str) -> None:
+        """If this process holds the client's connection, deliver its whole queue."""
+
+    async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        """Put back messages taken for a reply that could not be sent (client vanished)."""
+
+    async def acknowledge(self, client_id: str) -> None:
+        """The client asked for more: what it was last sent has arrived.
+
+        Engines that keep messages in flight until the next connect release them here.
+        """
+
+    async def close(self) -> None:
+        """Release connections and background tasks."""
+
+    @classmethod
+    def create(cls, host: EngineHost, options: Mapping[str, Any]) -> Engine:
+        """Faye's engine factory hook: ``engine={"type": SomeEngine, ...}``."""
+        return cls(host, options)

@@ -1,0 +1,1 @@
+"""Engines: where clients, subscriptions and queues live."""

@@ -1,0 +1,119 @@
+"""The embedded engine: all state in this process, for one-process deployments and tests."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from faye.engine import Engine, EngineHost, generate_id
+from faye.envelope import Envelope
+
+
+class MemoryEngine(Engine):
+    """Clients expire twice the server timeout after their last ping, as in Faye's memory engine."""
+
+    def __init__(self, host: EngineHost, options: Mapping[str, Any] | None = None) -> None:
+        super().__init__(host, options)
+        self._clients: set[str] = set()
+        self._subscriptions: dict[str, set[str]] = {}
+        self._channels: dict[str, set[str]] = {}
+        self._queues: dict[str, deque[Envelope]] = {}
+        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        self._gc_tasks: set[asyncio.Task[None]] = set()
+
+    async def create_client(self) -> str:
+        client_id = generate_id()
+        while client_id in self._clients:
+            client_id = generate_id()
+        self._clients.add(client_id)
+        self._subscriptions[client_id] = set()
+        self._queues[client_id] = deque()
+        await self.ping(client_id)
+        return client_id
+
+    async def client_exists(self, client_id: str) -> bool:
+        return client_id in self._clients
+
+    async def destroy_client(self, client_id: str) -> list[str] | None:
+        if client_id not in self._clients:
+            return None
+        timer = self._expiry.pop(client_id, None)
+        if timer is not None:
+            timer.cancel()
+        removed = sorted(self._subscriptions.pop(client_id, set()))
+        for channel in removed:
+            self._drop_member(channel, client_id)
+        self._clients.discard(client_id)
+        self._queues.pop(client_id, None)
+        self.host.on_close(client_id)
+        return removed
+
+    async def ping(self, client_id: str) -> None:
+        if client_id not in self._clients:
+            return
+        timer = self._expiry.pop(client_id, None)
+        if timer is not None:
+            timer.cancel()
+        loop = asyncio.get_running_loop()
+        self._expiry[client_id] = loop.call_later(2 * self.host.timeout, self._expire, client_id)
+
+    def _expire(self, client_id: str) -> None:
+        self._expiry.pop(client_id, None)
+        task = asyncio.ensure_future(self.host.destroy_client(client_id))
+        self._gc_tasks.add(task)
+        task.add_done_callback(self._gc_tasks.discard)
+
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        subscriptions = self._subscriptions.get(client_id)
+        if subscriptions is None or channel in subscriptions:
+            return False
+        subscriptions.add(channel)
+        self._channels.setdefault(channel, set()).add(client_id)
+        return True
+
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        subscriptions = self._subscriptions.get(client_id)
+        if subscriptions is None or channel not in subscriptions:
+            return False
+        subscriptions.discard(channel)
+        self._drop_member(channel, client_id)
+        return True
+
+    def _drop_member(self, channel: str, client_id: str) -> None:
+        members = self._channels.get(channel)
+        if members is not None:
+            members.discard(client_id)
+            if not members:
+                del self._channels[channel]
+
+    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
+        recipients: set[str] = set()
+        for channel in channels:
+            members = self._channels.get(channel)
+            if members:
+                recipients.update(members)
+        for client_id in recipients:
+            if not self.host.deliver(client_id, (envelope,)):
+                queue = self._queues.get(client_id)
+                if queue is not None:
+                    queue.append(envelope)
+
+    async def empty_queue(self, client_id: str) -> None:
+        queue = self._queues.get(client_id)
+        if not queue or not self.host.has_connection(client_id):
+            return
+        messages = list(queue)
+        queue.clear()
+        self.host.deliver(client_id, messages)
+
+    async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        queue = self._queues.get(client_id)
+        if queue is not None:
+            queue.extendleft(reversed(messages))
+
+    async def close(self) -> None:
+        for timer in self._expiry.values():
+            timer.cancel()
+        self._expiry.clear()

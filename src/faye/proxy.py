@@ -1,0 +1,272 @@
+"""Held ``/meta/connect`` requests, push sockets and delivery, around any engine.
+
+A held connect is a Future plus one timer handle: waiting costs no task and no
+polling. Deliveries that arrive in the same event-loop turn are answered together,
+as Faye does with its zero-delay delivery timer.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any, Protocol
+
+from faye.engine import Engine
+from faye.envelope import Envelope, Message
+from faye.events import EventEmitter
+from faye.protocol import channels
+
+log = logging.getLogger("faye.proxy")
+
+
+class PushSocket(Protocol):
+    """A transport that can push deliveries between connects (WebSocket, EventSource)."""
+
+    def push(self, messages: Sequence[Envelope]) -> None:
+        """Queue messages for sending; must not block."""
+
+    def close(self) -> None:
+        """Close after whatever was already queued has been sent."""
+
+
+class Connection:
+    """One client's presence in this process: a held connect and/or a bound socket."""
+
+    __slots__ = ("_flush_handle", "_timer", "client_id", "inbox", "proxy", "socket", "waiter")
+
+    def __init__(self, proxy: EngineProxy, client_id: str) -> None:
+        self.proxy = proxy
+        self.client_id = client_id
+        self.socket: PushSocket | None = None
+        self.waiter: asyncio.Future[list[Envelope]] | None = None
+        self.inbox: list[Envelope] = []
+        self._timer: asyncio.TimerHandle | None = None
+        self._flush_handle: asyncio.Handle | None = None
+
+    def wait(self, hold: float) -> asyncio.Future[list[Envelope]]:
+        """Hold a connect for ``hold`` seconds or until something is delivered.
+
+        A connect that supersedes a held one answers the older one at once (empty and
+        successful) instead of leaving it hanging as Faye does.
+        """
+        loop = asyncio.get_running_loop()
+        previous = self.waiter
+        if previous is not None and not previous.done():
+            previous.set_result([])
+        waiter: asyncio.Future[list[Envelope]] = loop.create_future()
+        self.waiter = waiter
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer = loop.call_later(hold, self.flush)
+        if self.inbox:
+            self._schedule_flush()
+        return waiter
+
+    def deliver(self, message: Envelope) -> None:
+        if self.socket is not None:
+            self.socket.push((message,))
+            return
+        self.inbox.append(message)
+        if self.waiter is not None:
+            self._schedule_flush()
+
+    def _schedule_flush(self) -> None:
+        if self._flush_handle is None:
+            self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
+
+    def _cancel_timers(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        if self._flush_handle is not None:
+            self._flush_handle.cancel()
+            self._flush_handle = None
+
+    def flush(self) -> None:
+        """Answer the held connect with the inbox; a socket-less connection then ends."""
+        self._cancel_timers()
+        waiter, self.waiter = self.waiter, None
+        inbox, self.inbox = self.inbox, []
+        if waiter is not None and not waiter.done():
+            waiter.set_result(inbox)
+        elif inbox:
+            if self.socket is not None:
+                self.socket.push(inbox)
+            else:
+                self.proxy.requeue(self.client_id, inbox)
+        if self.socket is None:
+            self.proxy.close_connection(self.client_id)
+
+    def abandon(self, waiter: asyncio.Future[list[Envelope]]) -> None:
+        """The request holding ``waiter`` went away: keep its messages for the next connect."""
+        if waiter is not self.waiter:
+            if waiter.done() and not waiter.cancelled() and waiter.result():
+                self.proxy.requeue(self.client_id, waiter.result())
+            return
+        self._cancel_timers()
+        self.waiter = None
+        inbox, self.inbox = self.inbox, []
+        if inbox:
+            self.proxy.requeue(self.client_id, inbox)
+        if self.socket is None:
+            self.proxy.close_connection(self.client_id)
+
+
+EngineFactory = Callable[["EngineProxy", Mapping[str, Any]], Engine]
+
+
+class EngineProxy(EventEmitter):
+    """What the server talks to: engine calls plus connections, timers and events."""
+
+    def __init__(
+        self,
+        engine: EngineFactory,
+        options: Mapping[str, Any] | None = None,
+        *,
+        timeout: float = 60.0,
+        interval: float = 0.0,
+    ) -> None:
+        super().__init__()
+        self.timeout = float(timeout)
+        self.interval = float(interval)
+        self._connections: dict[str, Connection] = {}
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._started = False
+        self.backend: Engine = engine(self, dict(options or {}))
+
+    # -- lifecycle --------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if not self._started:
+            self._started = True
+            await self.backend.start()
+
+    async def close(self) -> None:
+        for client_id in list(self._connections):
+            self.flush_connection(client_id)
+        await self.backend.close()
+        self._started = False
+
+    # -- client lifecycle, with Faye's events ----------------------------------------
+
+    async def create_client(self) -> str:
+        client_id = await self.backend.create_client()
+        self.trigger("handshake", client_id)
+        return client_id
+
+    async def client_exists(self, client_id: Any) -> bool:
+        if not isinstance(client_id, str) or not client_id:
+            return False
+        return await self.backend.client_exists(client_id)
+
+    async def destroy_client(self, client_id: str) -> None:
+        removed = await self.backend.destroy_client(client_id)
+        if removed is None:
+            return
+        for channel in removed:
+            self.trigger("unsubscribe", client_id, channel)
+        self.trigger("disconnect", client_id)
+
+    async def subscribe(self, client_id: str, channel: str) -> None:
+        if await self.backend.subscribe(client_id, channel):
+            self.trigger("subscribe", client_id, channel)
+
+    async def unsubscribe(self, client_id: str, channel: str) -> None:
+        if await self.backend.unsubscribe(client_id, channel):
+            self.trigger("unsubscribe", client_id, channel)
+
+    async def publish(self, message: Message) -> None:
+        """Fan a message out; raises TypeError if its data cannot be sent as JSON."""
+        envelope = Envelope.from_message(message)
+        channel = message["channel"]
+        await self.backend.publish(envelope, channels.expand(channel))
+        self.trigger("publish", message.get("clientId"), channel, message.get("data"))
+
+    # -- connects and delivery --------------------------------------------------------
+
+    async def connect(self, client_id: str, hold: float) -> list[Envelope]:
+        """Hold a connect; return what arrived for the client (possibly nothing)."""
+        await self.backend.acknowledge(client_id)
+        await self.backend.ping(client_id)
+        connection = self._connection(client_id)
+        waiter = connection.wait(hold)
+        try:
+            await self.backend.empty_queue(client_id)
+            return await waiter
+        except BaseException:
+            connection.abandon(waiter)
+            raise
+
+    def _connection(self, client_id: str) -> Connection:
+        connection = self._connections.get(client_id)
+        if connection is None:
+            connection = Connection(self, client_id)
+            self._connections[client_id] = connection
+            self.trigger("connection:open", client_id)
+        return connection
+
+    def has_connection(self, client_id: str) -> bool:
+        return client_id in self._connections
+
+    def deliver(self, client_id: str, messages: Sequence[Envelope]) -> bool:
+        connection = self._connections.get(client_id)
+        if connection is None or not messages:
+            return False
+        for message in messages:
+            connection.deliver(message)
+        return True
+
+    def open_socket(self, client_id: str, socket: PushSocket) -> None:
+        self._connection(client_id).socket = socket
+
+    def detach_socket(self, client_id: str, socket: PushSocket, *, flush: bool = False) -> None:
+        """The socket stops serving this client (closed, or it switched client ids).
+
+        With ``flush`` the client's held connect is answered now (on this socket,
+        which switched clients); otherwise it stays held for a request still waiting.
+        """
+        connection = self._connections.get(client_id)
+        if connection is None or connection.socket is not socket:
+            return
+        connection.socket = None
+        if flush:
+            connection.flush()
+        elif connection.waiter is None:
+            self.close_connection(client_id)
+
+    def close_connection(self, client_id: str) -> None:
+        connection = self._connections.pop(client_id, None)
+        if connection is not None:
+            self.trigger("connection:close", client_id)
+
+    def flush_connection(self, client_id: str) -> None:
+        """Answer the held connect and close any socket bound to the client."""
+        connection = self._connections.get(client_id)
+        if connection is None:
+            return
+        socket = connection.socket
+        connection.socket = None
+        connection.flush()
+        if socket is not None:
+            socket.close()
+        self.close_connection(client_id)
+
+    def on_close(self, client_id: str) -> None:
+        self.trigger("close", client_id)
+        asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
+
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        self.spawn(self.backend.requeue(client_id, list(messages)))
+
+    def spawn(self, coro: Any) -> asyncio.Task[Any]:
+        """Run background work without losing the task or its exception."""
+        task: asyncio.Task[Any] = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._background_done)
+        return task
+
+    def _background_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("background task failed", exc_info=task.exception())

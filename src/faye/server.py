@@ -1,0 +1,180 @@
+"""The Bayeux server: extensions, validation, engine calls and replies.
+
+It knows nothing of HTTP; transports hand it decoded messages and a request object
+and encode what it returns. The pure rules live in :mod:`faye.protocol.meta`.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from collections.abc import Awaitable, Callable
+from typing import Any
+
+from faye.engine import EngineError
+from faye.envelope import Envelope, Item, Message
+from faye.extensions import Extensions
+from faye.protocol import channels, errors, meta
+from faye.proxy import EngineProxy
+
+log = logging.getLogger("faye.server")
+
+RETRY_AFTER_FAILURE_MS = 1000
+
+
+class Server:
+    def __init__(self, proxy: EngineProxy) -> None:
+        self.proxy = proxy
+        self.extensions = Extensions()
+        self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item]]]] = {
+            channels.HANDSHAKE: self._handshake,
+            channels.CONNECT: self._connect,
+            channels.DISCONNECT: self._disconnect,
+            channels.SUBSCRIBE: self._subscribe,
+            channels.UNSUBSCRIBE: self._unsubscribe,
+        }
+
+    def add_extension(self, extension: Any) -> None:
+        self.extensions.add(extension, self)
+
+    def remove_extension(self, extension: Any) -> None:
+        self.extensions.remove(extension, self)
+
+    async def process(self, messages: Any, request: Any) -> list[Item]:
+        """Handle one batch; replies come back in completion order (held connects last).
+
+        Messages run one after another so that publishes in a batch keep their order;
+        only a ``/meta/connect`` is set aside to wait while the rest are handled.
+        """
+        batch = messages if isinstance(messages, list) else [messages]
+        replies: list[Item] = []
+        held: list[asyncio.Task[list[Item]]] = []
+        try:
+            for raw in batch:
+                message: Message = raw if isinstance(raw, dict) else {}
+                if message.get("channel") == channels.CONNECT:
+                    held.append(asyncio.ensure_future(self._process_one(message, request)))
+                else:
+                    replies.extend(await self._process_one(message, request))
+            for result in asyncio.as_completed(held):
+                replies.extend(await result)
+        finally:
+            for task in held:
+                task.cancel()
+        return replies
+
+    async def _process_one(self, message: Message, request: Any) -> list[Item]:
+        incoming = await self.extensions.incoming(message, request)
+        if incoming is None:
+            return []
+        local = request is None
+        channel = incoming.get("channel")
+        try:
+            if channels.is_meta(channel):
+                handler = self._handlers.get(channel)  # type: ignore[arg-type]
+                if handler is None:
+                    reply = meta.reply_skeleton(incoming)
+                    meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
+                    out: list[Item] = [reply]
+                else:
+                    out = await handler(incoming, local)
+            else:
+                out = await self._publish(incoming)
+        except (EngineError, OSError, ConnectionError, TimeoutError) as exc:
+            log.warning("engine failure on %s: %s", channel, exc)
+            out = [self._failure(incoming, exc)]
+        return await self.outgoing(out, request)
+
+    def _failure(self, message: Message, exc: BaseException) -> Message:
+        reply = meta.reply_skeleton(message)
+        reply["successful"] = False
+        reply["error"] = errors.server_error(type(exc).__name__)
+        if reply.get("channel") in (channels.HANDSHAKE, channels.CONNECT):
+            reply.pop("clientId", None)
+            reply["advice"] = {"reconnect": "retry", "interval": RETRY_AFTER_FAILURE_MS}
+        return reply
+
+    async def outgoing(self, items: list[Item], request: Any) -> list[Item]:
+        """Run outgoing extensions; each recipient gets its own copy of a delivery."""
+        if not self.extensions.has_outgoing:
+            return items
+        result: list[Item] = []
+        for item in items:
+            message = item.copy() if isinstance(item, Envelope) else item
+            processed = await self.extensions.outgoing(message, request)
+            if processed is not None:
+                result.append(processed)
+        return result
+
+    def _advise(self, reply: Message, connection_type: Any = None) -> None:
+        meta.add_advice(
+            reply,
+            timeout_ms=int(self.proxy.timeout * 1000),
+            interval_ms=int(self.proxy.interval * 1000),
+            connection_type=connection_type,
+        )
+
+    # -- handlers ---------------------------------------------------------------------
+
+    async def _handshake(self, message: Message, local: bool) -> list[Item]:
+        reply = meta.reply_skeleton(message)
+        if meta.check_handshake(message, reply):
+            reply["clientId"] = await self.proxy.create_client()
+        self._advise(reply)
+        return [reply]
+
+    async def _connect(self, message: Message, local: bool) -> list[Item]:
+        client_id = message.get("clientId")
+        exists = await self.proxy.client_exists(client_id)
+        reply = meta.reply_skeleton(message)
+        connection_type = message.get("connectionType")
+        if not meta.check_connect(message, reply, exists):
+            self._advise(reply)
+            return [reply]
+        assert isinstance(client_id, str)
+        hold = meta.requested_hold(message, self.proxy.timeout)
+        delivered = await self.proxy.connect(client_id, hold)
+        self._advise(reply, connection_type)
+        return [reply, *delivered]
+
+    async def _disconnect(self, message: Message, local: bool) -> list[Item]:
+        client_id = message.get("clientId")
+        exists = await self.proxy.client_exists(client_id)
+        reply = meta.reply_skeleton(message)
+        if meta.check_disconnect(message, reply, exists):
+            assert isinstance(client_id, str)
+            await self.proxy.destroy_client(client_id)
+        return [reply]
+
+    async def _subscribe(self, message: Message, local: bool) -> list[Item]:
+        return await self._subscription(message, local, self.proxy.subscribe)
+
+    async def _unsubscribe(self, message: Message, local: bool) -> list[Item]:
+        return await self._subscription(message, local, self.proxy.unsubscribe)
+
+    async def _subscription(
+        self,
+        message: Message,
+        local: bool,
+        action: Callable[[str, str], Awaitable[None]],
+    ) -> list[Item]:
+        client_id = message.get("clientId")
+        exists = await self.proxy.client_exists(client_id)
+        reply = meta.reply_skeleton(message)
+        requested = meta.check_subscription(message, reply, exists)
+        if requested is not None:
+            assert isinstance(client_id, str)
+            for channel in meta.check_channels(requested, reply, local):
+                await action(client_id, channel)
+        return [reply]
+
+    async def _publish(self, message: Message) -> list[Item]:
+        reply = meta.reply_skeleton(message)
+        if meta.check_publish(message, reply):
+            try:
+                await self.proxy.publish(message)
+            except TypeError as exc:
+                reply["successful"] = False
+                reply["error"] = errors.render(errors.PUBLISH_FAILED, message.get("channel"))
+                log.warning("cannot publish %r: %s", message.get("channel"), exc)
+        return [reply]

@@ -1,0 +1,1 @@
+"""ASGI transports around the Bayeux server: HTTP polling, JSON-P, WebSocket, EventSource."""

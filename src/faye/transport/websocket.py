@@ -1,0 +1,173 @@
+"""The WebSocket transport: one socket, many frames, deliveries pushed as they arrive.
+
+Every frame is processed in its own task so a held ``/meta/connect`` never blocks the
+frames behind it. Writes go through one writer task per socket: replies keep their
+order, deliveries waiting together are sent as one frame, and a client that cannot
+keep up is disconnected instead of growing the server's memory without bound.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import Sequence
+from typing import Any
+
+from faye.envelope import Envelope, encode_items
+from faye.protocol import channels
+from faye.server import Server
+from faye.transport.polling import BadRequest, decode_messages
+from faye.transport.request import Request
+from faye.transport.responses import Receive, Scope, Send
+
+log = logging.getLogger("faye.transport.websocket")
+
+CLOSE_NORMAL = 1000
+CLOSE_TOO_BIG = 1009
+CLOSE_TRY_AGAIN = 1013
+
+_CLOSE = object()
+
+
+class WebSocketSession:
+    """One accepted WebSocket, bound to at most one client id at a time."""
+
+    def __init__(
+        self,
+        server: Server,
+        scope: Scope,
+        receive: Receive,
+        send: Send,
+        *,
+        max_message_size: int,
+        max_queue: int,
+    ) -> None:
+        self.server = server
+        self.proxy = server.proxy
+        self.request = Request(scope)
+        self._receive = receive
+        self._send = send
+        self._max_message_size = max_message_size
+        self._max_queue = max_queue
+        self._outbox: deque[Any] = deque()
+        self._wakeup = asyncio.Event()
+        self._frames: set[asyncio.Task[None]] = set()
+        self._client_id: str | None = None
+        self._closing = False
+
+    # -- PushSocket --------------------------------------------------------------------
+
+    def push(self, messages: Sequence[Envelope]) -> None:
+        if self._closing:
+            return
+        self._outbox.extend(messages)
+        if len(self._outbox) > self._max_queue:
+            log.warning("client %s is not reading; closing its socket", self._client_id)
+            self._close_soon(CLOSE_TRY_AGAIN)
+            return
+        self._wakeup.set()
+
+    def close(self) -> None:
+        self._close_soon(CLOSE_NORMAL)
+
+    def _close_soon(self, code: int) -> None:
+        if not self._closing:
+            self._closing = True
+            self._outbox.append((_CLOSE, code))
+            self._wakeup.set()
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def run(self) -> None:
+        first = await self._receive()
+        if first["type"] != "websocket.connect":
+            return
+        await self._send({"type": "websocket.accept"})
+        writer = asyncio.ensure_future(self._writer())
+        try:
+            while True:
+                message = await self._receive()
+                kind = message["type"]
+                if kind == "websocket.disconnect":
+                    break
+                if kind != "websocket.receive":
+                    continue
+                data = message.get("text")
+                if data is None:
+                    data = message.get("bytes") or b""
+                if len(data) > self._max_message_size:
+                    self._close_soon(CLOSE_TOO_BIG)
+                    continue
+                self._on_frame(data)
+        finally:
+            self._closing = True
+            for task in list(self._frames):
+                task.cancel()
+            if self._frames:
+                await asyncio.gather(*self._frames, return_exceptions=True)
+            if self._client_id is not None:
+                self.proxy.detach_socket(self._client_id, self)
+            writer.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await writer
+
+    def _on_frame(self, data: str | bytes) -> None:
+        try:
+            messages = decode_messages(data)
+        except BadRequest as exc:
+            log.info("ignoring WebSocket frame: %s", exc)
+            return
+        self._bind(messages)
+        task = asyncio.ensure_future(self._process(messages))
+        self._frames.add(task)
+        task.add_done_callback(self._frames.discard)
+
+    def _bind(self, messages: Any) -> None:
+        """Bind the socket to the client of the frame's first connect, as Faye does."""
+        batch = messages if isinstance(messages, list) else [messages]
+        for message in batch:
+            if isinstance(message, dict) and message.get("channel") == channels.CONNECT:
+                client_id = message.get("clientId")
+                if isinstance(client_id, str) and client_id and client_id != self._client_id:
+                    if self._client_id is not None:
+                        self.proxy.detach_socket(self._client_id, self, flush=True)
+                    self._client_id = client_id
+                    self.proxy.open_socket(client_id, self)
+                return
+
+    async def _process(self, messages: Any) -> None:
+        try:
+            replies = await self.server.process(messages, self.request)
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            log.exception("failed to process a WebSocket frame")
+            return
+        if not self._closing or replies:
+            self._outbox.append(encode_items(replies))
+            self._wakeup.set()
+
+    async def _writer(self) -> None:
+        try:
+            while True:
+                await self._wakeup.wait()
+                self._wakeup.clear()
+                while self._outbox:
+                    item = self._outbox.popleft()
+                    if isinstance(item, bytes):
+                        await self._send({"type": "websocket.send", "text": item.decode()})
+                    elif isinstance(item, Envelope):
+                        batch = [item]
+                        while self._outbox and isinstance(self._outbox[0], Envelope):
+                            batch.append(self._outbox.popleft())
+                        out = await self.server.outgoing(list(batch), self.request)
+                        if out:
+                            frame = encode_items(out).decode()
+                            await self._send({"type": "websocket.send", "text": frame})
+                    else:
+                        await self._send({"type": "websocket.close", "code": item[1]})
+                        return
+        except (OSError, RuntimeError) as exc:
+            log.debug("WebSocket write failed: %s", exc)
