@@ -93,6 +93,7 @@ def serve(args: argparse.Namespace) -> None:
         ws_ping_timeout=args.ping,
         timeout_keep_alive=max(5, int(args.timeout) + 5),
         lifespan="on",
+        ws="websockets-sansio",
     )
 
 

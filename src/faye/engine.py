@@ -97,10 +97,15 @@ class Engine(ABC):
     async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         """Put back messages taken for a reply that could not be sent (client vanished)."""
 
-    async def acknowledge(self, client_id: str) -> None:
-        """The client asked for more: what it was last sent has arrived.
+    #: Set by engines that keep taken messages "in flight" until they are written,
+    #: so that the proxy only reports writes to engines that care.
+    tracks_delivery: bool = False
 
-        Engines that keep messages in flight until the next connect release them here.
+    async def acknowledge(self, client_id: str) -> None:
+        """What was last delivered to the client has been written to its transport.
+
+        Engines that keep messages in flight (to survive a server dying between
+        taking and sending them) release them here; ``requeue`` is the failure path.
         """
 
     async def close(self) -> None:

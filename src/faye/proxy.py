@@ -187,7 +187,6 @@ class EngineProxy(EventEmitter):
 
     async def connect(self, client_id: str, hold: float) -> list[Envelope]:
         """Hold a connect; return what arrived for the client (possibly nothing)."""
-        await self.backend.acknowledge(client_id)
         await self.backend.ping(client_id)
         connection = self._connection(client_id)
         waiter = connection.wait(hold)
@@ -255,6 +254,11 @@ class EngineProxy(EventEmitter):
     def on_close(self, client_id: str) -> None:
         self.trigger("close", client_id)
         asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
+
+    def delivered(self, client_id: str) -> None:
+        """A transport wrote the client's deliveries; the engine may forget them."""
+        if self.backend.tracks_delivery:
+            self.spawn(self.backend.acknowledge(client_id))
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         self.spawn(self.backend.requeue(client_id, list(messages)))

@@ -40,11 +40,16 @@ class Server:
     def remove_extension(self, extension: Any) -> None:
         self.extensions.remove(extension, self)
 
-    async def process(self, messages: Any, request: Any) -> list[Item]:
+    async def process(
+        self, messages: Any, request: Any, delivered_to: list[str] | None = None
+    ) -> list[Item]:
         """Handle one batch; replies come back in completion order (held connects last).
 
         Messages run one after another so that publishes in a batch keep their order;
         only a ``/meta/connect`` is set aside to wait while the rest are handled.
+        Clients whose deliveries are in the replies are appended to ``delivered_to``:
+        the transport reports them to the proxy once the replies are written. Without
+        that list (the in-process client) they count as written at once.
         """
         batch = messages if isinstance(messages, list) else [messages]
         replies: list[Item] = []
@@ -53,9 +58,10 @@ class Server:
             for raw in batch:
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
-                    held.append(asyncio.ensure_future(self._process_one(message, request)))
+                    work = self._process_one(message, request, delivered_to)
+                    held.append(asyncio.ensure_future(work))
                 else:
-                    replies.extend(await self._process_one(message, request))
+                    replies.extend(await self._process_one(message, request, delivered_to))
             for result in asyncio.as_completed(held):
                 replies.extend(await result)
         finally:
@@ -63,7 +69,9 @@ class Server:
                 task.cancel()
         return replies
 
-    async def _process_one(self, message: Message, request: Any) -> list[Item]:
+    async def _process_one(
+        self, message: Message, request: Any, delivered_to: list[str] | None
+    ) -> list[Item]:
         incoming = await self.extensions.incoming(message, request)
         if incoming is None:
             return []
@@ -78,12 +86,20 @@ class Server:
                     out: list[Item] = [reply]
                 else:
                     out = await handler(incoming, local)
+                    if len(out) > 1 and channel == channels.CONNECT:
+                        self._track_delivery(incoming["clientId"], delivered_to)
             else:
                 out = await self._publish(incoming)
         except (EngineError, OSError, ConnectionError, TimeoutError) as exc:
             log.warning("engine failure on %s: %s", channel, exc)
             out = [self._failure(incoming, exc)]
         return await self.outgoing(out, request)
+
+    def _track_delivery(self, client_id: str, delivered_to: list[str] | None) -> None:
+        if delivered_to is None:
+            self.proxy.delivered(client_id)
+        else:
+            delivered_to.append(client_id)
 
     def _failure(self, message: Message, exc: BaseException) -> Message:
         reply = meta.reply_skeleton(message)

@@ -48,6 +48,7 @@ class EventSourceSession:
 
     def push(self, messages: Sequence[Envelope]) -> None:
         if self._closing:
+            self.server.proxy.requeue(self.client_id, messages)
             return
         self._outbox.extend(messages)
         if len(self._outbox) > self._max_queue:
@@ -106,7 +107,12 @@ class EventSourceSession:
                 self._outbox.clear()
                 out = await self.server.outgoing(list(batch), self.request)
                 if out:
-                    await self._write(b"data: " + encode_items(out) + b"\r\n\r\n")
+                    try:
+                        await self._write(b"data: " + encode_items(out) + b"\r\n\r\n")
+                    except OSError:
+                        self.server.proxy.requeue(self.client_id, batch)
+                        raise
+                self.server.proxy.delivered(self.client_id)
             elif not done:
                 await self._write(b":\r\n\r\n")
             if self._closing:

@@ -101,7 +101,7 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def process_watching(
-    server: Server, messages: Any, request: Request, receive: Receive
+    server: Server, messages: Any, request: Request, receive: Receive, delivered_to: list[str]
 ) -> list[Item] | None:
     """Process a batch; if it holds a connect, give up when the client goes away.
 
@@ -109,8 +109,8 @@ async def process_watching(
     messages it had taken, so nothing is lost with the dead request.
     """
     if not has_connect(messages):
-        return await server.process(messages, request)
-    work = asyncio.ensure_future(server.process(messages, request))
+        return await server.process(messages, request, delivered_to)
+    work = asyncio.ensure_future(server.process(messages, request, delivered_to))
     gone = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -154,8 +154,9 @@ class PollingTransport:
         except ClientGone:
             return
         request = Request(scope)
+        delivered_to: list[str] = []
         try:
-            replies = await process_watching(self.server, messages, request, receive)
+            replies = await process_watching(self.server, messages, request, receive, delivered_to)
         except Exception:
             log.exception("failed to process %r", messages)
             await plain(send, 400, "Bad request")
@@ -173,6 +174,8 @@ class PollingTransport:
         else:
             headers.append((b"content-type", JSON_TYPE))
         await respond(send, 200, headers, body)
+        for client_id in delivered_to:
+            self.server.proxy.delivered(client_id)
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         body = await read_body(scope, receive, self.max_request_size)

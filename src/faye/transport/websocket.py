@@ -28,7 +28,18 @@ CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 
-_CLOSE = object()
+#: How long a server-side close waits for replies still being processed.
+CLOSE_GRACE = 1.0
+
+
+class _Frame:
+    """A reply frame, and the clients whose deliveries it carries."""
+
+    __slots__ = ("delivered_to", "text")
+
+    def __init__(self, text: bytes, delivered_to: list[str]) -> None:
+        self.text = text
+        self.delivered_to = delivered_to
 
 
 class WebSocketSession:
@@ -56,11 +67,15 @@ class WebSocketSession:
         self._frames: set[asyncio.Task[None]] = set()
         self._client_id: str | None = None
         self._closing = False
+        self._close_code = CLOSE_NORMAL
+        self._close_deadline = 0.0
 
     # -- PushSocket --------------------------------------------------------------------
 
     def push(self, messages: Sequence[Envelope]) -> None:
         if self._closing:
+            if self._client_id is not None:
+                self.proxy.requeue(self._client_id, messages)
             return
         self._outbox.extend(messages)
         if len(self._outbox) > self._max_queue:
@@ -73,9 +88,11 @@ class WebSocketSession:
         self._close_soon(CLOSE_NORMAL)
 
     def _close_soon(self, code: int) -> None:
+        """Close once the replies being worked on are written (a disconnect's own reply)."""
         if not self._closing:
             self._closing = True
-            self._outbox.append((_CLOSE, code))
+            self._close_code = code
+            self._close_deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
             self._wakeup.set()
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -122,7 +139,12 @@ class WebSocketSession:
         self._bind(messages)
         task = asyncio.ensure_future(self._process(messages))
         self._frames.add(task)
-        task.add_done_callback(self._frames.discard)
+        task.add_done_callback(self._frame_done)
+
+    def _frame_done(self, task: asyncio.Task[None]) -> None:
+        self._frames.discard(task)
+        if self._closing:
+            self._wakeup.set()
 
     def _bind(self, messages: Any) -> None:
         """Bind the socket to the client of the frame's first connect, as Faye does."""
@@ -138,27 +160,41 @@ class WebSocketSession:
                 return
 
     async def _process(self, messages: Any) -> None:
+        delivered_to: list[str] = []
         try:
-            replies = await self.server.process(messages, self.request)
+            replies = await self.server.process(messages, self.request, delivered_to)
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("failed to process a WebSocket frame")
             return
-        if not self._closing or replies:
-            self._outbox.append(encode_items(replies))
-            self._wakeup.set()
+        self._outbox.append(_Frame(encode_items(replies), delivered_to))
+        self._wakeup.set()
 
     async def _writer(self) -> None:
+        """Send in order; deliveries count as delivered once their frame is written."""
+        batch: list[Envelope] = []
+        client_id = None
         try:
             while True:
-                await self._wakeup.wait()
+                if self._closing:
+                    remaining = self._close_deadline - asyncio.get_running_loop().time()
+                    if not self._outbox and (not self._frames or remaining <= 0):
+                        await self._send({"type": "websocket.close", "code": self._close_code})
+                        return
+                    with contextlib.suppress(TimeoutError):
+                        await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.01))
+                else:
+                    await self._wakeup.wait()
                 self._wakeup.clear()
                 while self._outbox:
                     item = self._outbox.popleft()
-                    if isinstance(item, bytes):
-                        await self._send({"type": "websocket.send", "text": item.decode()})
-                    elif isinstance(item, Envelope):
+                    if isinstance(item, _Frame):
+                        await self._send({"type": "websocket.send", "text": item.text.decode()})
+                        for delivered in item.delivered_to:
+                            self.proxy.delivered(delivered)
+                    else:
+                        client_id = self._client_id
                         batch = [item]
                         while self._outbox and isinstance(self._outbox[0], Envelope):
                             batch.append(self._outbox.popleft())
@@ -166,8 +202,10 @@ class WebSocketSession:
                         if out:
                             frame = encode_items(out).decode()
                             await self._send({"type": "websocket.send", "text": frame})
-                    else:
-                        await self._send({"type": "websocket.close", "code": item[1]})
-                        return
+                        if client_id is not None:
+                            self.proxy.delivered(client_id)
+                        batch = []
         except (OSError, RuntimeError) as exc:
             log.debug("WebSocket write failed: %s", exc)
+            if batch and client_id is not None:
+                self.proxy.requeue(client_id, batch)

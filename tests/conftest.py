@@ -1,0 +1,47 @@
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Iterator
+
+import pytest
+
+from tests.support.engines import EngineKit
+from tests.support.redis_server import RedisServer, redis_available
+
+
+@pytest.fixture(scope="session")
+def redis_server() -> Iterator[RedisServer]:
+    """A private redis-server for the whole run (never the machine's 6379)."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+def _redis_engine_importable() -> bool:
+    try:
+        import faye.redis  # noqa: F401
+    except ImportError:
+        return False
+    return True
+
+
+ENGINE_KINDS = ["memory", "redis"]
+
+
+@pytest.fixture(params=ENGINE_KINDS)
+async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineKit]:
+    """The same contract suite runs against every engine."""
+    if request.param == "redis":
+        if not _redis_engine_importable():
+            pytest.skip("faye.redis is not built yet")
+        server: RedisServer = request.getfixturevalue("redis_server")
+        kit = EngineKit("redis", server.url)
+    else:
+        kit = EngineKit("memory")
+    try:
+        yield kit
+    finally:
+        await kit.close()

@@ -1,0 +1,77 @@
+"""Build engine proxies of every kind for the one engine contract suite."""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Sequence
+from typing import Any
+
+from faye.adapter import resolve_engine
+from faye.envelope import Envelope
+from faye.proxy import EngineProxy
+
+
+class CollectingSocket:
+    """A push target that records what the proxy delivers to one client."""
+
+    def __init__(self) -> None:
+        self.messages: list[dict[str, Any]] = []
+        self.closed = False
+        self.arrived = asyncio.Event()
+
+    def push(self, messages: Sequence[Envelope]) -> None:
+        self.messages.extend(m.copy() for m in messages)
+        self.arrived.set()
+
+    def close(self) -> None:
+        self.closed = True
+
+
+class EngineKit:
+    """Makes proxies sharing one backing store: one for memory, many for Redis."""
+
+    def __init__(self, kind: str, redis_url: str | None = None) -> None:
+        self.kind = kind
+        self.redis_url = redis_url
+        self.namespace = f"test-{uuid.uuid4().hex[:12]}"
+        self.proxies: list[EngineProxy] = []
+
+    @property
+    def distributed(self) -> bool:
+        return self.kind != "memory"
+
+    async def proxy(self, timeout: float = 1.0, **options: Any) -> EngineProxy:
+        if self.kind == "memory":
+            spec: Any = {"type": "memory", **options}
+        else:
+            spec = {
+                "type": "redis",
+                "url": self.redis_url,
+                "namespace": self.namespace,
+                "log_level": "silent",
+                **options,
+            }
+        factory, engine_options = resolve_engine(spec)
+        proxy = EngineProxy(factory, engine_options, timeout=timeout)
+        await proxy.start()
+        self.proxies.append(proxy)
+        return proxy
+
+    async def close(self) -> None:
+        for proxy in self.proxies:
+            await proxy.close()
+
+
+async def attach(proxy: EngineProxy, client_id: str) -> CollectingSocket:
+    """Give a client a live connection in ``proxy`` so deliveries are pushed to it."""
+    socket = CollectingSocket()
+    proxy.open_socket(client_id, socket)
+    await proxy.backend.ping(client_id)
+    await proxy.backend.empty_queue(client_id)
+    return socket
+
+
+async def settle(seconds: float = 0.05) -> None:
+    """Let cross-process notifications and zero-delay timers run."""
+    await asyncio.sleep(seconds)

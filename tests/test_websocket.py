@@ -1,0 +1,244 @@
+"""WebSocket and EventSource transports over real sockets."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+from collections.abc import AsyncIterator, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from websockets.asyncio.client import ClientConnection, connect
+from websockets.exceptions import ConnectionClosed
+
+from faye import ASGIAdapter
+from tests.support.live_server import LiveServer
+
+MOUNT = "/faye"
+
+
+@pytest.fixture
+def adapter() -> ASGIAdapter:
+    return ASGIAdapter(mount=MOUNT, timeout=2, max_request_size=16 * 1024)
+
+
+@pytest.fixture
+def live(adapter: ASGIAdapter) -> Iterator[LiveServer]:
+    server = LiveServer(adapter, ws="websockets-sansio").start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live.base, timeout=10) as client:
+        yield client
+
+
+@pytest.fixture
+async def ws(live: LiveServer) -> AsyncIterator[ClientConnection]:
+    async with connect(live.ws_base + MOUNT) as socket:
+        yield socket
+
+
+async def exchange(ws: ClientConnection, messages: Any, timeout: float = 3) -> list[dict[str, Any]]:
+    await ws.send(json.dumps(messages))
+    return await receive(ws, timeout)
+
+
+async def receive(ws: ClientConnection, timeout: float = 3) -> list[dict[str, Any]]:
+    frame = await asyncio.wait_for(ws.recv(), timeout)
+    assert isinstance(frame, str), "Bayeux frames must be text"
+    result: list[dict[str, Any]] = json.loads(frame)
+    return result
+
+
+async def ws_handshake(ws: ClientConnection) -> str:
+    (reply,) = await exchange(
+        ws,
+        [
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["websocket"],
+            }
+        ],
+    )
+    assert reply["successful"]
+    client_id: str = reply["clientId"]
+    return client_id
+
+
+def connect_msg(client_id: str, **extra: Any) -> dict[str, Any]:
+    return {
+        "channel": "/meta/connect",
+        "clientId": client_id,
+        "connectionType": "websocket",
+        **extra,
+    }
+
+
+async def test_empty_frame_gets_empty_frame(ws: ClientConnection) -> None:
+    assert await exchange(ws, []) == []
+
+
+async def test_push_while_connect_is_held(ws: ClientConnection, http: httpx.AsyncClient) -> None:
+    alice = await ws_handshake(ws)
+    replies = await exchange(
+        ws,
+        [
+            {
+                "channel": "/meta/subscribe",
+                "clientId": alice,
+                "subscription": "/room/**",
+                "id": "s",
+            },
+            connect_msg(alice, id="c1", advice={"timeout": 0}),
+        ],
+    )
+    assert [(r["id"], r["successful"]) for r in replies] == [("s", True), ("c1", True)]
+    await ws.send(json.dumps([connect_msg(alice, id="c2")]))
+    await asyncio.sleep(0.1)
+    await http.post(MOUNT, json={"channel": "/room/a/b", "data": "pushed", "id": "p"})
+    pushed = await receive(ws)
+    assert pushed == [{"channel": "/room/a/b", "data": "pushed", "id": "p"}]
+    held_reply = await receive(ws, timeout=4)
+    assert held_reply[0]["id"] == "c2" and held_reply[0]["successful"]
+
+
+async def test_bad_frames_are_ignored_and_socket_survives(ws: ClientConnection) -> None:
+    for frame in ["not json", "42", '"string"', "[ }"]:
+        await ws.send(frame)
+    assert await exchange(ws, [{"channel": "/meta/p"}]) == [
+        {"channel": "/meta/p", "successful": False, "error": "403:/meta/p:Forbidden channel"}
+    ]
+
+
+async def test_oversized_frame_closes_with_1009(ws: ClientConnection) -> None:
+    await ws.send(json.dumps({"channel": "/x", "data": "y" * 20_000}))
+    with pytest.raises(ConnectionClosed) as closed:
+        await asyncio.wait_for(ws.recv(), 3)
+    assert closed.value.rcvd is not None and closed.value.rcvd.code == 1009
+
+
+async def test_disconnect_replies_then_closes(ws: ClientConnection) -> None:
+    alice = await ws_handshake(ws)
+    await ws.send(json.dumps([connect_msg(alice, id="held")]))
+    await asyncio.sleep(0.1)
+    await ws.send(json.dumps([{"channel": "/meta/disconnect", "clientId": alice, "id": "d"}]))
+    frames = [await receive(ws), await receive(ws)]
+    ids = sorted(r["id"] for frame in frames for r in frame)
+    assert ids == ["d", "held"]
+    with pytest.raises(ConnectionClosed):
+        await asyncio.wait_for(ws.recv(), 3)
+
+
+async def test_socket_switching_client_answers_the_old_connect(
+    ws: ClientConnection, adapter: ASGIAdapter
+) -> None:
+    alice = await ws_handshake(ws)
+    bob = await ws_handshake(ws)
+    await ws.send(json.dumps([connect_msg(alice, id="a")]))
+    await asyncio.sleep(0.1)
+    await ws.send(json.dumps([connect_msg(bob, id="b", advice={"timeout": 0})]))
+    got = {r["id"] for _ in range(2) for r in await receive(ws, timeout=1)}
+    assert got == {"a", "b"}
+    assert await exchange(ws, []) == []
+
+
+async def test_socket_closed_mid_connect_keeps_messages(
+    live: LiveServer, http: httpx.AsyncClient, adapter: ASGIAdapter
+) -> None:
+    async with connect(live.ws_base + MOUNT) as socket:
+        alice = await ws_handshake(socket)
+        await exchange(
+            socket,
+            [
+                {"channel": "/meta/subscribe", "clientId": alice, "subscription": "/kept"},
+                connect_msg(alice, advice={"timeout": 0}),
+            ],
+        )
+        await socket.send(json.dumps([connect_msg(alice)]))
+        await asyncio.sleep(0.1)
+    for _ in range(50):
+        if not adapter.proxy.has_connection(alice):
+            break
+        await asyncio.sleep(0.02)
+    assert not adapter.proxy.has_connection(alice)
+    await http.post(MOUNT, json={"channel": "/kept", "data": 1})
+    response = await http.post(
+        MOUNT,
+        json={"channel": "/meta/connect", "clientId": alice, "connectionType": "long-polling"},
+    )
+    assert [m.get("data") for m in response.json()[1:]] == [1]
+
+
+async def test_many_pushes_arrive_in_order(ws: ClientConnection, http: httpx.AsyncClient) -> None:
+    alice = await ws_handshake(ws)
+    await exchange(
+        ws,
+        [
+            {"channel": "/meta/subscribe", "clientId": alice, "subscription": "/seq"},
+            connect_msg(alice, advice={"timeout": 0}),
+        ],
+    )
+    await ws.send(json.dumps([connect_msg(alice)]))
+    await asyncio.sleep(0.05)
+    batch = [{"channel": "/seq", "data": n} for n in range(200)]
+    await http.post(MOUNT, json=batch)
+    seen: list[int] = []
+    while len(seen) < 200:
+        for message in await receive(ws):
+            if message.get("channel") == "/seq":
+                seen.append(message["data"])
+    assert seen == list(range(200))
+
+
+# -- EventSource -------------------------------------------------------------------------
+
+
+async def test_eventsource_stream(http: httpx.AsyncClient, live: LiveServer) -> None:
+    (reply,) = (
+        await http.post(
+            MOUNT,
+            json={
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": ["eventsource"],
+            },
+        )
+    ).json()
+    alice = reply["clientId"]
+    async with (
+        httpx.AsyncClient(base_url=live.base, timeout=10) as stream_client,
+        stream_client.stream(
+            "GET", f"{MOUNT}/{alice}", headers={"accept": "text/event-stream"}
+        ) as stream,
+    ):
+        assert stream.status_code == 200
+        assert stream.headers["content-type"] == "text/event-stream"
+        lines = stream.aiter_lines()
+        assert await asyncio.wait_for(anext(lines), 3) == "retry: 5000"
+        subscribed = await http.post(
+            MOUNT,
+            json=[
+                {"channel": "/meta/subscribe", "clientId": alice, "subscription": "/es"},
+                {"channel": "/meta/connect", "clientId": alice, "connectionType": "eventsource"},
+            ],
+        )
+        connect_reply = subscribed.json()[1]
+        assert connect_reply["advice"] == {"reconnect": "retry", "interval": 2000, "timeout": 0}
+        await http.post(MOUNT, json={"channel": "/es", "data": "streamed"})
+        while True:
+            line = await asyncio.wait_for(anext(lines), 3)
+            if line.startswith("data: "):
+                assert json.loads(line[6:]) == [{"channel": "/es", "data": "streamed"}]
+                break
+
+
+async def test_eventsource_for_unknown_client(http: httpx.AsyncClient) -> None:
+    response = await http.get(f"{MOUNT}/nobody", headers={"accept": "text/event-stream"})
+    assert response.status_code == 400
