@@ -169,7 +169,7 @@ async def setup_trio(proxy: EngineProxy) -> tuple[list[str], dict[str, Any]]:
 
 async def test_publish_without_subscribers(engines: EngineKit) -> None:
     proxy = await engines.proxy()
-    (alice, bob, carol), inbox = await setup_trio(proxy)
+    (alice, _, _), inbox = await setup_trio(proxy)
     published = recorder(proxy, "publish")
     await proxy.publish({"channel": "/messages/foo", "data": "ok", "clientId": alice})
     await settle(0.1)
