@@ -15,7 +15,7 @@ from tests.support.redis_server import free_port
 
 
 class LiveServer:
-    def __init__(self, app: Any, *, ws: str = "websockets") -> None:
+    def __init__(self, app: Any, *, ws: str = "websockets-sansio") -> None:
         self.app = app
         self.port = free_port()
         config = uvicorn.Config(
