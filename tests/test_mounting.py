@@ -16,7 +16,11 @@ from websockets.asyncio.client import connect
 from faye import ASGIAdapter
 from tests.support.live_server import LiveServer
 
-HANDSHAKE = {"channel": "/meta/handshake", "version": "1.0", "supportedConnectionTypes": ["websocket"]}
+HANDSHAKE = {
+    "channel": "/meta/handshake",
+    "version": "1.0",
+    "supportedConnectionTypes": ["websocket"],
+}
 
 
 async def check_bayeux(base: str, ws_base: str, path: str) -> None:

@@ -71,7 +71,9 @@ class Engine(ABC):
     async def destroy_client(self, client_id: str) -> list[str] | None:
         """Forget a client; return the channels it was subscribed to, None if unknown.
 
-        Must make ``host.on_close(client_id)`` happen in every process.
+        Must make ``host.on_close(client_id)`` happen in every *other* process; the
+        proxy runs it here itself, after the unsubscribe and disconnect events, so the
+        events keep Faye's order.
         """
 
     @abstractmethod

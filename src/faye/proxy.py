@@ -167,6 +167,7 @@ class EngineProxy(EventEmitter):
         for channel in removed:
             self.trigger("unsubscribe", client_id, channel)
         self.trigger("disconnect", client_id)
+        self.on_close(client_id)
 
     async def subscribe(self, client_id: str, channel: str) -> None:
         if await self.backend.subscribe(client_id, channel):

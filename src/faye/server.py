@@ -54,23 +54,37 @@ class Server:
         batch = messages if isinstance(messages, list) else [messages]
         replies: list[Item] = []
         held: list[asyncio.Task[list[Item]]] = []
+        # Deliveries taken by this batch's connects; put back if the batch never returns
+        # (the transport gave up on it, or another message raised).
+        taken: list[tuple[str, list[Envelope]]] = []
+        returned = False
         try:
             for raw in batch:
+                if not meta.js_truthy(raw):
+                    continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
-                    work = self._process_one(message, request, delivered_to)
+                    work = self._process_one(message, request, delivered_to, taken)
                     held.append(asyncio.ensure_future(work))
                 else:
                     replies.extend(await self._process_one(message, request, delivered_to))
             for result in asyncio.as_completed(held):
                 replies.extend(await result)
+            returned = True
         finally:
             for task in held:
                 task.cancel()
+            if not returned:
+                for client_id, envelopes in taken:
+                    self.proxy.requeue(client_id, envelopes)
         return replies
 
     async def _process_one(
-        self, message: Message, request: Any, delivered_to: list[str] | None
+        self,
+        message: Message,
+        request: Any,
+        delivered_to: list[str] | None,
+        taken: list[tuple[str, list[Envelope]]] | None = None,
     ) -> list[Item]:
         incoming = await self.extensions.incoming(message, request)
         if incoming is None:
@@ -88,6 +102,9 @@ class Server:
                     out = await handler(incoming, local)
                     if len(out) > 1 and channel == channels.CONNECT:
                         self._track_delivery(incoming["clientId"], delivered_to)
+                        if taken is not None:
+                            envelopes = [i for i in out if isinstance(i, Envelope)]
+                            taken.append((incoming["clientId"], envelopes))
             else:
                 out = await self._publish(incoming)
         except (EngineError, OSError, ConnectionError, TimeoutError) as exc:

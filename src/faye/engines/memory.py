@@ -47,7 +47,6 @@ class MemoryEngine(Engine):
             self._drop_member(channel, client_id)
         self._clients.discard(client_id)
         self._queues.pop(client_id, None)
-        self.host.on_close(client_id)
         return removed
 
     async def ping(self, client_id: str) -> None:

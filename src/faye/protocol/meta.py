@@ -27,20 +27,33 @@ CONNECTION_TYPES: Final = (
 )
 
 
+def js_truthy(value: Any) -> bool:
+    """JavaScript truthiness, which Faye's checks use (``if (message.clientId)``).
+
+    Unlike Python, ``[]`` and ``{}`` are true; ``None``, ``False``, ``0``, NaN and
+    ``""`` are false.
+    """
+    if value is None or value is False:
+        return False
+    if isinstance(value, str):
+        return value != ""
+    if isinstance(value, int | float):
+        return value == value and value != 0
+    return True
+
+
 def reply_skeleton(message: Message) -> Message:
-    """The fields every reply starts from; nothing else of the request is echoed."""
+    """The fields every reply starts from; nothing else of the request is echoed.
+
+    Like Faye, a field is copied only when it is truthy: ``clientId: null`` is not
+    echoed.
+    """
     reply: Message = {}
-    msg_id = message.get("id")
-    if msg_id:
-        reply["id"] = msg_id
-    if "clientId" in message:
-        reply["clientId"] = message["clientId"]
-    if "channel" in message:
-        reply["channel"] = message["channel"]
-    error = message.get("error")
-    if error:
-        reply["error"] = error
-    reply["successful"] = not error
+    for field in ("id", "clientId", "channel", "error"):
+        value = message.get(field)
+        if js_truthy(value):
+            reply[field] = value
+    reply["successful"] = "error" not in reply
     return reply
 
 
@@ -53,10 +66,10 @@ def check_handshake(message: Message, reply: Message) -> bool:
     """Validate a handshake into ``reply``; True means: create a client."""
     reply["version"] = BAYEUX_VERSION
     reply["supportedConnectionTypes"] = list(CONNECTION_TYPES)
-    if not message.get("version"):
+    if not js_truthy(message.get("version")):
         _fail(reply, errors.parameter_missing("version"))
     offered = message.get("supportedConnectionTypes")
-    if offered is not None:
+    if js_truthy(offered):
         offered_list = offered if isinstance(offered, list) else [offered]
         if not any(isinstance(t, str) and t in CONNECTION_TYPES for t in offered_list):
             _fail(reply, errors.conntype_mismatch(offered_list))
@@ -70,11 +83,11 @@ def check_connect(message: Message, reply: Message, exists: bool) -> bool:
     connection_type = message.get("connectionType")
     if not exists:
         _fail(reply, errors.client_unknown(client_id))
-    if not client_id:
+    if not js_truthy(client_id):
         _fail(reply, errors.parameter_missing("clientId"))
     if connection_type not in CONNECTION_TYPES:
         _fail(reply, errors.conntype_mismatch(connection_type))
-    if not connection_type:
+    if not js_truthy(connection_type):
         _fail(reply, errors.parameter_missing("connectionType"))
     if not reply["successful"]:
         reply.pop("clientId", None)
@@ -85,7 +98,7 @@ def check_disconnect(message: Message, reply: Message, exists: bool) -> bool:
     client_id = message.get("clientId")
     if not exists:
         _fail(reply, errors.client_unknown(client_id))
-    if not client_id:
+    if not js_truthy(client_id):
         _fail(reply, errors.parameter_missing("clientId"))
     if not reply["successful"]:
         reply.pop("clientId", None)
@@ -101,12 +114,13 @@ def check_subscription(message: Message, reply: Message, exists: bool) -> list[A
     """
     client_id = message.get("clientId")
     subscription = message.get("subscription")
-    reply["subscription"] = subscription if subscription is not None else []
+    given = js_truthy(subscription)
+    reply["subscription"] = subscription if given else []
     if not exists:
         _fail(reply, errors.client_unknown(client_id))
-    if not client_id:
+    if not js_truthy(client_id):
         _fail(reply, errors.parameter_missing("clientId"))
-    if subscription is None:
+    if not given:
         _fail(reply, errors.parameter_missing("subscription"))
     if not reply["successful"]:
         return None
