@@ -4,13 +4,16 @@
 Usage (same CLI/output contract as faye_client.js)::
 
     python aiocometd_client.py --url http://127.0.0.1:PORT/faye --mode subscribe \
-        --channel '/x/*' --count 3 [--transport long-polling|websocket] [--timeout 20]
+        --channel '/x/*' --count 3 [--transport long-polling|websocket] [--timeout 20] \
+        [--linger 0]
     python aiocometd_client.py --url http://127.0.0.1:PORT/faye --mode publish \
         --channel /x/y --count 3 --data '{"hello":"world"}' [--transport ...]
 
 stdout: ``READY`` / ``{"channel":...,"data":...}`` lines / ``PUBLISHED``;
-errors go to stderr with a non-zero exit status (3 on --timeout).
+errors go to stderr with a non-zero exit status (3 on --timeout; 4 when a
+message arrives during --linger seconds after the N expected ones).
 """
+
 from __future__ import annotations
 
 import argparse
@@ -51,18 +54,27 @@ class FirstConnectNoWait(Extension):
 
 
 def parse_args(argv: list[str]) -> argparse.Namespace:
-    p = argparse.ArgumentParser(description=__doc__,
-                                formatter_class=argparse.RawDescriptionHelpFormatter)
+    p = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     p.add_argument("--url", required=True)
     p.add_argument("--mode", required=True, choices=["subscribe", "publish"])
     p.add_argument("--channel", required=True)
     p.add_argument("--count", type=int, default=1)
-    p.add_argument("--transport", default="long-polling",
-                   choices=["long-polling", "websocket"])
+    p.add_argument("--transport", default="long-polling", choices=["long-polling", "websocket"])
     p.add_argument("--data", default="{}")
     p.add_argument("--timeout", type=float, default=20.0)
-    p.add_argument("--no-first-connect-fix", action="store_true",
-                   help="do not add advice.timeout=0 to the first /meta/connect")
+    p.add_argument(
+        "--linger",
+        type=float,
+        default=0.0,
+        help="after N messages keep listening this long; extra message -> exit 4",
+    )
+    p.add_argument(
+        "--no-first-connect-fix",
+        action="store_true",
+        help="do not add advice.timeout=0 to the first /meta/connect",
+    )
     ns = p.parse_args(argv)
     try:
         ns.data = json.loads(ns.data)
@@ -92,8 +104,18 @@ async def run(opts: argparse.Namespace) -> int:
                 if "data" not in msg:
                     continue
                 received += 1
-                print(json.dumps({"channel": msg["channel"], "data": msg["data"]}),
-                      flush=True)
+                print(json.dumps({"channel": msg["channel"], "data": msg["data"]}), flush=True)
+            loop = asyncio.get_running_loop()
+            until = loop.time() + opts.linger
+            while (left := until - loop.time()) > 0:
+                try:
+                    msg = await asyncio.wait_for(client.receive(), left)
+                except TimeoutError:
+                    break
+                if "data" in msg:
+                    print(json.dumps({"channel": msg["channel"], "data": msg["data"]}), flush=True)
+                    _err(f"unexpected extra message after {opts.count}")
+                    return 4
         else:
             for i in range(opts.count):
                 payload = dict(opts.data)
@@ -107,7 +129,7 @@ async def run(opts: argparse.Namespace) -> int:
     finally:
         try:
             await asyncio.wait_for(client.close(), 2)
-        except Exception as exc:  # noqa: BLE001 - best effort on the way out
+        except Exception as exc:
             _err(f"close: {exc!r}")
 
 
@@ -127,15 +149,14 @@ def main() -> int:
 
         loop.set_exception_handler(handler)
         try:
-            return await asyncio.wait_for(run(opts), opts.timeout)
-        except asyncio.TimeoutError:
-            _err(f"timeout after {opts.timeout}s (mode={opts.mode}, "
-                 f"transport={opts.transport})")
+            return await asyncio.wait_for(run(opts), opts.timeout + opts.linger)
+        except TimeoutError:
+            _err(f"timeout after {opts.timeout}s (mode={opts.mode}, transport={opts.transport})")
             return 3
 
     try:
         return asyncio.run(guarded())
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         _err(f"error: {exc!r}")
         return 1
 

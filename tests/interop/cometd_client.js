@@ -4,7 +4,7 @@
 //
 // Usage (same CLI/output contract as faye_client.js):
 //   node cometd_client.js --url http://127.0.0.1:PORT/faye --mode subscribe \
-//        --channel /x/** --count 3 [--transport long-polling|websocket] [--timeout 20]
+//        --channel /x/** --count 3 [--transport long-polling|websocket] [--timeout 20] [--linger 0]
 //   node cometd_client.js --url http://127.0.0.1:PORT/faye --mode publish \
 //        --channel /x/y --count 3 --data '{"hello":"world"}' [--transport ...]
 //
@@ -13,7 +13,7 @@
 'use strict';
 
 function parseArgs(argv) {
-  const opts = { transport: 'long-polling', count: 1, timeout: 20, data: '{}' };
+  const opts = { transport: 'long-polling', count: 1, timeout: 20, linger: 0, data: '{}' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) fail(`unexpected argument: ${a}`, 2);
@@ -29,6 +29,7 @@ function parseArgs(argv) {
   if (!['long-polling', 'websocket'].includes(opts.transport)) fail(`bad --transport ${opts.transport}`, 2);
   opts.count = parseInt(opts.count, 10);
   opts.timeout = parseFloat(opts.timeout);
+  opts.linger = parseFloat(opts.linger);
   try { opts.data = JSON.parse(opts.data); } catch (e) { fail(`--data is not JSON: ${e.message}`, 2); }
   if (opts.data === null || typeof opts.data !== 'object' || Array.isArray(opts.data)) {
     fail('--data must be a JSON object', 2);
@@ -99,10 +100,17 @@ async function main() {
       let received = 0;
       let done = false;
       cometd.subscribe(opts.channel, (message) => {
-        if (done) return;
-        received++;
         out(JSON.stringify({ channel: message.channel, data: message.data }));
-        if (received >= opts.count) { done = true; bye(); }
+        if (done) {
+          fail(`unexpected extra message after ${opts.count}`, 4);
+          return;
+        }
+        received++;
+        if (received >= opts.count) {
+          done = true;
+          clearTimeout(timer);
+          setTimeout(bye, opts.linger * 1000);
+        }
       }, (subReply) => {
         if (!subReply.successful) {
           fail(`subscribe failed: ${JSON.stringify(subReply)}`, 1);

@@ -3,12 +3,13 @@
 //
 // Usage:
 //   node faye_client.js --url http://127.0.0.1:PORT/faye --mode subscribe \
-//        --channel /x/* --count 3 [--transport long-polling|websocket] [--timeout 20]
+//        --channel /x/* --count 3 [--transport long-polling|websocket] [--timeout 20] [--linger 0]
 //   node faye_client.js --url http://127.0.0.1:PORT/faye --mode publish \
 //        --channel /x/y --count 3 --data '{"hello":"world"}' [--transport ...]
 //
 // Output contract (stdout, one line each):
-//   subscribe: READY, then one {"channel":...,"data":...} line per message; exit 0 after N.
+//   subscribe: READY, then one {"channel":...,"data":...} line per message; exit 0 after N
+//              (after N, --linger S keeps listening S seconds and exits 4 on any extra message).
 //   publish:   PUBLISHED after all N publishes are acknowledged; exit 0.
 //   Any failure / --timeout: message on stderr, exit non-zero.
 'use strict';
@@ -16,7 +17,7 @@
 const faye = require('faye');
 
 function parseArgs(argv) {
-  const opts = { transport: 'long-polling', count: 1, timeout: 20, data: '{}' };
+  const opts = { transport: 'long-polling', count: 1, timeout: 20, linger: 0, data: '{}' };
   for (let i = 0; i < argv.length; i++) {
     const a = argv[i];
     if (!a.startsWith('--')) fail(`unexpected argument: ${a}`, 2);
@@ -32,6 +33,7 @@ function parseArgs(argv) {
   if (!['long-polling', 'websocket'].includes(opts.transport)) fail(`bad --transport ${opts.transport}`, 2);
   opts.count = parseInt(opts.count, 10);
   opts.timeout = parseFloat(opts.timeout);
+  opts.linger = parseFloat(opts.linger);
   try { opts.data = JSON.parse(opts.data); } catch (e) { fail(`--data is not JSON: ${e.message}`, 2); }
   if (opts.data === null || typeof opts.data !== 'object' || Array.isArray(opts.data)) {
     fail('--data must be a JSON object', 2);
@@ -57,7 +59,8 @@ function finish() {
 const opts = parseArgs(process.argv.slice(2));
 
 const timer = setTimeout(() => {
-  fail(`timeout after ${opts.timeout}s (mode=${opts.mode}, transport=${opts.transport})`, 3);
+  fail(`timeout after ${opts.timeout}s (mode=${opts.mode}, transport=${opts.transport}, ` +
+       `current transport=${currentTransport()})`, 3);
 }, opts.timeout * 1000);
 
 const client = new faye.Client(opts.url, { timeout: 30, retry: 1 });
@@ -86,14 +89,16 @@ if (opts.mode === 'subscribe') {
   let done = false;
   const sub = client.subscribe(opts.channel);
   sub.withChannel((channel, data) => {
-    if (done) return;
-    received++;
     out(JSON.stringify({ channel, data }));
+    if (done) {
+      fail(`unexpected extra message after ${opts.count}`, 4);
+      return;
+    }
+    received++;
     if (received >= opts.count) {
       done = true;
       clearTimeout(timer);
-      client.disconnect();
-      finish();
+      setTimeout(() => { client.disconnect(); finish(); }, opts.linger * 1000);
     }
   });
   sub.then(() => {

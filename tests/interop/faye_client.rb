@@ -4,7 +4,7 @@
 #
 # Usage (same CLI/output contract as faye_client.js):
 #   ruby faye_client.rb --url http://127.0.0.1:PORT/faye --mode subscribe \
-#        --channel '/x/*' --count 3 [--transport long-polling|websocket] [--timeout 20]
+#        --channel '/x/*' --count 3 [--transport long-polling|websocket] [--timeout 20] [--linger 0]
 #   ruby faye_client.rb --url http://127.0.0.1:PORT/faye --mode publish \
 #        --channel /x/y --count 3 --data '{"hello":"world"}' [--transport ...]
 #
@@ -23,7 +23,7 @@ def fail!(msg, code = 1)
 end
 
 def parse_args(argv)
-  opts = { 'transport' => 'long-polling', 'count' => '1', 'timeout' => '20', 'data' => '{}' }
+  opts = { 'transport' => 'long-polling', 'count' => '1', 'timeout' => '20', 'linger' => '0', 'data' => '{}' }
   i = 0
   while i < argv.length
     a = argv[i]
@@ -44,6 +44,7 @@ def parse_args(argv)
   fail!("bad --transport #{opts['transport']}", 2) unless %w[long-polling websocket].include?(opts['transport'])
   opts['count'] = Integer(opts['count'])
   opts['timeout'] = Float(opts['timeout'])
+  opts['linger'] = Float(opts['linger'])
   begin
     opts['data'] = JSON.parse(opts['data'])
   rescue JSON::ParserError => e
@@ -62,16 +63,17 @@ def finish!
 end
 
 EM.run do
-  EM.add_timer(opts['timeout']) do
-    fail!("timeout after #{opts['timeout']}s (mode=#{opts['mode']}, transport=#{want})", 3)
-  end
-
   client = Faye::Client.new(opts['url'], timeout: 30, retry: 1)
   client.disable('websocket') if want == 'long-polling'
 
   transport = lambda do
     d = client.instance_variable_get(:@dispatcher)
     d && d.connection_type
+  end
+
+  deadline = EM.add_timer(opts['timeout']) do
+    fail!("timeout after #{opts['timeout']}s (mode=#{opts['mode']}, transport=#{want}, " \
+          "current transport=#{transport.call.inspect})", 3)
   end
 
   # Like the JS client, Ruby Faye handshakes over long-polling and upgrades to
@@ -101,12 +103,13 @@ EM.run do
     done = false
     sub = client.subscribe(opts['channel'])
     sub.with_channel do |channel, data|
-      next if done
-      received += 1
       $stdout.puts JSON.generate('channel' => channel, 'data' => data)
+      fail!("unexpected extra message after #{opts['count']}", 4) if done
+      received += 1
       if received >= opts['count']
         done = true
-        disconnect_and_exit.call
+        EM.cancel_timer(deadline)
+        EM.add_timer(opts['linger']) { disconnect_and_exit.call }
       end
     end
     sub.callback do

@@ -1,0 +1,89 @@
+#!/usr/bin/env bash
+# Install everything the third-party interop clients in this directory need.
+#
+#   bash tests/interop/install.sh
+#
+# Idempotent and non-interactive; meant to run as root on a Debian machine
+# (CI, a fresh dev box).  Prints nothing when all is well; on any failure it
+# prints the failing step's output and exits non-zero.
+#
+#   * ruby-faye (Debian package; brings ruby, eventmachine, em-http-request,
+#     faye-websocket) - only when `ruby -e 'require "faye"'` fails.
+#   * node + npm (Debian packages) - only when `node`/`npm` are missing.
+#   * npm ci in this directory - only when node_modules is missing or was
+#     installed from a different package.json/package-lock.json.
+#   * aiocometd-noloop (PyPI) into the project's virtualenv - only when that
+#     Python cannot import it.  Python is $INTEROP_PYTHON, else the active
+#     $VIRTUAL_ENV, else <repo>/.venv; skipped if none exists.
+set -euo pipefail
+
+HERE="$(cd "$(dirname "${BASH_SOURCE[0]}")" && pwd)"
+REPO="$(cd "$HERE/../.." && pwd)"
+LOG="$(mktemp -t interop-install.XXXXXX)"
+trap 'rm -f "$LOG"' EXIT
+
+die() {
+    echo "interop/install.sh: $*" >&2
+    if [ -s "$LOG" ]; then
+        echo "---- output of the failing step ----" >&2
+        tail -n 80 "$LOG" >&2
+    fi
+    exit 1
+}
+
+# run STEP-DESCRIPTION CMD... : run quietly, show output only on failure.
+run() {
+    local what="$1"; shift
+    : >"$LOG"
+    "$@" >"$LOG" 2>&1 || die "$what failed (exit $?): $*"
+}
+
+APT_UPDATED=0
+apt_install() {
+    command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
+    if [ "$(id -u)" != 0 ]; then die "need root to apt-get install $*"; fi
+    if [ "$APT_UPDATED" = 0 ]; then
+        run "apt-get update" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        APT_UPDATED=1
+    fi
+    run "apt-get install $*" env DEBIAN_FRONTEND=noninteractive \
+        apt-get install -y -q --no-install-recommends "$@"
+}
+
+# --- Ruby Faye client ------------------------------------------------------
+if ! ruby -e 'require "faye"; require "eventmachine"' >/dev/null 2>&1; then
+    apt_install ruby-faye
+    ruby -e 'require "faye"; require "eventmachine"' >"$LOG" 2>&1 \
+        || die "ruby-faye installed but 'require \"faye\"' still fails"
+fi
+
+# --- Node + npm packages ---------------------------------------------------
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+    apt_install nodejs npm
+fi
+node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' \
+    || die "Node >= 18 required (cometd-nodejs-client), found $(node --version)"
+
+STAMP="$HERE/node_modules/.interop-install-stamp"
+WANT="$(cat "$HERE/package.json" "$HERE/package-lock.json" | sha256sum | cut -d' ' -f1)"
+if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
+    (cd "$HERE" && run "npm ci" npm ci --no-audit --no-fund --loglevel=error)
+    echo "$WANT" >"$STAMP"
+fi
+(cd "$HERE" && node -e 'require("faye"); import("cometd").then(() => import("cometd-nodejs-client"))' \
+    >"$LOG" 2>&1) || die "npm packages installed but cannot be loaded"
+
+# --- Python aiocometd-noloop ------------------------------------------------
+PY="${INTEROP_PYTHON:-}"
+if [ -z "$PY" ] && [ -n "${VIRTUAL_ENV:-}" ] && [ -x "$VIRTUAL_ENV/bin/python" ]; then
+    PY="$VIRTUAL_ENV/bin/python"
+fi
+if [ -z "$PY" ] && [ -x "$REPO/.venv/bin/python" ]; then
+    PY="$REPO/.venv/bin/python"
+fi
+if [ -n "$PY" ]; then
+    if ! "$PY" -c 'import aiocometd_noloop' >/dev/null 2>&1; then
+        run "pip install aiocometd-noloop" "$PY" -m pip install -q aiocometd-noloop==0.4.9
+    fi
+fi
+exit 0
