@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import json
 import logging
 import os
 import sys
@@ -43,6 +44,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument("--namespace", default=os.environ.get("FAYE_NAMESPACE"))
     serve.add_argument(
+        "--engine-option",
+        action="append",
+        default=[],
+        metavar="NAME=VALUE",
+        help="a Redis engine option (gc_interval=30, pool_size=10, ...); VALUE is JSON or text",
+    )
+    serve.add_argument(
         "--client-script",
         default=os.environ.get("FAYE_CLIENT_JS"),
         help="path to faye-browser-min.js, served at <mount>/client.js",
@@ -55,7 +63,30 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
     )
+    gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
+    gc.add_argument("--redis", default=os.environ.get("FAYE_REDIS_URL"), required=False)
+    gc.add_argument("--namespace", default=os.environ.get("FAYE_NAMESPACE"))
+    gc.add_argument(
+        "--timeout",
+        type=float,
+        default=_env_float("FAYE_TIMEOUT", 25.0),
+        help="the servers' --timeout; clients idle for twice as long are collected",
+    )
     return parser
+
+
+def engine_options(pairs: Sequence[str]) -> dict[str, Any]:
+    """``NAME=VALUE`` pairs; VALUE is read as JSON when it is JSON (numbers, false, {...})."""
+    options: dict[str, Any] = {}
+    for pair in pairs:
+        name, sep, raw = pair.partition("=")
+        if not sep or not name:
+            raise SystemExit(f"--engine-option expects NAME=VALUE, got {pair!r}")
+        try:
+            options[name] = json.loads(raw)
+        except ValueError:
+            options[name] = raw
+    return options
 
 
 def make_adapter(args: argparse.Namespace) -> Any:
@@ -63,9 +94,11 @@ def make_adapter(args: argparse.Namespace) -> Any:
 
     engine: Any = None
     if args.redis:
-        engine = {"type": "redis", "url": args.redis}
+        engine = {"type": "redis", "url": args.redis, **engine_options(args.engine_option)}
         if args.namespace:
             engine["namespace"] = args.namespace
+    elif args.engine_option:
+        raise SystemExit("--engine-option needs --redis")
     return ASGIAdapter(
         mount=args.mount,
         timeout=args.timeout,
@@ -97,9 +130,24 @@ def serve(args: argparse.Namespace) -> None:
     )
 
 
+def collect(args: argparse.Namespace) -> None:
+    """The seed's rake task: one garbage collection, e.g. from cron."""
+    import asyncio
+
+    if not args.redis:
+        raise SystemExit("faye gc needs --redis URL (or FAYE_REDIS_URL)")
+    from faye.redis import collect_garbage
+
+    count = asyncio.run(collect_garbage(args.redis, args.namespace, server_timeout=args.timeout))
+    print(f"collected {count} expired client(s)")
+
+
 def main(argv: Sequence[str] | None = None) -> None:
     args = build_parser().parse_args(argv)
-    if args.command == "serve":
-        serve(args)
-    else:  # pragma: no cover - argparse enforces the choices
-        sys.exit(2)
+    try:
+        if args.command == "serve":
+            serve(args)
+        elif args.command == "gc":
+            collect(args)
+    except ValueError as exc:  # bad options: say so plainly, no traceback
+        sys.exit(f"faye: {exc}")

@@ -22,6 +22,42 @@ log = logging.getLogger("faye.server")
 RETRY_AFTER_FAILURE_MS = 1000
 
 
+class Batch:
+    """A batch after dispatch: its immediate replies and its held connects."""
+
+    __slots__ = ("held", "proxy", "replies", "taken")
+
+    def __init__(self, proxy: EngineProxy) -> None:
+        self.proxy = proxy
+        self.replies: list[Item] = []
+        self.held: list[asyncio.Task[list[Item]]] = []
+        # Deliveries taken by the held connects: put back if the batch never completes
+        # (the transport gave up on it, or something raised).
+        self.taken: list[tuple[str, list[Envelope]]] = []
+
+    @property
+    def waiting(self) -> bool:
+        return bool(self.held)
+
+    async def finish(self) -> list[Item]:
+        completed = False
+        try:
+            for result in asyncio.as_completed(self.held):
+                self.replies.extend(await result)
+            completed = True
+        finally:
+            if not completed:
+                self.abandon()
+        return self.replies
+
+    def abandon(self) -> None:
+        for task in self.held:
+            task.cancel()
+        for client_id, envelopes in self.taken:
+            self.proxy.requeue(client_id, envelopes)
+        self.taken.clear()
+
+
 class Server:
     def __init__(self, proxy: EngineProxy) -> None:
         self.proxy = proxy
@@ -45,39 +81,38 @@ class Server:
     ) -> list[Item]:
         """Handle one batch; replies come back in completion order (held connects last).
 
-        Messages run one after another so that publishes in a batch keep their order;
-        only a ``/meta/connect`` is set aside to wait while the rest are handled.
         Clients whose deliveries are in the replies are appended to ``delivered_to``:
         the transport reports them to the proxy once the replies are written. Without
         that list (the in-process client) they count as written at once.
         """
-        batch = messages if isinstance(messages, list) else [messages]
-        replies: list[Item] = []
-        held: list[asyncio.Task[list[Item]]] = []
-        # Deliveries taken by this batch's connects; put back if the batch never returns
-        # (the transport gave up on it, or another message raised).
-        taken: list[tuple[str, list[Envelope]]] = []
-        returned = False
+        batch = await self.begin(messages, request, delivered_to)
+        return await batch.finish()
+
+    async def begin(
+        self, messages: Any, request: Any, delivered_to: list[str] | None = None
+    ) -> Batch:
+        """Handle every message of a batch except the waiting of its held connects.
+
+        Messages run one after another so that publishes keep their order; only a
+        ``/meta/connect`` is set aside to wait. A transport that receives several
+        batches on one connection (WebSocket) calls this for each in turn, so their
+        order holds across batches too, and awaits :meth:`Batch.finish` concurrently.
+        """
+        batch = Batch(self.proxy)
         try:
-            for raw in batch:
+            for raw in messages if isinstance(messages, list) else [messages]:
                 if not meta.js_truthy(raw):
                     continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
-                    work = self._process_one(message, request, delivered_to, taken)
-                    held.append(asyncio.ensure_future(work))
+                    work = self._process_one(message, request, delivered_to, batch.taken)
+                    batch.held.append(asyncio.ensure_future(work))
                 else:
-                    replies.extend(await self._process_one(message, request, delivered_to))
-            for result in asyncio.as_completed(held):
-                replies.extend(await result)
-            returned = True
-        finally:
-            for task in held:
-                task.cancel()
-            if not returned:
-                for client_id, envelopes in taken:
-                    self.proxy.requeue(client_id, envelopes)
-        return replies
+                    batch.replies.extend(await self._process_one(message, request, delivered_to))
+        except BaseException:
+            batch.abandon()
+            raise
+        return batch
 
     async def _process_one(
         self,

@@ -15,9 +15,9 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from faye.envelope import Envelope, encode_items
+from faye.envelope import Envelope, Item, encode_items
 from faye.protocol import channels
-from faye.server import Server
+from faye.server import Batch, Server
 from faye.transport.polling import BadRequest, decode_messages
 from faye.transport.request import Request
 from faye.transport.responses import Receive, Scope, Send
@@ -65,6 +65,8 @@ class WebSocketSession:
         self._outbox: deque[Any] = deque()
         self._wakeup = asyncio.Event()
         self._frames: set[asyncio.Task[None]] = set()
+        self._inbox: deque[Any] = deque()
+        self._dispatcher: asyncio.Task[None] | None = None
         self._client_id: str | None = None
         self._closing = False
         self._close_code = CLOSE_NORMAL
@@ -137,9 +139,30 @@ class WebSocketSession:
             log.info("ignoring WebSocket frame: %s", exc)
             return
         self._bind(messages)
-        task = asyncio.ensure_future(self._process(messages))
+        self._inbox.append(messages)
+        if self._dispatcher is None or self._dispatcher.done():
+            self._dispatcher = self._track(self._dispatch())
+
+    def _track(self, coro: Any) -> asyncio.Task[None]:
+        task: asyncio.Task[None] = asyncio.ensure_future(coro)
         self._frames.add(task)
         task.add_done_callback(self._frame_done)
+        return task
+
+    async def _dispatch(self) -> None:
+        """Start frames strictly in arrival order; only their held connects overlap."""
+        while self._inbox:
+            messages = self._inbox.popleft()
+            delivered_to: list[str] = []
+            try:
+                batch = await self.server.begin(messages, self.request, delivered_to)
+            except Exception:
+                log.exception("failed to process a WebSocket frame")
+                continue
+            if batch.waiting:
+                self._track(self._complete(batch, delivered_to))
+            else:
+                self._write_frame(batch.replies, delivered_to)
 
     def _frame_done(self, task: asyncio.Task[None]) -> None:
         self._frames.discard(task)
@@ -159,15 +182,17 @@ class WebSocketSession:
                     self.proxy.open_socket(client_id, self)
                 return
 
-    async def _process(self, messages: Any) -> None:
-        delivered_to: list[str] = []
+    async def _complete(self, batch: Batch, delivered_to: list[str]) -> None:
         try:
-            replies = await self.server.process(messages, self.request, delivered_to)
+            replies = await batch.finish()
         except asyncio.CancelledError:
             raise
         except Exception:
             log.exception("failed to process a WebSocket frame")
             return
+        self._write_frame(replies, delivered_to)
+
+    def _write_frame(self, replies: list[Item], delivered_to: list[str]) -> None:
         self._outbox.append(_Frame(encode_items(replies), delivered_to))
         self._wakeup.set()
 
