@@ -96,6 +96,14 @@ class Engine(ABC):
     async def empty_queue(self, client_id: str) -> None:
         """If this process holds the client's connection, deliver its whole queue."""
 
+    async def connect(self, client_id: str) -> None:
+        """A successful ``/meta/connect``: the client is alive, and its queue is wanted.
+
+        Engines that can do both in one round trip override this.
+        """
+        await self.ping(client_id)
+        await self.empty_queue(client_id)
+
     async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         """Put back messages taken for a reply that could not be sent (client vanished)."""
 

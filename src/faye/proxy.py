@@ -188,11 +188,10 @@ class EngineProxy(EventEmitter):
 
     async def connect(self, client_id: str, hold: float) -> list[Envelope]:
         """Hold a connect; return what arrived for the client (possibly nothing)."""
-        await self.backend.ping(client_id)
         connection = self._connection(client_id)
         waiter = connection.wait(hold)
         try:
-            await self.backend.empty_queue(client_id)
+            await self.backend.connect(client_id)
             return await waiter
         except BaseException:
             connection.abandon(waiter)

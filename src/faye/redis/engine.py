@@ -1,0 +1,724 @@
+"""``RedisEngine``: clients, subscriptions and queues in Redis, shared by many servers.
+
+The moving parts, each described with its Redis commands in docs/redis.md:
+
+* publish: one Lua script per partition (one round trip on a single Redis) queues the
+  message for every live recipient and PUBLISHes, once per server, the ids of the
+  recipients that server holds. Servers holding no recipient hear nothing.
+* a listener task per server, subscribed to its own notification channel and to the
+  close broadcast, reconnecting forever.
+* the *delivery lane*: every queue operation of this server (drain on connect, drain on
+  wake-up, acknowledge, requeue) joins a batch sent as one script call per partition,
+  one batch at a time, so deliveries stay in order and a burst costs one round trip.
+* drained messages stay in an in-flight list until the transport reports them written;
+  if the server dies first, another server hands them out again (at-least-once).
+* a heartbeat per server and a GC under a lock, driven by the clients' last pings.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import random
+import secrets
+import time
+from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from contextvars import ContextVar
+from dataclasses import dataclass
+from typing import Any
+
+import orjson
+from redis import exceptions as rx
+from redis.asyncio import Redis
+
+from faye.engine import Engine, EngineError, EngineHost, generate_id
+from faye.envelope import Envelope
+from faye.redis.connection import Arg, EngineLog, RedisConnection
+from faye.redis.keys import Keys
+from faye.redis.options import RedisOptions
+
+GC_BATCH = 500
+
+
+def now_ms() -> int:
+    return int(time.time() * 1000)
+
+
+def _text(value: Any) -> str:
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
+@dataclass
+class _GcRun:
+    """Set while the GC destroys clients, so that destroy only takes expired ones."""
+
+    cutoff_ms: int
+    collected: int = 0
+
+
+_GC_RUN: ContextVar[_GcRun | None] = ContextVar("faye_redis_gc_run", default=None)
+
+
+class _Op:
+    """One operation of the delivery lane (see ``lua/deliveries.lua``)."""
+
+    __slots__ = ("args", "client_id", "code", "future", "resend")
+
+    def __init__(
+        self,
+        code: str,
+        client_id: str,
+        args: Sequence[Arg] = (),
+        future: asyncio.Future[Any] | None = None,
+        resend: bool = False,
+    ) -> None:
+        self.code = code
+        self.client_id = client_id
+        self.args = args
+        self.future = future
+        self.resend = resend
+
+
+class RedisEngine(Engine):
+    """The Redis engine (``engine={"type": "redis", ...}`` or ``faye.Redis``)."""
+
+    tracks_delivery = True
+
+    def __init__(
+        self,
+        host: EngineHost,
+        options: Mapping[str, Any] | None = None,
+        *,
+        background: bool = True,
+    ) -> None:
+        super().__init__(host, options)
+        self.config = RedisOptions.parse(self.options)
+        self.exists_window, self.gc_window = self.config.liveness(float(host.timeout))
+        ttl = self.config.subscription_ttl
+        if ttl is not None and ttl < self.gc_window:
+            raise ValueError(
+                f"subscription_ttl ({ttl:g} s) must be at least the time after which idle "
+                f"clients are collected ({self.gc_window:g} s), or None"
+            )
+        self.keys = Keys(self.config.namespace, self.config.partitions)
+        self.server_id = f"{os.getpid()}.{secrets.token_hex(6)}"
+        self.log = EngineLog(self.config.log_threshold)
+        self.redis = RedisConnection(self.config)
+        self._background = background
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+        self._started = False
+        self._listening = asyncio.Event()
+        # The delivery lane.
+        self._ops: list[_Op] = []
+        self._waking: set[str] = set()
+        self._lane: asyncio.Task[None] | None = None
+        # Per client: messages handed to the host and not yet acknowledged (they are
+        # the head of this server's in-flight list for the client).
+        self._unacked: dict[str, int] = {}
+        # Clients whose in-flight list may hold messages we never handed out (a lane
+        # batch failed mid-way): their next drain sends the whole list again.
+        self._resend: set[str] = set()
+        # Clients that connected here, to wake after the listener missed notifications.
+        self._held: set[str] = set()
+        self._rechecks: dict[str, asyncio.TimerHandle] = {}
+        self._beaten = False
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self._started:
+            return
+        self._started = True
+        if not self._background:
+            return
+        try:
+            await self.redis.load_scripts()
+            await self._beat()
+        except EngineError as exc:
+            cause = exc.__cause__
+            transient = isinstance(cause, rx.ConnectionError | rx.TimeoutError | OSError)
+            if not transient or isinstance(cause, rx.AuthenticationError):
+                raise  # wrong credentials or permissions: say so at start-up
+            self.log.error("Redis is not reachable yet (%s); will keep trying", exc)
+        self._spawn(self._listen())
+        self._spawn(self._heartbeat_loop())
+        if self.config.gc_enabled:
+            self._spawn(self._gc_loop())
+        with contextlib.suppress(TimeoutError):
+            await asyncio.wait_for(self._listening.wait(), self.config.connect_timeout + 1)
+
+    async def close(self) -> None:
+        """Stop background work, finish queued acknowledgements, leave the fleet."""
+        if self._closed:
+            return
+        await self._stop()
+        if self._background:
+            with contextlib.suppress(EngineError):
+                # Count as long dead: our in-flight lists are recovered at once by the
+                # next connect of their clients, or by the next GC.
+                await self.redis.call(
+                    "leave", lambda c: self._each_partition(c, "leave"), idempotent=True
+                )
+        await self.redis.close()
+
+    async def kill(self) -> None:
+        """Stop like a crashed process: no clean-up in Redis (for fault tests)."""
+        if self._closed:
+            return
+        self._closed = True
+        self._cancel_background()
+        if self._lane is not None:
+            self._lane.cancel()
+        self._fail_pending()
+        await self.redis.close()
+
+    async def _stop(self) -> None:
+        self._cancel_background()
+        lane = self._lane
+        if lane is not None:
+            with contextlib.suppress(Exception, asyncio.CancelledError):
+                await asyncio.wait_for(asyncio.shield(lane), self.config.read_timeout + 1)
+        self._closed = True
+        self._fail_pending()
+
+    def _fail_pending(self) -> None:
+        for op in self._ops:
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(EngineError("the Redis engine is closed"))
+        self._ops.clear()
+
+    def _cancel_background(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for handle in self._rechecks.values():
+            handle.cancel()
+        self._rechecks.clear()
+
+    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> asyncio.Task[Any]:
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+        return task
+
+    async def _each_partition(self, client: Redis, action: str) -> None:
+        pipe = client.pipeline(transaction=False)
+        for p in range(self.keys.partitions):
+            if action == "leave":
+                pipe.zadd(self.keys.servers(p), {self.server_id: 0})
+            else:
+                pipe.zscore(self.keys.servers(p), self.server_id)
+                pipe.zadd(self.keys.servers(p), {self.server_id: now_ms()})
+        results = await pipe.execute()
+        if action == "beat":
+            known = all(score is not None for score in results[0::2])
+            if self._beaten and not known:
+                # Another server (or a Redis restart) declared us dead and moved our
+                # in-flight messages back to the queues: our counts are void.
+                self.log.warning(
+                    "server %s was presumed dead; resetting in-flight state", self.server_id
+                )
+                self._unacked.clear()
+            self._beaten = True
+
+    async def _beat(self) -> None:
+        await self.redis.call(
+            "heartbeat", lambda c: self._each_partition(c, "beat"), idempotent=True
+        )
+
+    async def _heartbeat_loop(self) -> None:
+        while True:
+            await asyncio.sleep(self.config.heartbeat_interval)
+            try:
+                await self._beat()
+            except EngineError as exc:
+                self.log.debug("heartbeat failed: %s", exc)
+            self._held = {cid for cid in self._held if self.host.has_connection(cid)}
+
+    # -- clients -----------------------------------------------------------------------
+
+    def _cutoffs(self) -> tuple[int, int, int]:
+        """(now, clients alive after, servers alive after), in ms."""
+        now = now_ms()
+        alive = now - int(self.exists_window * 1000)
+        dead = now - int(self.config.server_timeout * 1000)
+        return now, alive, dead
+
+    async def create_client(self) -> str:
+        for _ in range(10):
+            client_id = generate_id()
+            key = self.keys.clients(self.keys.partition(client_id))
+
+            async def add(client: Redis, key: str = key, cid: str = client_id) -> Any:
+                return await client.zadd(key, {cid: now_ms()}, nx=True)
+
+            added = await self.redis.call("create_client", add, idempotent=True)
+            if added:
+                return client_id
+        raise EngineError("could not allocate a client id")
+
+    async def client_exists(self, client_id: str) -> bool:
+        key = self.keys.clients(self.keys.partition(client_id))
+        score = await self.redis.call(
+            "client_exists", lambda c: c.zscore(key, client_id), idempotent=True
+        )
+        return score is not None and score > now_ms() - self.exists_window * 1000
+
+    async def ping(self, client_id: str) -> None:
+        key = self.keys.clients(self.keys.partition(client_id))
+        await self.redis.call(
+            "ping", lambda c: c.zadd(key, {client_id: now_ms()}, xx=True), idempotent=True
+        )
+
+    async def destroy_client(self, client_id: str) -> list[str] | None:
+        run = _GC_RUN.get()
+        p = self.keys.partition(client_id)
+        result = await self.redis.evalsha(
+            "destroy",
+            [self.keys.clients(p)],
+            [self.keys.prefix(p), self.server_id, client_id, "" if run is None else run.cutoff_ms],
+            idempotent=False,
+        )
+        if result is None:
+            return None
+        channels, bad = result
+        self._report(bad)
+        self._forget(client_id)
+        if run is not None:
+            run.collected += 1
+        self.host.on_close(client_id)
+        return sorted(_text(c) for c in channels)
+
+    def _forget(self, client_id: str) -> None:
+        self._unacked.pop(client_id, None)
+        self._resend.discard(client_id)
+        self._held.discard(client_id)
+        handle = self._rechecks.pop(client_id, None)
+        if handle is not None:
+            handle.cancel()
+
+    # -- subscriptions -----------------------------------------------------------------
+
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        p = self.keys.partition(client_id)
+        ttl = self.config.subscription_ttl
+        added, bad = await self.redis.evalsha(
+            "subscribe",
+            [self.keys.clients(p)],
+            [self.keys.prefix(p), client_id, channel, int(ttl * 1000) if ttl else 0],
+            idempotent=True,
+        )
+        self._report(bad)
+        return bool(added)
+
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        p = self.keys.partition(client_id)
+        removed, bad = await self.redis.evalsha(
+            "unsubscribe",
+            [self.keys.clients(p)],
+            [self.keys.prefix(p), client_id, channel],
+            idempotent=True,
+        )
+        self._report(bad)
+        return bool(removed)
+
+    # -- publishing --------------------------------------------------------------------
+
+    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
+        _, alive, dead = self._cutoffs()
+        common: list[Arg] = [
+            alive,
+            dead,
+            self.config.max_queue,
+            int(self.config.message_ttl * 1000),
+            envelope.raw,
+            *channels,
+        ]
+        calls = [
+            ([self.keys.clients(p)], [self.keys.prefix(p), self.server_id, *common])
+            for p in range(self.keys.partitions)
+        ]
+        # Never retried: had Redis run it, a second run would queue the message twice.
+        results = await self.redis.evalsha_many("publish", calls, idempotent=False)
+        local: list[str] = []
+        for _queued, mine, bad in results:
+            self._report(bad)
+            local.extend(_text(cid) for cid in mine)
+        if local:
+            self._wake(local)
+
+    # -- the delivery lane -------------------------------------------------------------
+
+    async def empty_queue(self, client_id: str) -> None:
+        if not self.host.has_connection(client_id):
+            return
+        await self._claim(client_id)
+
+    async def connect(self, client_id: str) -> None:
+        """Ping, take the client's connection and deliver its queue: one round trip."""
+        await self._claim(client_id)
+
+    async def _claim(self, client_id: str) -> None:
+        self._held.add(client_id)
+        future = self._submit("C", client_id, want_future=True)
+        assert future is not None
+        await future
+
+    def _wake(self, client_ids: Iterable[str]) -> None:
+        for client_id in client_ids:
+            if client_id not in self._waking and self.host.has_connection(client_id):
+                self._waking.add(client_id)
+                self._submit("W", client_id)
+
+    # acknowledge and requeue do their bookkeeping when *called*, not when awaited: the
+    # proxy calls them at the moment of the write (or failure) and runs them later.
+
+    def acknowledge(self, client_id: str) -> Coroutine[Any, Any, None]:
+        """What was handed out for the client so far has been written: trim it."""
+        count = self._unacked.pop(client_id, 0)
+        future = None
+        if count > 0 and not self._closed:
+            future = self._submit("A", client_id, [count], want_future=True)
+        return self._settle(future, "acknowledge deliveries to", client_id)
+
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> Coroutine[Any, Any, None]:
+        """These messages were not written: back to the head of the queue, in order."""
+        future = None
+        if messages and not self._closed:
+            left = self._unacked.get(client_id, 0) - len(messages)
+            if left > 0:
+                self._unacked[client_id] = left
+            else:
+                self._unacked.pop(client_id, None)
+            raws = [m.raw for m in messages]
+            future = self._submit("R", client_id, raws, want_future=True)
+        return self._settle(future, "requeue messages for", client_id)
+
+    async def _settle(self, future: asyncio.Future[Any] | None, what: str, client_id: str) -> None:
+        if future is None:
+            return
+        try:
+            await future
+        except EngineError as exc:
+            self.log.warning("could not %s %s: %s", what, client_id, exc)
+
+    def _submit(
+        self, code: str, client_id: str, args: Sequence[Arg] = (), *, want_future: bool = False
+    ) -> asyncio.Future[Any] | None:
+        if self._closed:
+            if want_future:
+                raise EngineError("the Redis engine is closed")
+            return None
+        future = asyncio.get_running_loop().create_future() if want_future else None
+        resend = False
+        if code in "CW":
+            resend = client_id in self._resend
+            self._resend.discard(client_id)
+            args = ["1" if resend else "0"]
+        self._ops.append(_Op(code, client_id, args, future, resend))
+        if self._lane is None:
+            self._lane = asyncio.ensure_future(self._run_lane())
+        return future
+
+    async def _run_lane(self) -> None:
+        try:
+            while self._ops:
+                await asyncio.sleep(0)  # let this turn's operations join the batch
+                batch, self._ops = self._ops, []
+                self._waking.clear()
+                await self._send(batch)
+        finally:
+            self._lane = None
+
+    async def _send(self, batch: list[_Op]) -> None:
+        groups: dict[int, list[_Op]] = {}
+        for op in batch:
+            groups.setdefault(self.keys.partition(op.client_id), []).append(op)
+        now, _, dead = self._cutoffs()
+        ttl = self.config.subscription_ttl
+        calls: list[tuple[list[str], list[Arg]]] = []
+        for p, ops in groups.items():
+            args: list[Arg] = [
+                self.keys.prefix(p),
+                self.server_id,
+                now,
+                dead,
+                int(ttl * 1000) if ttl else 0,
+                int(self.config.message_ttl * 1000),
+            ]
+            for op in ops:
+                args += [op.code, op.client_id, len(op.args), *op.args]
+            calls.append(([self.keys.clients(p)], args))
+        try:
+            results = await self.redis.evalsha_many("deliveries", calls, idempotent=False)
+            replies = list(zip(groups.values(), results, strict=True))
+        except BaseException as exc:
+            error = exc if isinstance(exc, EngineError) else EngineError(f"delivery: {exc!r}")
+            for op in batch:
+                if op.code in "CWR":
+                    # The script may have run: messages may sit in our in-flight list
+                    # without having been handed out. The next drain resends the list.
+                    self._resend.add(op.client_id)
+                if op.future is not None and not op.future.done():
+                    op.future.set_exception(error)
+            if not any(op.future is not None for op in batch):
+                self.log.warning("delivery batch failed: %s", error)
+            if not isinstance(exc, Exception):
+                raise
+            return
+        for ops, (op_results, bad) in replies:
+            self._report(bad)
+            for op, result in zip(ops, op_results, strict=True):
+                try:
+                    self._finish(op, result)
+                except Exception as exc:  # a host callback failed; keep the lane going
+                    self.log.error("delivery to %s failed", op.client_id, exc_info=exc)
+                if op.future is not None and not op.future.done():
+                    op.future.set_result(None)
+
+    def _finish(self, op: _Op, result: Any) -> None:
+        client_id = op.client_id
+        if op.code == "R":
+            if result == 1:
+                self._wake([client_id])
+            return
+        if op.code == "A":
+            return
+        status = int(result[0])
+        raws: list[bytes] = result[1:]
+        if status == 2:
+            self._schedule_recheck(client_id)
+        if not raws:
+            return
+        envelopes = self._decode(client_id, raws)
+        corrupt = len(raws) - len(envelopes)
+        base = 0 if op.resend else self._unacked.get(client_id, 0)
+        if envelopes and self.host.deliver(client_id, envelopes):
+            self._unacked[client_id] = base + len(raws)
+            return
+        # Nobody to hand them to after all (the connection went away meanwhile).
+        if base + corrupt:
+            self._unacked[client_id] = base + corrupt
+        else:
+            self._unacked.pop(client_id, None)
+        if envelopes:
+            self._submit("R", client_id, [e.raw for e in envelopes])
+
+    def _schedule_recheck(self, client_id: str) -> None:
+        """Another live server holds messages of this client in flight; look again later.
+
+        If that server is in fact dying, its heartbeat stops and the next claim moves
+        its in-flight messages here.
+        """
+        if client_id in self._rechecks or self._closed:
+            return
+        delay = self.config.server_timeout + self.config.heartbeat_interval
+
+        def recheck() -> None:
+            self._rechecks.pop(client_id, None)
+            if self.host.has_connection(client_id):
+                self._submit("C", client_id)
+
+        self._rechecks[client_id] = asyncio.get_running_loop().call_later(delay, recheck)
+
+    def _decode(self, client_id: str, raws: Sequence[bytes]) -> list[Envelope]:
+        envelopes = []
+        for raw in raws:
+            try:
+                message = orjson.loads(raw)
+            except orjson.JSONDecodeError:
+                message = None
+            if not isinstance(message, dict) or not isinstance(message.get("channel"), str):
+                self.log.warning(
+                    "skipping a corrupt queued message for %s: %r", client_id, raw[:100]
+                )
+                continue
+            envelopes.append(Envelope(raw, message))
+        return envelopes
+
+    def _report(self, bad: Sequence[bytes | str]) -> None:
+        for key in bad:
+            self.log.warning("skipping Redis key of an unexpected type: %s", _text(key))
+
+    # -- the listener ------------------------------------------------------------------
+
+    def _channels(self) -> list[str]:
+        names = [self.keys.notify_channel(p, self.server_id) for p in range(self.keys.partitions)]
+        names += [self.keys.close_channel(p) for p in range(self.keys.partitions)]
+        return names
+
+    async def _listen(self) -> None:
+        failures = 0
+        channels = self._channels()
+        while True:
+            pubsub = self.redis.listener_client.pubsub(ignore_subscribe_messages=True)
+            try:
+                await pubsub.subscribe(*channels)
+                if failures:
+                    self.log.info("listener back on Redis after %d attempt(s)", failures)
+                    failures = 0
+                if self._listening.is_set():
+                    # Notifications sent while we were away are lost: look ourselves.
+                    self._wake(self._held)
+                self._listening.set()
+                while True:
+                    message = await pubsub.get_message(timeout=5.0)
+                    if message is not None:
+                        self._on_message(message)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures += 1
+                level = "error" if failures == 1 else "debug"
+                getattr(self.log, level)("listener lost Redis (%s); reconnecting", exc)
+                delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), 30.0)
+                await asyncio.sleep(delay * (1 + 0.3 * random.random()))
+            finally:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+
+    def _on_message(self, message: Mapping[str, Any]) -> None:
+        if message.get("type") != "message":
+            return
+        channel = _text(message["channel"])
+        data = _text(message["data"])
+        try:
+            if channel.endswith(":close"):
+                sender, client_id = data.split(" ", 1)
+                if sender != self.server_id:
+                    self._forget(client_id)
+                    self.host.on_close(client_id)
+            else:
+                self._wake(cid for cid in data.split(",") if cid)
+        except Exception as exc:
+            self.log.warning("ignoring a bad notification on %s: %r (%s)", channel, data, exc)
+
+    # -- garbage collection ------------------------------------------------------------
+
+    async def _gc_loop(self) -> None:
+        interval = float(self.config.gc_interval or 0)
+        while True:
+            await asyncio.sleep(interval)
+            try:
+                collected = await self.cleanup_expired()
+            except EngineError as exc:
+                self.log.warning("garbage collection failed: %s", exc)
+            except Exception as exc:
+                self.log.error("garbage collection failed", exc_info=exc)
+            else:
+                if collected:
+                    self.log.info("garbage collection removed %d client(s)", collected)
+
+    async def cleanup_expired(self) -> int:
+        """Destroy (with events) every client idle past the timeout; return how many.
+
+        One server at a time runs it (a lock); dead servers' in-flight messages are
+        first moved back to their clients' queues.
+        """
+        token = generate_id()
+        lock_ms = int(max(60.0, 2 * float(self.config.gc_interval or 0)) * 1000)
+        key = self.keys.gc_lock
+        acquired = await self.redis.call(
+            "gc lock", lambda c: c.set(key, token, nx=True, px=lock_ms), idempotent=False
+        )
+        if not acquired:
+            return 0
+        try:
+            collected = 0
+            for p in range(self.keys.partitions):
+                await self._recover_dead_servers(p)
+                collected += await self._collect(p)
+            return collected
+        finally:
+            with contextlib.suppress(EngineError):
+                await self.redis.evalsha("unlock", [key], [token], idempotent=True)
+
+    async def _recover_dead_servers(self, p: int) -> None:
+        _, _, dead = self._cutoffs()
+        key = self.keys.servers(p)
+        sids = await self.redis.call(
+            "dead servers", lambda c: c.zrangebyscore(key, "-inf", dead), idempotent=True
+        )
+        for raw in sids:
+            sid = _text(raw)
+            if sid == self.server_id:
+                continue
+            moved, bad = await self.redis.evalsha(
+                "recover",
+                [self.keys.clients(p)],
+                [self.keys.prefix(p), sid, dead, int(self.config.message_ttl * 1000)],
+                idempotent=True,
+            )
+            self._report(bad)
+            if moved >= 0:
+                self.log.info("server %s is gone; %d in-flight message(s) requeued", sid, moved)
+
+    async def _collect(self, p: int) -> int:
+        run = _GcRun(now_ms() - int(self.gc_window * 1000))
+        key = self.keys.clients(p)
+        token = _GC_RUN.set(run)
+        try:
+            while True:
+                found = await self.redis.call(
+                    "expired clients",
+                    lambda c: c.zrangebyscore(key, "-inf", run.cutoff_ms, start=0, num=GC_BATCH),
+                    idempotent=True,
+                )
+                before = run.collected
+                for raw in found:
+                    await self.host.destroy_client(_text(raw))
+                if len(found) < GC_BATCH or run.collected == before:
+                    return run.collected
+        finally:
+            _GC_RUN.reset(token)
+
+
+class _StandaloneHost:
+    """The host of a one-off GC (``faye gc``): no connections, events go nowhere."""
+
+    def __init__(self, timeout: float) -> None:
+        self.timeout = timeout
+        self.engine: RedisEngine | None = None
+
+    def has_connection(self, client_id: str) -> bool:
+        return False
+
+    def deliver(self, client_id: str, messages: Sequence[Envelope]) -> bool:
+        return False
+
+    def on_close(self, client_id: str) -> None:
+        pass
+
+    async def destroy_client(self, client_id: str) -> None:
+        assert self.engine is not None
+        await self.engine.destroy_client(client_id)
+
+
+async def collect_garbage(
+    url_or_options: str | Mapping[str, Any],
+    namespace: str | None = None,
+    *,
+    server_timeout: float = 60.0,
+) -> int:
+    """One garbage collection from outside any server (``faye gc``); returns the count.
+
+    ``server_timeout`` is the servers' Bayeux timeout (clients idle for twice that long are
+    collected) unless the options carry ``client_timeout``.
+    """
+    if isinstance(url_or_options, str):
+        options: dict[str, Any] = {"url": url_or_options}
+    else:
+        options = {k: v for k, v in url_or_options.items() if k != "type"}
+    if namespace is not None:
+        options["namespace"] = namespace
+    options.setdefault("log_level", "error")
+    options["gc_interval"] = None
+    host = _StandaloneHost(server_timeout)
+    engine = RedisEngine(host, options, background=False)
+    host.engine = engine
+    try:
+        await engine.redis.load_scripts()
+        return await engine.cleanup_expired()
+    finally:
+        await engine.close()

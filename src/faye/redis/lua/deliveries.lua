@@ -1,0 +1,134 @@
+-- A batch of per-client queue operations for one server, in order, in one partition.
+-- KEYS[1] = <prefix>clients
+-- ARGV: prefix, server id, now (ms), dead-server cutoff (ms), subscription ttl (ms, 0 = none),
+--       message ttl (ms), then operations: code, client id, argument count, arguments...
+--   C (connect): ping, take ownership, recover in-flight of dead servers, drain the queue.
+--                argument: '1' to resend this server's own in-flight list first.
+--   W (wake):    drain the queue if this server owns the client. Argument as for C.
+--   A (ack):     the first N in-flight messages were written. Argument: N.
+--   R (requeue): these in-flight messages were not written. Arguments: the messages.
+-- A drained message moves to the in-flight list <prefix>flight:<cid>:<server id> until
+-- it is acknowledged or requeued.
+-- Returns {{result per operation}, {bad keys}}; a drain result is {status, message...}
+-- with status 0 (unknown client or not the owner), 1, or 2 (another live server still
+-- has in-flight messages for the client).
+local prefix, me, now = ARGV[1], ARGV[2], ARGV[3]
+local dead_cutoff = tonumber(ARGV[4])
+local sub_ttl, msg_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local clients, owners = KEYS[1], prefix .. 'owner'
+local bad = {}
+
+local function mine_key(cid) return prefix .. 'flight:' .. cid .. ':' .. me end
+
+local function forget_if_empty(cid, mine)
+  if redis.call('LLEN', mine) == 0 then
+    redis.call('SREM', prefix .. 'flights:' .. cid, me)
+    redis.call('SREM', prefix .. 'flying:' .. me, cid)
+  end
+end
+
+local function refresh_subscriptions(cid)
+  local subs = prefix .. 'subs:' .. cid
+  local channels = read_set(subs, bad)
+  if #channels > 0 then
+    redis.call('PEXPIRE', subs, sub_ttl)
+    for _, channel in ipairs(channels) do
+      redis.call('PEXPIRE', prefix .. 'chan:' .. channel, sub_ttl)
+    end
+  end
+end
+
+local function drain(cid, claim, resend)
+  if not redis.call('ZSCORE', clients, cid) then return {0} end
+  if claim then
+    redis.call('ZADD', clients, 'XX', now, cid)
+    redis.call('HSET', owners, cid, me)
+    if sub_ttl > 0 then refresh_subscriptions(cid) end
+  elseif redis.call('HGET', owners, cid) ~= me then
+    return {0}
+  end
+  local mine = mine_key(cid)
+  local out = {}
+  if resend then out = read_list(mine, bad) end
+  local kept = #out
+  local status = 1
+  if claim then
+    local flights = prefix .. 'flights:' .. cid
+    for _, sid in ipairs(read_set(flights, bad)) do
+      if sid ~= me then
+        if server_alive(prefix, sid, dead_cutoff) then
+          status = 2
+        else
+          local theirs = prefix .. 'flight:' .. cid .. ':' .. sid
+          append(out, read_list(theirs, bad))
+          redis.call('DEL', theirs)
+          redis.call('SREM', flights, sid)
+          redis.call('SREM', prefix .. 'flying:' .. sid, cid)
+        end
+      end
+    end
+  end
+  local queue = prefix .. 'queue:' .. cid
+  append(out, read_list(queue, bad))
+  redis.call('DEL', queue)
+  if #out > kept then
+    if rpush_all(mine, out, kept + 1) == #out - kept then
+      -- A new in-flight list: index it (an existing one is indexed already).
+      redis.call('SADD', prefix .. 'flights:' .. cid, me)
+      redis.call('SADD', prefix .. 'flying:' .. me, cid)
+    end
+    redis.call('PEXPIRE', mine, msg_ttl)
+  end
+  local result = {status}
+  return append(result, out)
+end
+
+local function ack(cid, count)
+  local mine = mine_key(cid)
+  if failed(redis.pcall('LTRIM', mine, count, -1)) then
+    bad[#bad + 1] = mine
+    redis.call('DEL', mine)
+  end
+  forget_if_empty(cid, mine)
+  return 1
+end
+
+local function requeue(cid, messages)
+  local mine = mine_key(cid)
+  for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
+  forget_if_empty(cid, mine)
+  if not redis.call('ZSCORE', clients, cid) then return 0 end
+  local queue = prefix .. 'queue:' .. cid
+  if not prepend_all(queue, messages) then
+    bad[#bad + 1] = queue
+    return 0
+  end
+  redis.call('PEXPIRE', queue, msg_ttl)
+  local owner = redis.call('HGET', owners, cid)
+  if owner == me then return 1 end
+  if owner and server_alive(prefix, owner, dead_cutoff) then
+    redis.call('PUBLISH', prefix .. 'notify:' .. owner, cid)
+  end
+  return 0
+end
+
+local results = {}
+local i = 7
+while i <= #ARGV do
+  local code, cid, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
+  local args = {}
+  for k = 1, count do args[k] = ARGV[i + 2 + k] end
+  i = i + 3 + count
+  if code == 'C' then
+    results[#results + 1] = drain(cid, true, args[1] == '1')
+  elseif code == 'W' then
+    results[#results + 1] = drain(cid, false, args[1] == '1')
+  elseif code == 'A' then
+    results[#results + 1] = ack(cid, tonumber(args[1]))
+  elseif code == 'R' then
+    results[#results + 1] = requeue(cid, args)
+  else
+    return redis.error_reply('unknown operation ' .. tostring(code))
+  end
+end
+return {results, bad}

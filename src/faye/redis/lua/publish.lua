@@ -1,0 +1,60 @@
+-- Queue one message for every live subscriber of any of the given channels, in one
+-- partition, and wake the servers holding their connections (one PUBLISH per server).
+-- KEYS[1] = <prefix>clients
+-- ARGV: prefix, server id, alive cutoff (ms), dead-server cutoff (ms), max queue,
+--       message ttl (ms), message, channel...
+-- Returns {queued, {clients held by the calling server}, {bad keys}}.
+local prefix, me = ARGV[1], ARGV[2]
+local alive_cutoff, dead_cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
+local max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+local message = ARGV[7]
+local bad = {}
+
+-- The union of the channel sets: each client once, however many channels match.
+local recipients, seen = {}, {}
+for i = 8, #ARGV do
+  for _, cid in ipairs(read_set(prefix .. 'chan:' .. ARGV[i], bad)) do
+    if not seen[cid] then
+      seen[cid] = true
+      recipients[#recipients + 1] = cid
+    end
+  end
+end
+
+local clients, owners = KEYS[1], prefix .. 'owner'
+local queued, mine = 0, {}
+local woken, servers = {}, {}
+for _, cid in ipairs(recipients) do
+  local score = redis.call('ZSCORE', clients, cid)
+  if score and tonumber(score) > alive_cutoff then
+    local queue = prefix .. 'queue:' .. cid
+    local length = redis.pcall('RPUSH', queue, message)
+    if failed(length) then
+      bad[#bad + 1] = queue
+    else
+      queued = queued + 1
+      if length > max_queue then redis.call('LTRIM', queue, -max_queue, -1) end
+      redis.call('PEXPIRE', queue, ttl)
+      local owner = redis.call('HGET', owners, cid)
+      if owner == me then
+        mine[#mine + 1] = cid
+      elseif owner then
+        local list = woken[owner]
+        if not list then
+          list = {}
+          woken[owner] = list
+          servers[#servers + 1] = owner
+        end
+        list[#list + 1] = cid
+      end
+    end
+  end
+end
+
+for _, sid in ipairs(servers) do
+  if server_alive(prefix, sid, dead_cutoff) then
+    redis.call('PUBLISH', prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
+  end
+end
+
+return {queued, mine, bad}

@@ -1,0 +1,40 @@
+"""Two Bayeux servers (ASGIAdapter) sharing one Redis, with in-process clients."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+from faye.adapter import ASGIAdapter
+from faye.client import Client, InProcessTransport
+from tests.redis.conftest import Fleet, engine_of
+from tests.redis.test_behaviour import wait_for
+from tests.support.redis_server import RedisServer
+
+
+def client_of(adapter: ASGIAdapter) -> Client:
+    """A fresh in-process client (``get_client`` would share one per adapter)."""
+    return Client(InProcessTransport(adapter.server, adapter.start))
+
+
+async def test_two_servers_one_redis(redis_server: RedisServer) -> None:
+    namespace = Fleet(redis_server.url).namespace
+    spec = {"type": "redis", "url": redis_server.url, "namespace": namespace, "log_level": "silent"}
+    a = ASGIAdapter(timeout=2, engine=spec)
+    b = ASGIAdapter(timeout=2, engine=dict(spec))
+    alice, bob = client_of(a), client_of(b)
+    got: list[Any] = []
+    try:
+        await alice.subscribe("/chat/**", got.append)
+        for n in range(5):
+            await bob.publish("/chat/room", {"n": n})
+        await wait_for(lambda: len(got) == 5, timeout=5)
+        await asyncio.sleep(0.1)
+        assert [m["n"] for m in got] == [0, 1, 2, 3, 4]
+        # Written replies are acknowledged: nothing stays in flight.
+        await wait_for(lambda: not engine_of(a.proxy)._unacked, timeout=3)
+    finally:
+        for client in (alice, bob):
+            await client.close()
+        await a.close()
+        await b.close()

@@ -1,0 +1,346 @@
+"""The Redis engine on a real redis-server: isolation, delivery lane, bad data, GC."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from faye.envelope import Envelope
+from faye.proxy import EngineProxy
+from faye.redis import collect_garbage
+from tests.redis.conftest import Fleet, engine_of
+from tests.support.engines import attach, settle
+from tests.support.redis_server import RedisServer
+
+
+async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
+    deadline = asyncio.get_running_loop().time() + timeout
+    while not predicate():
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError("condition not reached in time")
+        await asyncio.sleep(0.01)
+
+
+def data(messages: list[Envelope] | list[dict[str, Any]]) -> list[Any]:
+    return [m.message["data"] if isinstance(m, Envelope) else m["data"] for m in messages]
+
+
+async def test_namespaces_never_see_each_other(redis_server: RedisServer) -> None:
+    red, blue = Fleet(redis_server.url, "red"), Fleet(redis_server.url, "blue")
+    try:
+        a = await red.proxy()
+        b = await blue.proxy()
+        alice = await a.create_client()
+        assert not await b.client_exists(alice)
+        bob = await b.create_client()
+        await a.subscribe(alice, "/news")
+        await b.subscribe(bob, "/news")
+        inbox_a = await attach(a, alice)
+        inbox_b = await attach(b, bob)
+        await a.publish({"channel": "/news", "data": "red"})
+        await b.publish({"channel": "/news", "data": "blue"})
+        await wait_for(lambda: inbox_a.messages and inbox_b.messages)
+        await settle(0.1)
+        assert data(inbox_a.messages) == ["red"]
+        assert data(inbox_b.messages) == ["blue"]
+        await b.destroy_client(alice)
+        assert await a.client_exists(alice)
+    finally:
+        await red.close()
+        await blue.close()
+
+
+async def test_subscriptions_spread_over_partitions(fleet: Fleet) -> None:
+    a = await fleet.proxy(partitions=4)
+    b = await fleet.proxy(partitions=4)
+    ids = [await a.create_client() for _ in range(12)]
+    assert len({engine_of(a).keys.partition(c) for c in ids}) > 1
+    inboxes = {}
+    for n, client_id in enumerate(ids):
+        await a.subscribe(client_id, "/p/*" if n % 2 else "/p/x")
+        inboxes[client_id] = await attach(a if n % 3 else b, client_id)
+    await b.publish({"channel": "/p/x", "data": 1})
+    await wait_for(lambda: all(i.messages for i in inboxes.values()))
+    await settle(0.1)
+    assert all(data(i.messages) == [1] for i in inboxes.values())
+
+
+async def test_queue_is_capped_at_max_queue(fleet: Fleet) -> None:
+    proxy = await fleet.proxy(max_queue=3)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/q")
+    for n in range(5):
+        await proxy.publish({"channel": "/q", "data": n})
+    delivered = await proxy.connect(alice, hold=1.0)
+    assert data(delivered) == [2, 3, 4]
+
+
+async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis: Redis) -> None:
+    proxy = await fleet.proxy()
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/f")
+    inbox = await attach(proxy, alice)
+    for n in range(3):
+        await proxy.publish({"channel": "/f", "data": n})
+    await wait_for(lambda: len(inbox.messages) == 3)
+    key = engine.keys.in_flight(0, alice, engine.server_id)
+    assert await raw_redis.llen(key) == 3
+    proxy.delivered(alice)
+    await wait_for(lambda: not proxy._tasks)
+    assert await raw_redis.exists(key) == 0
+    assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
+
+
+async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
+    proxy = await fleet.proxy()
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/r")
+    for n in range(3):
+        await proxy.publish({"channel": "/r", "data": n})
+    taken = await proxy.connect(alice, hold=1.0)
+    assert data(taken) == [0, 1, 2]
+    await proxy.publish({"channel": "/r", "data": 3})
+    await proxy.backend.requeue(alice, taken)
+    assert data(await proxy.connect(alice, hold=1.0)) == [0, 1, 2, 3]
+
+
+async def test_connect_hook_costs_one_round_trip(fleet: Fleet) -> None:
+    proxy = await fleet.proxy()
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/c")
+    await proxy.publish({"channel": "/c", "data": "x"})
+    connection = proxy._connection(alice)
+    waiter = connection.wait(1.0)
+    sends = count_sends(engine)
+    await engine.connect(alice)
+    assert sends() == 1
+    assert data(await waiter) == ["x"]
+
+
+def count_sends(engine: Any) -> Any:
+    """Count request writes (round trips) on the engine's command connections."""
+    counter = {"n": 0}
+    pool = engine.redis.pool
+    for connection in [*pool._available_connections, *pool._in_use_connections]:
+        original = connection.send_packed_command
+
+        async def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            counter["n"] += 1
+            return await _original(*args, **kwargs)
+
+        connection.send_packed_command = counting
+    base = pool.make_connection
+
+    def make_connection() -> Any:
+        connection = base()
+        original = connection.send_packed_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            counter["n"] += 1
+            return await original(*args, **kwargs)
+
+        connection.send_packed_command = counting
+        return connection
+
+    pool.make_connection = make_connection
+    return lambda: counter["n"]
+
+
+# -- bad data --------------------------------------------------------------------------
+
+
+async def test_corrupt_queue_entries_are_skipped(
+    fleet: Fleet, raw_redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="faye.redis")
+    proxy = await fleet.proxy(log_level="info")
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/c")
+    await proxy.publish({"channel": "/c", "data": 1})
+    queue = engine.keys.queue(0, alice)
+    await raw_redis.rpush(queue, b"{not json", b"[1,2]", b'{"no":"channel"}')
+    await proxy.publish({"channel": "/c", "data": 2})
+    delivered = await proxy.connect(alice, hold=1.0)
+    assert data(delivered) == [1, 2]
+    assert sum("corrupt queued message" in r.getMessage() for r in caplog.records) == 3
+    # The lane keeps working, and acknowledging clears the corrupt entries too.
+    proxy.delivered(alice)
+    await wait_for(lambda: not proxy._tasks)
+    assert await raw_redis.llen(engine.keys.in_flight(0, alice, engine.server_id)) == 0
+
+
+async def test_keys_of_the_wrong_type_are_skipped(
+    fleet: Fleet, raw_redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="faye.redis")
+    proxy = await fleet.proxy(log_level="info")
+    engine = engine_of(proxy)
+    alice, bob = await proxy.create_client(), await proxy.create_client()
+    await proxy.subscribe(alice, "/w/**")
+    await proxy.subscribe(bob, "/w/**")
+    inbox = await attach(proxy, alice)
+    await raw_redis.set(engine.keys.channel(0, "/w/x"), "garbage")
+    await raw_redis.hset(engine.keys.queue(0, bob), "a", "b")
+    await proxy.publish({"channel": "/w/x", "data": "still served"})
+    await wait_for(lambda: inbox.messages)
+    assert data(inbox.messages) == ["still served"]
+    bad = {r.getMessage() for r in caplog.records}
+    assert any("chan:/w/x" in m for m in bad) and any(f"queue:{bob}" in m for m in bad)
+    # bob's connect repairs his queue; the next message reaches him.
+    assert await proxy.connect(bob, hold=0.1) == []
+    await proxy.publish({"channel": "/w/y", "data": "repaired"})
+    assert data(await proxy.connect(bob, hold=1.0)) == ["repaired"]
+
+
+async def test_foreign_notifications_are_ignored(fleet: Fleet, raw_redis: Redis) -> None:
+    proxy = await fleet.proxy()
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/n")
+    inbox = await attach(proxy, alice)
+    await raw_redis.publish(engine.keys.close_channel(0), "no-space-here")
+    await raw_redis.publish(engine.keys.notify_channel(0, engine.server_id), ",,unknown,")
+    await proxy.publish({"channel": "/n", "data": "ok"})
+    await wait_for(lambda: inbox.messages)
+    assert not inbox.closed
+
+
+# -- garbage collection ----------------------------------------------------------------
+
+
+async def test_cleanup_expired_returns_the_count(fleet: Fleet) -> None:
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None)
+    engine = engine_of(proxy)
+    ids = [await proxy.create_client() for _ in range(3)]
+    await proxy.subscribe(ids[0], "/gc")
+    disconnected: list[Any] = []
+    proxy.bind("disconnect", lambda cid: disconnected.append(cid))
+    keep = await proxy.create_client()
+    await asyncio.sleep(0.25)
+    await proxy.backend.ping(keep)
+    assert await engine.cleanup_expired() == 3
+    assert sorted(disconnected) == sorted(ids)
+    assert await proxy.client_exists(keep)
+    assert await engine.cleanup_expired() == 0
+
+
+async def test_gc_lock_lets_one_server_collect(fleet: Fleet, raw_redis: Redis) -> None:
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None)
+    engine = engine_of(proxy)
+    await proxy.create_client()
+    await asyncio.sleep(0.25)
+    await raw_redis.set(engine.keys.gc_lock, "someone-else")
+    assert await engine.cleanup_expired() == 0
+    await raw_redis.delete(engine.keys.gc_lock)
+    assert await engine.cleanup_expired() == 1
+    assert await raw_redis.exists(engine.keys.gc_lock) == 0
+
+
+async def test_gc_never_collects_a_client_that_just_pinged(fleet: Fleet) -> None:
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None)
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await asyncio.sleep(0.25)
+    from faye.redis.engine import _GC_RUN, _GcRun
+
+    token = _GC_RUN.set(_GcRun(cutoff_ms=0))  # a GC that decided before the ping
+    try:
+        assert await engine.destroy_client(alice) is None
+    finally:
+        _GC_RUN.reset(token)
+    assert await engine.destroy_client(alice) == []
+
+
+async def test_gc_collects_a_client_whose_server_vanished(fleet: Fleet) -> None:
+    a = await fleet.proxy(timeout=0.2, gc_interval=None, heartbeat_interval=0.05)
+    b = await fleet.proxy(timeout=0.2, gc_interval=0.1)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/vanish")
+    await attach(a, alice)
+    await engine_of(a).kill()
+    disconnected: list[Any] = []
+    unsubscribed: list[Any] = []
+    b.bind("disconnect", lambda cid: disconnected.append(cid))
+    b.bind("unsubscribe", lambda cid, ch: unsubscribed.append((cid, ch)))
+    await wait_for(lambda: disconnected == [alice])
+    assert unsubscribed == [(alice, "/vanish")]
+    assert not await b.client_exists(alice)
+
+
+async def test_collect_garbage_from_the_command_line(fleet: Fleet) -> None:
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None)
+    for _ in range(2):
+        await proxy.create_client()
+    await asyncio.sleep(0.25)
+    assert await collect_garbage(fleet.url, fleet.namespace, server_timeout=0.1) == 2
+    assert await collect_garbage({"url": fleet.url}, fleet.namespace, server_timeout=0.1) == 0
+
+
+# -- delivery guarantee across server death --------------------------------------------
+
+
+async def setup_victim(fleet: Fleet) -> tuple[EngineProxy, EngineProxy, str, Any]:
+    a = await fleet.proxy(heartbeat_interval=0.1)
+    b = await fleet.proxy(heartbeat_interval=0.1)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/d")
+    inbox = await attach(a, alice)
+    for n in range(3):
+        await b.publish({"channel": "/d", "data": n})
+    await wait_for(lambda: len(inbox.messages) == 3)
+    return a, b, alice, inbox
+
+
+async def test_in_flight_messages_survive_their_servers_death(fleet: Fleet) -> None:
+    a, b, alice, _ = await setup_victim(fleet)
+    await engine_of(a).kill()  # took 0..2, never acknowledged them
+    await b.publish({"channel": "/d", "data": 3})
+    await asyncio.sleep(0.4)  # a's heartbeat is now older than 3 intervals
+    assert data(await b.connect(alice, hold=1.0)) == [0, 1, 2, 3]
+
+
+async def test_acknowledged_messages_are_not_sent_again(fleet: Fleet) -> None:
+    a, b, alice, _ = await setup_victim(fleet)
+    a.delivered(alice)
+    await wait_for(lambda: not a._tasks)
+    await engine_of(a).kill()
+    await b.publish({"channel": "/d", "data": 3})
+    await asyncio.sleep(0.4)
+    assert data(await b.connect(alice, hold=1.0)) == [3]
+
+
+async def test_connect_during_the_grace_period_picks_them_up_later(fleet: Fleet) -> None:
+    a, b, alice, _ = await setup_victim(fleet)
+    await engine_of(a).kill()
+    inbox = await attach(b, alice)  # a still looks alive: nothing to recover yet
+    assert inbox.messages == []
+    await wait_for(lambda: len(inbox.messages) == 3, timeout=3)
+    assert data(inbox.messages) == [0, 1, 2]
+
+
+async def test_gc_moves_a_dead_servers_in_flight_back_to_the_queue(fleet: Fleet) -> None:
+    a, b, alice, _ = await setup_victim(fleet)
+    await engine_of(a).kill()
+    await asyncio.sleep(0.4)
+    await engine_of(b).cleanup_expired()
+    engine = engine_of(b)
+    client = Redis.from_url(fleet.url)
+    try:
+        assert await client.llen(engine.keys.queue(0, alice)) == 3
+        assert await client.zscore(engine.keys.servers(0), engine_of(a).server_id) is None
+    finally:
+        await client.aclose()
+    assert data(await b.connect(alice, hold=1.0)) == [0, 1, 2]
+
+
+async def test_graceful_close_hands_in_flight_over_at_once(fleet: Fleet) -> None:
+    a, b, alice, _ = await setup_victim(fleet)
+    await a.close()
+    assert data(await b.connect(alice, hold=1.0)) == [0, 1, 2]

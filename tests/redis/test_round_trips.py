@@ -1,0 +1,80 @@
+"""One Redis round trip per publish whatever the fan-out, and one per woken server.
+
+Run with ``-s`` to print the table recorded in docs/redis.md:
+    python -m pytest tests/redis/test_round_trips.py -s -q
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from tests.redis.conftest import Fleet, engine_of
+from tests.redis.test_behaviour import count_sends, wait_for
+from tests.support.engines import attach
+from tests.support.redis_server import RedisServer
+
+
+@pytest.fixture(scope="module")
+def quiet_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+async def command_stats(client: Redis) -> dict[str, int]:
+    info = await client.info("commandstats")
+    return {name.removeprefix("cmdstat_"): int(v["calls"]) for name, v in info.items()}
+
+
+@pytest.mark.parametrize("subscribers", [1, 10, 1000])
+async def test_publish_round_trips(quiet_redis: RedisServer, subscribers: int) -> None:
+    fleet = Fleet(quiet_redis.url)
+    # A long timeout: clients set up first must still count as alive at the publish.
+    options: dict[str, Any] = {"timeout": 60, "heartbeat_interval": 60, "gc_interval": None}
+    raw = Redis.from_url(quiet_redis.url)
+    try:
+        a = await fleet.proxy(**options)
+        b = await fleet.proxy(**options)
+        publisher = await fleet.proxy(**options)
+        inboxes = []
+        for n in range(subscribers):
+            holder = a if n % 2 == 0 else b
+            client_id = await holder.create_client()
+            await holder.subscribe(client_id, "/bench/*" if n % 3 else "/bench/x")
+            inboxes.append(await attach(holder, client_id))
+        publisher_sends = count_sends(engine_of(publisher))
+        a_sends, b_sends = count_sends(engine_of(a)), count_sends(engine_of(b))
+        await raw.config_resetstat()
+        before = await command_stats(raw)
+        started = time.perf_counter()
+        await publisher.publish({"channel": "/bench/x", "data": "hi", "clientId": "p"})
+        took = time.perf_counter() - started
+        assert publisher_sends() == 1
+        await wait_for(lambda: all(inbox.messages for inbox in inboxes), timeout=10)
+        await asyncio.sleep(0.05)
+        stats = await command_stats(raw)
+        delta = {k: v - before.get(k, 0) for k, v in stats.items() if v - before.get(k, 0)}
+        delta.pop("config|resetstat", None)
+        delta.pop("info", None)
+        holders = 1 if subscribers == 1 else 2
+        drains = a_sends() + b_sends()
+        assert drains == holders  # each holding server: one notification, one drain
+        assert delta["publish"] == holders
+        assert delta["evalsha"] == 1 + holders
+        print(
+            f"\nN={subscribers}: publish {took * 1000:.2f} ms, 1 round trip; "
+            f"drain round trips {drains}; "
+            f"Redis commands {sum(delta.values())}: "
+            + ", ".join(f"{k} {v}" for k, v in sorted(delta.items()))
+        )
+    finally:
+        await raw.aclose()
+        await fleet.close()
