@@ -111,8 +111,8 @@ class Engine(ABC):
     #: so that the proxy only reports writes to engines that care.
     tracks_delivery: bool = False
 
-    async def acknowledge(self, client_id: str) -> None:
-        """What was last delivered to the client has been written to its transport.
+    async def acknowledge(self, client_id: str, count: int) -> None:
+        """The client's next ``count`` deliveries, in delivery order, were written out.
 
         Engines that keep messages in flight (to survive a server dying between
         taking and sending them) release them here; ``requeue`` is the failure path.

@@ -255,10 +255,10 @@ class EngineProxy(EventEmitter):
         self.trigger("close", client_id)
         asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
 
-    def delivered(self, client_id: str) -> None:
-        """A transport wrote the client's deliveries; the engine may forget them."""
-        if self.backend.tracks_delivery:
-            self.spawn(self.backend.acknowledge(client_id))
+    def delivered(self, client_id: str, count: int) -> None:
+        """A transport wrote the client's next ``count`` deliveries; the engine may forget them."""
+        if self.backend.tracks_delivery and count > 0:
+            self.spawn(self.backend.acknowledge(client_id, count))
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         self.spawn(self.backend.requeue(client_id, list(messages)))

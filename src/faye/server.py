@@ -21,6 +21,9 @@ log = logging.getLogger("faye.server")
 
 RETRY_AFTER_FAILURE_MS = 1000
 
+#: (client id, number of deliveries) for each connect answered with deliveries.
+Delivered = list[tuple[str, int]]
+
 
 class Batch:
     """A batch after dispatch: its immediate replies and its held connects."""
@@ -77,19 +80,19 @@ class Server:
         self.extensions.remove(extension, self)
 
     async def process(
-        self, messages: Any, request: Any, delivered_to: list[str] | None = None
+        self, messages: Any, request: Any, delivered_to: Delivered | None = None
     ) -> list[Item]:
         """Handle one batch; replies come back in completion order (held connects last).
 
-        Clients whose deliveries are in the replies are appended to ``delivered_to``:
-        the transport reports them to the proxy once the replies are written. Without
-        that list (the in-process client) they count as written at once.
+        Each client whose deliveries are in the replies is appended to ``delivered_to``
+        with their number: the transport reports them to the proxy once the replies are
+        written. Without that list (the in-process client) they count as written at once.
         """
         batch = await self.begin(messages, request, delivered_to)
         return await batch.finish()
 
     async def begin(
-        self, messages: Any, request: Any, delivered_to: list[str] | None = None
+        self, messages: Any, request: Any, delivered_to: Delivered | None = None
     ) -> Batch:
         """Handle every message of a batch except the waiting of its held connects.
 
@@ -118,7 +121,7 @@ class Server:
         self,
         message: Message,
         request: Any,
-        delivered_to: list[str] | None,
+        delivered_to: Delivered | None,
         taken: list[tuple[str, list[Envelope]]] | None = None,
     ) -> list[Item]:
         incoming = await self.extensions.incoming(message, request)
@@ -136,9 +139,9 @@ class Server:
                 else:
                     out = await handler(incoming, local)
                     if len(out) > 1 and channel == channels.CONNECT:
-                        self._track_delivery(incoming["clientId"], delivered_to)
+                        envelopes = [i for i in out if isinstance(i, Envelope)]
+                        self._track_delivery(incoming["clientId"], len(envelopes), delivered_to)
                         if taken is not None:
-                            envelopes = [i for i in out if isinstance(i, Envelope)]
                             taken.append((incoming["clientId"], envelopes))
             else:
                 out = await self._publish(incoming)
@@ -147,11 +150,11 @@ class Server:
             out = [self._failure(incoming, exc)]
         return await self.outgoing(out, request)
 
-    def _track_delivery(self, client_id: str, delivered_to: list[str] | None) -> None:
+    def _track_delivery(self, client_id: str, count: int, delivered_to: Delivered | None) -> None:
         if delivered_to is None:
-            self.proxy.delivered(client_id)
+            self.proxy.delivered(client_id, count)
         else:
-            delivered_to.append(client_id)
+            delivered_to.append((client_id, count))
 
     def _failure(self, message: Message, exc: BaseException) -> Message:
         reply = meta.reply_skeleton(message)

@@ -6,6 +6,7 @@ import asyncio
 import logging
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -90,7 +91,12 @@ async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis
     await wait_for(lambda: len(inbox.messages) == 3)
     key = engine.keys.in_flight(0, alice, engine.server_id)
     assert await raw_redis.llen(key) == 3
-    proxy.delivered(alice)
+    proxy.delivered(alice, 2)
+    await wait_for(lambda: not proxy._tasks)
+    # Only the message not yet written stays in flight.
+    (left,) = await raw_redis.lrange(key, 0, -1)
+    assert orjson.loads(left)["data"] == 2
+    proxy.delivered(alice, 1)
     await wait_for(lambda: not proxy._tasks)
     assert await raw_redis.exists(key) == 0
     assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
@@ -170,8 +176,9 @@ async def test_corrupt_queue_entries_are_skipped(
     delivered = await proxy.connect(alice, hold=1.0)
     assert data(delivered) == [1, 2]
     assert sum("corrupt queued message" in r.getMessage() for r in caplog.records) == 3
-    # The lane keeps working, and acknowledging clears the corrupt entries too.
-    proxy.delivered(alice)
+    # The lane keeps working; corrupt entries left the in-flight list, so acknowledging
+    # the two written messages empties it.
+    proxy.delivered(alice, 2)
     await wait_for(lambda: not proxy._tasks)
     assert await raw_redis.llen(engine.keys.in_flight(0, alice, engine.server_id)) == 0
 
@@ -308,7 +315,7 @@ async def test_in_flight_messages_survive_their_servers_death(fleet: Fleet) -> N
 
 async def test_acknowledged_messages_are_not_sent_again(fleet: Fleet) -> None:
     a, b, alice, _ = await setup_victim(fleet)
-    a.delivered(alice)
+    a.delivered(alice, 3)
     await wait_for(lambda: not a._tasks)
     await engine_of(a).kill()
     await b.publish({"channel": "/d", "data": 3})

@@ -374,9 +374,17 @@ class RedisEngine(Engine):
     # acknowledge and requeue do their bookkeeping when *called*, not when awaited: the
     # proxy calls them at the moment of the write (or failure) and runs them later.
 
-    def acknowledge(self, client_id: str) -> Coroutine[Any, Any, None]:
-        """What was handed out for the client so far has been written: trim it."""
-        count = self._unacked.pop(client_id, 0)
+    def acknowledge(self, client_id: str, count: int) -> Coroutine[Any, Any, None]:
+        """The first ``count`` messages handed out for the client were written: trim them.
+
+        Messages handed to a socket after those stay in flight until their own write.
+        """
+        pending = self._unacked.get(client_id, 0)
+        count = min(count, pending)
+        if pending - count > 0:
+            self._unacked[client_id] = pending - count
+        else:
+            self._unacked.pop(client_id, None)
         future = None
         if count > 0 and not self._closed:
             future = self._submit("A", client_id, [count], want_future=True)
@@ -483,7 +491,7 @@ class RedisEngine(Engine):
             if result == 1:
                 self._wake([client_id])
             return
-        if op.code == "A":
+        if op.code in "AD":
             return
         status = int(result[0])
         raws: list[bytes] = result[1:]
@@ -492,14 +500,18 @@ class RedisEngine(Engine):
         if not raws:
             return
         envelopes = self._decode(client_id, raws)
-        corrupt = len(raws) - len(envelopes)
+        if len(envelopes) < len(raws):
+            # Drop corrupt entries from the in-flight list so that acknowledging the
+            # first N written messages trims exactly those.
+            good = {e.raw for e in envelopes}
+            self._submit("D", client_id, [raw for raw in raws if raw not in good])
         base = 0 if op.resend else self._unacked.get(client_id, 0)
         if envelopes and self.host.deliver(client_id, envelopes):
-            self._unacked[client_id] = base + len(raws)
+            self._unacked[client_id] = base + len(envelopes)
             return
         # Nobody to hand them to after all (the connection went away meanwhile).
-        if base + corrupt:
-            self._unacked[client_id] = base + corrupt
+        if base:
+            self._unacked[client_id] = base
         else:
             self._unacked.pop(client_id, None)
         if envelopes:

@@ -112,7 +112,7 @@ class EventSourceSession:
                     except OSError:
                         self.server.proxy.requeue(self.client_id, batch)
                         raise
-                self.server.proxy.delivered(self.client_id)
+                self.server.proxy.delivered(self.client_id, len(batch))
             elif not done:
                 await self._write(b":\r\n\r\n")
             if self._closing:

@@ -17,7 +17,7 @@ import orjson
 
 from faye.envelope import Item, encode_items
 from faye.protocol import channels
-from faye.server import Server
+from faye.server import Delivered, Server
 from faye.transport.request import Request
 from faye.transport.responses import (
     NO_CACHE,
@@ -101,7 +101,7 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def process_watching(
-    server: Server, messages: Any, request: Request, receive: Receive, delivered_to: list[str]
+    server: Server, messages: Any, request: Request, receive: Receive, delivered_to: Delivered
 ) -> list[Item] | None:
     """Process a batch; if it holds a connect, give up when the client goes away.
 
@@ -154,7 +154,7 @@ class PollingTransport:
         except ClientGone:
             return
         request = Request(scope)
-        delivered_to: list[str] = []
+        delivered_to: Delivered = []
         try:
             replies = await process_watching(self.server, messages, request, receive, delivered_to)
         except Exception:
@@ -174,8 +174,8 @@ class PollingTransport:
         else:
             headers.append((b"content-type", JSON_TYPE))
         await respond(send, 200, headers, body)
-        for client_id in delivered_to:
-            self.server.proxy.delivered(client_id)
+        for client_id, count in delivered_to:
+            self.server.proxy.delivered(client_id, count)
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         body = await read_body(scope, receive, self.max_request_size)

@@ -17,7 +17,7 @@ from typing import Any
 
 from faye.envelope import Envelope, Item, encode_items
 from faye.protocol import channels
-from faye.server import Batch, Server
+from faye.server import Batch, Delivered, Server
 from faye.transport.polling import BadRequest, decode_messages
 from faye.transport.request import Request
 from faye.transport.responses import Receive, Scope, Send
@@ -37,7 +37,7 @@ class _Frame:
 
     __slots__ = ("delivered_to", "text")
 
-    def __init__(self, text: bytes, delivered_to: list[str]) -> None:
+    def __init__(self, text: bytes, delivered_to: Delivered) -> None:
         self.text = text
         self.delivered_to = delivered_to
 
@@ -153,7 +153,7 @@ class WebSocketSession:
         """Start frames strictly in arrival order; only their held connects overlap."""
         while self._inbox:
             messages = self._inbox.popleft()
-            delivered_to: list[str] = []
+            delivered_to: Delivered = []
             try:
                 batch = await self.server.begin(messages, self.request, delivered_to)
             except Exception:
@@ -182,7 +182,7 @@ class WebSocketSession:
                     self.proxy.open_socket(client_id, self)
                 return
 
-    async def _complete(self, batch: Batch, delivered_to: list[str]) -> None:
+    async def _complete(self, batch: Batch, delivered_to: Delivered) -> None:
         try:
             replies = await batch.finish()
         except asyncio.CancelledError:
@@ -192,7 +192,7 @@ class WebSocketSession:
             return
         self._write_frame(replies, delivered_to)
 
-    def _write_frame(self, replies: list[Item], delivered_to: list[str]) -> None:
+    def _write_frame(self, replies: list[Item], delivered_to: Delivered) -> None:
         self._outbox.append(_Frame(encode_items(replies), delivered_to))
         self._wakeup.set()
 
@@ -216,8 +216,8 @@ class WebSocketSession:
                     item = self._outbox.popleft()
                     if isinstance(item, _Frame):
                         await self._send({"type": "websocket.send", "text": item.text.decode()})
-                        for delivered in item.delivered_to:
-                            self.proxy.delivered(delivered)
+                        for delivered, count in item.delivered_to:
+                            self.proxy.delivered(delivered, count)
                     else:
                         client_id = self._client_id
                         batch = [item]
@@ -228,7 +228,7 @@ class WebSocketSession:
                             frame = encode_items(out).decode()
                             await self._send({"type": "websocket.send", "text": frame})
                         if client_id is not None:
-                            self.proxy.delivered(client_id)
+                            self.proxy.delivered(client_id, len(batch))
                         batch = []
         except (OSError, RuntimeError) as exc:
             log.debug("WebSocket write failed: %s", exc)

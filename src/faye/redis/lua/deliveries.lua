@@ -7,6 +7,7 @@
 --   W (wake):    drain the queue if this server owns the client. Argument as for C.
 --   A (ack):     the first N in-flight messages were written. Argument: N.
 --   R (requeue): these in-flight messages were not written. Arguments: the messages.
+--   D (discard): drop these (corrupt) messages from the in-flight list.
 -- A drained message moves to the in-flight list <prefix>flight:<cid>:<server id> until
 -- it is acknowledged or requeued.
 -- Returns {{result per operation}, {bad keys}}; a drain result is {status, message...}
@@ -93,6 +94,13 @@ local function ack(cid, count)
   return 1
 end
 
+local function discard(cid, messages)
+  local mine = mine_key(cid)
+  for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
+  forget_if_empty(cid, mine)
+  return 1
+end
+
 local function requeue(cid, messages)
   local mine = mine_key(cid)
   for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
@@ -127,6 +135,8 @@ while i <= #ARGV do
     results[#results + 1] = ack(cid, tonumber(args[1]))
   elseif code == 'R' then
     results[#results + 1] = requeue(cid, args)
+  elseif code == 'D' then
+    results[#results + 1] = discard(cid, args)
   else
     return redis.error_reply('unknown operation ' .. tostring(code))
   end
