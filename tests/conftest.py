@@ -1,10 +1,13 @@
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
+from typing import Any
 
+import httpx
 import pytest
 
 from tests.support.engines import EngineKit
+from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer, redis_available
 
 
@@ -45,3 +48,19 @@ async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineKit]:
         yield kit
     finally:
         await kit.close()
+
+
+@pytest.fixture
+def live(adapter: Any) -> Iterator[LiveServer]:
+    """The module's ``adapter`` fixture served by uvicorn on a loopback port."""
+    server = LiveServer(adapter).start()
+    try:
+        yield server
+    finally:
+        server.stop()
+
+
+@pytest.fixture
+async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
+    async with httpx.AsyncClient(base_url=live.base, timeout=10) as client:
+        yield client

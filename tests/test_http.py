@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 import json
 import socket
-from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
 from urllib.parse import quote
@@ -25,21 +24,6 @@ def adapter(tmp_path: Path) -> ASGIAdapter:
     script.write_text("window.Faye = {};\n")
     (tmp_path / "faye-browser-min.js.map").write_text("{}")
     return ASGIAdapter(mount=MOUNT, timeout=2, client_script=script, max_request_size=64 * 1024)
-
-
-@pytest.fixture
-def live(adapter: ASGIAdapter) -> Iterator[LiveServer]:
-    server = LiveServer(adapter).start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live.base, timeout=10) as client:
-        yield client
 
 
 async def post(http: httpx.AsyncClient, messages: Any, **headers: str) -> list[dict[str, Any]]:

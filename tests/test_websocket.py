@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator
 from typing import Any
 
 import httpx
@@ -21,21 +21,6 @@ MOUNT = "/faye"
 @pytest.fixture
 def adapter() -> ASGIAdapter:
     return ASGIAdapter(mount=MOUNT, timeout=2, max_request_size=16 * 1024)
-
-
-@pytest.fixture
-def live(adapter: ASGIAdapter) -> Iterator[LiveServer]:
-    server = LiveServer(adapter, ws="websockets-sansio").start()
-    try:
-        yield server
-    finally:
-        server.stop()
-
-
-@pytest.fixture
-async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
-    async with httpx.AsyncClient(base_url=live.base, timeout=10) as client:
-        yield client
 
 
 @pytest.fixture

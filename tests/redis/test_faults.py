@@ -3,12 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import shutil
 import socket
 import ssl
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -258,50 +256,22 @@ class TLSRedisServer(RedisServer):
         super().__init__()
         self.certs = certs
 
-    def start(self) -> TLSRedisServer:
-        args = [
-            self.binary,
-            "--port",
-            "0",
-            "--tls-port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-            "--logfile",
-            str(self.dir / "redis.log"),
-            "--tls-cert-file",
-            str(self.certs["server.crt"]),
-            "--tls-key-file",
-            str(self.certs["server.key"]),
-            "--tls-ca-cert-file",
-            str(self.certs["ca.crt"]),
-            "--tls-auth-clients",
-            "yes",
-        ]
-        self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+    def listen_args(self) -> list[str]:
+        certs = self.certs
+        return [
+            "--port", "0",
+            "--tls-port", str(self.port),
+            "--tls-cert-file", str(certs["server.crt"]),
+            "--tls-key-file", str(certs["server.key"]),
+            "--tls-ca-cert-file", str(certs["ca.crt"]),
+            "--tls-auth-clients", "yes",
+        ]  # fmt: skip
+
+    def open_probe(self) -> socket.socket:
         context = ssl.create_default_context(cafile=str(self.certs["ca.crt"]))
         context.load_cert_chain(str(self.certs["client.crt"]), str(self.certs["client.key"]))
-        deadline = time.monotonic() + 10
-        while time.monotonic() < deadline:
-            if self.process.poll() is not None:
-                err = self.process.stderr.read().decode() if self.process.stderr else ""
-                raise RuntimeError(f"redis-server exited: {err}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.5) as raw,
-                context.wrap_socket(raw, server_hostname="127.0.0.1") as sock,
-            ):
-                sock.sendall(b"PING\r\n")
-                if sock.recv(64).startswith(b"+PONG"):
-                    return self
-            time.sleep(0.05)
-        raise RuntimeError("redis-server with TLS did not start")
+        raw = socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+        return context.wrap_socket(raw, server_hostname="127.0.0.1")
 
 
 @pytest.fixture(scope="module")

@@ -39,33 +39,31 @@ class RedisServer:
     def url(self) -> str:
         return f"redis://127.0.0.1:{self.port}/0"
 
+    def listen_args(self) -> list[str]:
+        return ["--port", str(self.port)]
+
+    def open_probe(self) -> socket.socket:
+        """A connection to send PING on; a TLS server wraps it."""
+        return socket.create_connection(("127.0.0.1", self.port), timeout=0.5)
+
     def start(self) -> RedisServer:
         args = [
             self.binary,
-            "--port",
-            str(self.port),
-            "--bind",
-            "127.0.0.1",
-            "--save",
-            "",
-            "--appendonly",
-            "no",
-            "--dir",
-            str(self.dir),
-            "--logfile",
-            str(self.dir / "redis.log"),
+            *self.listen_args(),
+            "--bind", "127.0.0.1",
+            "--save", "",
+            "--appendonly", "no",
+            "--dir", str(self.dir),
+            "--logfile", str(self.dir / "redis.log"),
             *self.extra_args,
-        ]
+        ]  # fmt: skip
         self.process = subprocess.Popen(args, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         deadline = time.monotonic() + 10
         while time.monotonic() < deadline:
             if self.process.poll() is not None:
                 err = self.process.stderr.read().decode() if self.process.stderr else ""
                 raise RuntimeError(f"redis-server exited: {err}")
-            with (
-                contextlib.suppress(OSError),
-                socket.create_connection(("127.0.0.1", self.port), timeout=0.2) as sock,
-            ):
+            with contextlib.suppress(OSError), self.open_probe() as sock:
                 sock.sendall(b"PING\r\n")
                 reply = sock.recv(64)
                 if reply.startswith((b"+PONG", b"-NOAUTH")):
