@@ -356,3 +356,31 @@ async def test_no_client_script_configured(monkeypatch: pytest.MonkeyPatch) -> N
             assert (await client.get(f"{MOUNT}/client.js")).status_code == 404
     finally:
         server.stop()
+
+
+async def test_vanishing_clients_leave_no_task_behind(
+    http: httpx.AsyncClient, live: LiveServer
+) -> None:
+    alice = await handshake(http)
+    await post(http, {"channel": "/warm", "data": 1})
+    await asyncio.sleep(0.1)
+    baseline = live.task_count()
+    body = json.dumps(connect_message(alice)).encode()
+    sockets = []
+    for _ in range(20):
+        raw = socket.create_connection(("127.0.0.1", live.port))
+        raw.sendall(
+            b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            + f"Content-Length: {len(body)}\r\n\r\n".encode()
+            + body
+        )
+        sockets.append(raw)
+    await asyncio.sleep(0.3)
+    assert live.task_count() > baseline
+    for raw in sockets:
+        raw.close()
+    for _ in range(100):
+        if live.task_count() <= baseline:
+            break
+        await asyncio.sleep(0.02)
+    assert live.task_count() <= baseline

@@ -227,3 +227,23 @@ async def test_eventsource_stream(http: httpx.AsyncClient, live: LiveServer) -> 
 async def test_eventsource_for_unknown_client(http: httpx.AsyncClient) -> None:
     response = await http.get(f"{MOUNT}/nobody", headers={"accept": "text/event-stream"})
     assert response.status_code == 400
+
+
+async def test_closed_sockets_leave_no_task_behind(live: LiveServer) -> None:
+    async with connect(live.ws_base + MOUNT) as warm:
+        assert await exchange(warm, []) == []
+    await asyncio.sleep(0.2)
+    baseline = live.task_count()
+    sockets = [await connect(live.ws_base + MOUNT) for _ in range(10)]
+    for socket in sockets:
+        client_id = await ws_handshake(socket)
+        await socket.send(json.dumps([connect_msg(client_id)]))
+    await asyncio.sleep(0.2)
+    assert live.task_count() > baseline
+    for socket in sockets:
+        await socket.close()
+    for _ in range(100):
+        if live.task_count() <= baseline:
+            break
+        await asyncio.sleep(0.02)
+    assert live.task_count() <= baseline

@@ -5,6 +5,7 @@ The server gets its own event loop, as in production; tests talk to it over TCP.
 
 from __future__ import annotations
 
+import asyncio
 import threading
 import time
 from typing import Any
@@ -18,8 +19,14 @@ class LiveServer:
     def __init__(self, app: Any, *, ws: str = "websockets-sansio") -> None:
         self.app = app
         self.port = free_port()
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+        async def recording(scope: Any, receive: Any, send: Any) -> None:
+            self.loop = asyncio.get_running_loop()
+            await app(scope, receive, send)
+
         config = uvicorn.Config(
-            app,
+            recording,
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
@@ -46,6 +53,15 @@ class LiveServer:
                 raise RuntimeError("uvicorn did not start")
             time.sleep(0.01)
         return self
+
+    def task_count(self) -> int:
+        """How many asyncio tasks the server's loop has right now."""
+        assert self.loop is not None
+
+        async def count() -> int:
+            return len(asyncio.all_tasks())
+
+        return asyncio.run_coroutine_threadsafe(count(), self.loop).result(5)
 
     def stop(self) -> None:
         self.server.should_exit = True
