@@ -302,3 +302,40 @@ async def test_client_of_a_vanished_server_is_collected(
             {"channel": "/meta/connect", "clientId": alice, "connectionType": "long-polling"},
         )
         assert gone["error"] == f"401:{alice}:Unknown client"
+
+
+async def test_disconnect_on_one_server_closes_the_socket_on_another(
+    fleet: list[FayeServer],
+) -> None:
+    from websockets.asyncio.client import connect
+    from websockets.exceptions import ConnectionClosed
+
+    a, b, _ = fleet
+    async with connect(f"ws://127.0.0.1:{a.port}/faye") as ws:
+        await ws.send(
+            json.dumps(
+                [
+                    {
+                        "channel": "/meta/handshake",
+                        "version": "1.0",
+                        "supportedConnectionTypes": ["websocket"],
+                    }
+                ]
+            )
+        )
+        alice = json.loads(await ws.recv())[0]["clientId"]
+        await ws.send(
+            json.dumps(
+                [{"channel": "/meta/connect", "clientId": alice, "connectionType": "websocket"}]
+            )
+        )
+        await asyncio.sleep(0.3)
+        async with httpx.AsyncClient(timeout=5) as http:
+            (bye,) = await post(http, b.url, {"channel": "/meta/disconnect", "clientId": alice})
+        assert bye["successful"]
+        frames = []
+        with pytest.raises(ConnectionClosed):
+            while True:
+                frames.append(json.loads(await asyncio.wait_for(ws.recv(), 5)))
+        # The held connect was answered before the socket closed.
+        assert [r["channel"] for frame in frames for r in frame] == ["/meta/connect"]
