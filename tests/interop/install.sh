@@ -12,6 +12,9 @@
 #   * node + npm (Debian packages) - only when `node`/`npm` are missing.
 #   * npm ci in this directory - only when node_modules is missing or was
 #     installed from a different package.json/package-lock.json.
+#   * chromium (Debian package) for the browser tests, which drive it with npm
+#     playwright-core - only when /usr/bin/chromium is missing.  Playwright's
+#     own browser download is never used (it cannot work offline).
 #   * aiocometd-noloop (PyPI) into the project's virtualenv - only when that
 #     Python cannot import it.  Python is $INTEROP_PYTHON, else the active
 #     $VIRTUAL_ENV, else <repo>/.venv; skipped if none exists.
@@ -61,8 +64,8 @@ fi
 if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
     apt_install nodejs npm
 fi
-node -e 'process.exit(parseInt(process.versions.node) >= 18 ? 0 : 1)' \
-    || die "Node >= 18 required (cometd-nodejs-client), found $(node --version)"
+node -e 'process.exit(parseInt(process.versions.node) >= 20 ? 0 : 1)' \
+    || die "Node >= 20 required (playwright-core; cometd-nodejs-client needs 18), found $(node --version)"
 
 STAMP="$HERE/node_modules/.interop-install-stamp"
 WANT="$(cat "$HERE/package.json" "$HERE/package-lock.json" | sha256sum | cut -d' ' -f1)"
@@ -70,8 +73,14 @@ if [ ! -f "$STAMP" ] || [ "$(cat "$STAMP")" != "$WANT" ]; then
     (cd "$HERE" && run "npm ci" npm ci --no-audit --no-fund --loglevel=error)
     echo "$WANT" >"$STAMP"
 fi
-(cd "$HERE" && node -e 'require("faye"); import("cometd").then(() => import("cometd-nodejs-client"))' \
+(cd "$HERE" && node -e 'require("faye"); require("playwright-core"); import("cometd").then(() => import("cometd-nodejs-client"))' \
     >"$LOG" 2>&1) || die "npm packages installed but cannot be loaded"
+
+# --- Chromium for test_browser.py (driven through playwright-core) ---------
+if [ ! -x /usr/bin/chromium ]; then
+    apt_install chromium
+    [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
+fi
 
 # --- Python aiocometd-noloop ------------------------------------------------
 PY="${INTEROP_PYTHON:-}"
