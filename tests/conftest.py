@@ -8,6 +8,7 @@ import pytest
 
 from tests.support.engines import EngineKit
 from tests.support.live_server import LiveServer
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology, tools_available
 from tests.support.redis_server import RedisServer, redis_available
 
 
@@ -31,7 +32,31 @@ def _redis_engine_importable() -> bool:
     return True
 
 
-ENGINE_KINDS = ["memory", "redis"]
+@pytest.fixture(scope="session")
+def redis_cluster() -> Iterator[ClusterTopology]:
+    """A private 6-node Redis Cluster (3 masters, 3 replicas) for the whole run."""
+    if not redis_available() or not tools_available():
+        pytest.skip("redis-server and redis-cli are not installed")
+    topology = ClusterTopology().start()
+    try:
+        yield topology
+    finally:
+        topology.cleanup()
+
+
+@pytest.fixture(scope="session")
+def redis_sentinel() -> Iterator[SentinelTopology]:
+    """A private master, replica and 3 Sentinels for the whole run."""
+    if not redis_available():
+        pytest.skip("redis-server is not installed")
+    topology = SentinelTopology().start()
+    try:
+        yield topology
+    finally:
+        topology.cleanup()
+
+
+ENGINE_KINDS = ["memory", "redis", "redis-cluster", "redis-sentinel"]
 
 
 @pytest.fixture(params=ENGINE_KINDS)
@@ -42,6 +67,16 @@ async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineKit]:
             pytest.skip("faye.redis is not built yet")
         server: RedisServer = request.getfixturevalue("redis_server")
         kit = EngineKit("redis", server.url)
+    elif request.param == "redis-cluster":
+        if not _redis_engine_importable():
+            pytest.skip("faye.redis is not built yet")
+        cluster: ClusterTopology = request.getfixturevalue("redis_cluster")
+        kit = EngineKit("redis-cluster", cluster.url)
+    elif request.param == "redis-sentinel":
+        if not _redis_engine_importable():
+            pytest.skip("faye.redis is not built yet")
+        sentinel: SentinelTopology = request.getfixturevalue("redis_sentinel")
+        kit = EngineKit("redis-sentinel", sentinel.url)
     else:
         kit = EngineKit("memory")
     try:

@@ -29,7 +29,12 @@ class CollectingSocket:
 
 
 class EngineKit:
-    """Makes proxies sharing one backing store: one for memory, many for Redis."""
+    """Makes proxies sharing one backing store: one for memory, many for Redis.
+
+    ``kind`` is ``memory``, ``redis``, ``redis-cluster`` or ``redis-sentinel``; the
+    Redis kinds differ only in ``redis_url`` (``redis://``, ``redis+cluster://``,
+    ``redis+sentinel://``).
+    """
 
     def __init__(self, kind: str, redis_url: str | None = None) -> None:
         self.kind = kind

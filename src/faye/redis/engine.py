@@ -30,11 +30,10 @@ from typing import Any
 
 import orjson
 from redis import exceptions as rx
-from redis.asyncio import Redis
 
 from faye.engine import Engine, EngineError, EngineHost, generate_id
 from faye.envelope import Envelope
-from faye.redis.connection import Arg, EngineLog, RedisConnection
+from faye.redis.connection import TRANSIENT, Arg, Client, EngineLog, RedisConnection
 from faye.redis.keys import Keys
 from faye.redis.options import RedisOptions
 
@@ -101,7 +100,11 @@ class RedisEngine(Engine):
                 f"subscription_ttl ({ttl:g} s) must be at least the time after which idle "
                 f"clients are collected ({self.gc_window:g} s), or None"
             )
-        self.keys = Keys(self.config.namespace, self.config.partitions)
+        self.keys = Keys(
+            self.config.namespace,
+            self.config.partition_count,
+            balanced=self.config.mode == "cluster",
+        )
         self.server_id = f"{os.getpid()}.{secrets.token_hex(6)}"
         self.log = EngineLog(self.config.log_threshold)
         self.redis = RedisConnection(self.config)
@@ -138,7 +141,7 @@ class RedisEngine(Engine):
             await self._beat()
         except EngineError as exc:
             cause = exc.__cause__
-            transient = isinstance(cause, rx.ConnectionError | rx.TimeoutError | OSError)
+            transient = isinstance(cause, TRANSIENT)
             if not transient or isinstance(cause, rx.AuthenticationError):
                 raise  # wrong credentials or permissions: say so at start-up
             self.log.error("Redis is not reachable yet (%s); will keep trying", exc)
@@ -202,7 +205,7 @@ class RedisEngine(Engine):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _each_partition(self, client: Redis, action: str) -> None:
+    async def _each_partition(self, client: Client, action: str) -> None:
         pipe = client.pipeline(transaction=False)
         for p in range(self.keys.partitions):
             if action == "leave":
@@ -250,7 +253,7 @@ class RedisEngine(Engine):
             client_id = generate_id()
             key = self.keys.clients(self.keys.partition(client_id))
 
-            async def add(client: Redis, key: str = key, cid: str = client_id) -> Any:
+            async def add(client: Client, key: str = key, cid: str = client_id) -> Any:
                 return await client.zadd(key, {cid: now_ms()}, nx=True)
 
             added = await self.redis.call("create_client", add, idempotent=True)
@@ -340,13 +343,22 @@ class RedisEngine(Engine):
             for p in range(self.keys.partitions)
         ]
         # Never retried: had Redis run it, a second run would queue the message twice.
-        results = await self.redis.evalsha_many("publish", calls, idempotent=False)
+        # On a Cluster a failing master fails only its partitions: the others' subscribers
+        # get the message, and the publisher still gets the error.
+        results = await self.redis.evalsha_many("publish", calls, idempotent=False, partial=True)
         local: list[str] = []
-        for _queued, mine, bad in results:
+        failure: EngineError | None = None
+        for result in results:
+            if isinstance(result, EngineError):
+                failure = failure or result
+                continue
+            _queued, mine, bad = result
             self._report(bad)
             local.extend(_text(cid) for cid in mine)
         if local:
             self._wake(local)
+        if failure is not None:
+            raise failure
 
     # -- the delivery lane -------------------------------------------------------------
 
@@ -459,31 +471,39 @@ class RedisEngine(Engine):
                 args += [op.code, op.client_id, len(op.args), *op.args]
             calls.append(([self.keys.clients(p)], args))
         try:
-            results = await self.redis.evalsha_many("deliveries", calls, idempotent=False)
-            replies = list(zip(groups.values(), results, strict=True))
-        except BaseException as exc:
-            error = exc if isinstance(exc, EngineError) else EngineError(f"delivery: {exc!r}")
-            for op in batch:
-                if op.code in "CWR":
-                    # The script may have run: messages may sit in our in-flight list
-                    # without having been handed out. The next drain resends the list.
-                    self._resend.add(op.client_id)
-                if op.future is not None and not op.future.done():
-                    op.future.set_exception(error)
-            if not any(op.future is not None for op in batch):
-                self.log.warning("delivery batch failed: %s", error)
-            if not isinstance(exc, Exception):
-                raise
-            return
-        for ops, (op_results, bad) in replies:
+            results = await self.redis.evalsha_many(
+                "deliveries", calls, idempotent=False, partial=True
+            )
+        except Exception as exc:
+            results = [EngineError(f"delivery: {exc!r}")] * len(calls)
+        except BaseException as exc:  # cancelled while on the wire
+            self._fail_ops(batch, EngineError(f"delivery: {exc!r}"))
+            raise
+        for ops, result in zip(groups.values(), results, strict=True):
+            if isinstance(result, EngineError):
+                # On a Cluster only this partition's master failed; the others went on.
+                self._fail_ops(ops, result)
+                continue
+            op_results, bad = result
             self._report(bad)
-            for op, result in zip(ops, op_results, strict=True):
+            for op, op_result in zip(ops, op_results, strict=True):
                 try:
-                    self._finish(op, result)
+                    self._finish(op, op_result)
                 except Exception as exc:  # a host callback failed; keep the lane going
                     self.log.error("delivery to %s failed", op.client_id, exc_info=exc)
                 if op.future is not None and not op.future.done():
                     op.future.set_result(None)
+
+    def _fail_ops(self, ops: Sequence[_Op], error: EngineError) -> None:
+        for op in ops:
+            if op.code in "CWR":
+                # The script may have run: messages may sit in our in-flight list
+                # without having been handed out. The next drain resends the list.
+                self._resend.add(op.client_id)
+            if op.future is not None and not op.future.done():
+                op.future.set_exception(error)
+        if not any(op.future is not None for op in ops):
+            self.log.warning("delivery batch failed: %s", error)
 
     def _finish(self, op: _Op, result: Any) -> None:
         client_id = op.client_id
@@ -563,10 +583,13 @@ class RedisEngine(Engine):
     async def _listen(self) -> None:
         failures = 0
         channels = self._channels()
+        # Behind Sentinel or on a Cluster an outage is a failover, over in seconds: keep
+        # trying often enough to be back soon after it.
+        cap = 30.0 if self.config.mode == "single" else max(self.config.retry_delay, 1.0)
         while True:
-            pubsub = self.redis.listener_client.pubsub(ignore_subscribe_messages=True)
+            listener = self.redis.listener()
             try:
-                await pubsub.subscribe(*channels)
+                await listener.open(channels)
                 if failures:
                     self.log.info("listener back on Redis after %d attempt(s)", failures)
                     failures = 0
@@ -575,7 +598,7 @@ class RedisEngine(Engine):
                     self._wake(self._held)
                 self._listening.set()
                 while True:
-                    message = await pubsub.get_message(timeout=5.0)
+                    message = await listener.get_message(5.0)
                     if message is not None:
                         self._on_message(message)
             except asyncio.CancelledError:
@@ -584,14 +607,14 @@ class RedisEngine(Engine):
                 failures += 1
                 level = "error" if failures == 1 else "debug"
                 getattr(self.log, level)("listener lost Redis (%s); reconnecting", exc)
-                delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), 30.0)
+                delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), cap)
                 await asyncio.sleep(delay * (1 + 0.3 * random.random()))
             finally:
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(pubsub.aclose())  # type: ignore[no-untyped-call]
+                    await asyncio.shield(listener.aclose())
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
-        if message.get("type") != "message":
+        if message.get("type") not in ("message", "smessage"):
             return
         channel = _text(message["channel"])
         data = _text(message["data"])

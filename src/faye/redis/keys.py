@@ -9,16 +9,49 @@ Server-wide keys (the GC lock) sit outside the partitions.
 from __future__ import annotations
 
 import zlib
+from functools import cache
+
+from redis.crc import REDIS_CLUSTER_HASH_SLOTS, key_slot
+
+
+@cache
+def balanced_tags(partitions: int) -> tuple[str, ...]:
+    """Hash tags whose slots are evenly spaced over the 16384 Cluster slots.
+
+    Partition P gets the smallest decimal number hashing near the middle of the P-th of
+    ``partitions`` equal slot ranges (within a quarter of a range), so a Cluster whose
+    masters own equal contiguous ranges (what ``redis-cli --cluster create`` makes)
+    holds equal numbers of partitions. Plain numbers do not: 16 partitions tagged
+    0..15 land 6/6/4 on three masters.
+    """
+    width = REDIS_CLUSTER_HASH_SLOTS / partitions
+    reach = width / 4
+    tags: list[str | None] = [None] * partitions
+    missing, n = partitions, 0
+    while missing:
+        slot = key_slot(str(n).encode())
+        p = min(int(slot / width), partitions - 1)
+        if tags[p] is None and abs(slot - (p + 0.5) * width) <= max(reach, 0.5):
+            tags[p] = str(n)
+            missing -= 1
+        n += 1
+    return tuple(t for t in tags if t is not None)
 
 
 class Keys:
-    """Names for one namespace split into ``partitions`` hash-tag groups."""
+    """Names for one namespace split into ``partitions`` hash-tag groups.
 
-    def __init__(self, namespace: str, partitions: int = 1) -> None:
+    The tag of partition P is ``P`` itself, or with ``balanced`` (used on a Cluster)
+    the number chosen by :func:`balanced_tags`.
+    """
+
+    def __init__(self, namespace: str, partitions: int = 1, *, balanced: bool = False) -> None:
         if partitions < 1:
             raise ValueError("partitions must be at least 1")
         self.namespace = namespace
         self.partitions = partitions
+        tags = balanced_tags(partitions) if balanced else tuple(map(str, range(partitions)))
+        self._prefixes = tuple(f"{namespace}:{{{tag}}}:" for tag in tags)
         self.gc_lock = f"{namespace}:lock:gc"
 
     def partition(self, client_id: str) -> int:
@@ -28,8 +61,8 @@ class Keys:
         return zlib.crc32(client_id.encode()) % self.partitions
 
     def prefix(self, partition: int) -> str:
-        """``ns:{P}:`` — the hash tag is the partition label."""
-        return f"{self.namespace}:{{{partition}}}:"
+        """``ns:{T}:`` — ``T`` is the partition's hash tag (see the class)."""
+        return self._prefixes[partition]
 
     # Keys the scripts derive from the prefix (kept here for tests, tools and docs).
 

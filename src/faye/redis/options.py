@@ -73,9 +73,39 @@ class RedisOptions:
     #: How often a server refreshes its heartbeat; it counts as dead after 3 intervals.
     heartbeat_interval: float = 2.0
     #: Number of key partitions (hash-tag groups). All servers must agree on it.
-    partitions: int = 1
+    #: None: 1 on a single Redis or behind Sentinel, ``CLUSTER_PARTITIONS`` on a Cluster.
+    partitions: int | None = None
+    #: Redis Cluster startup nodes ("host:port"); set: the engine speaks Cluster.
+    cluster: tuple[str, ...] | None = None
+    #: Sentinel addresses ("host:port"); set: the master is found through Sentinel.
+    sentinels: tuple[str, ...] | None = None
+    #: The Sentinel service (``sentinel monitor <name> ...``); ``master_name`` is an alias.
+    service_name: str | None = None
+    sentinel_password: str | None = None
+    sentinel_username: str | None = None
 
     # -- derived --------------------------------------------------------------------
+
+    @property
+    def mode(self) -> str:
+        """``single``, ``sentinel`` or ``cluster``."""
+        if self.cluster:
+            return "cluster"
+        if self.sentinels:
+            return "sentinel"
+        return "single"
+
+    @property
+    def partition_count(self) -> int:
+        if self.partitions is not None:
+            return self.partitions
+        return CLUSTER_PARTITIONS if self.mode == "cluster" else 1
+
+    def addresses(self, which: str) -> list[tuple[str, int]]:
+        """``cluster`` or ``sentinels`` as (host, port) pairs."""
+        entries = self.cluster if which == "cluster" else self.sentinels
+        default = SENTINEL_PORT if which == "sentinels" else 6379
+        return [_host_port(which, entry, default) for entry in entries or ()]
 
     @property
     def log_threshold(self) -> int:
@@ -96,6 +126,10 @@ class RedisOptions:
     def parse(cls, options: Mapping[str, Any] | None) -> RedisOptions:
         """Validate a mapping of options; raise ValueError naming the first bad one."""
         raw = dict(options or {})
+        if "master_name" in raw:
+            if raw.get("service_name") not in (None, raw["master_name"]):
+                raise ValueError("service_name and master_name are the same option; give one")
+            raw["service_name"] = raw.pop("master_name")
         known = {f.name for f in fields(cls)}
         unknown = sorted(set(raw) - known)
         if unknown:
@@ -113,12 +147,22 @@ class RedisOptions:
         return result
 
     def _with_url(self, url: str) -> RedisOptions:
-        """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS)."""
+        """``redis://[user[:password]@]host[:port][/db]`` or ``rediss://`` (TLS).
+
+        Also ``redis+cluster://[user[:password]@]host:port,host:port`` (Redis Cluster
+        startup nodes) and ``redis+sentinel://[user[:password]@]host:port,host:port/
+        service[/db]`` (Sentinel addresses and the service name); the credentials are
+        the data nodes'. ``rediss+cluster`` and ``rediss+sentinel`` turn TLS on.
+        """
+        scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+        if scheme in ("redis+cluster", "rediss+cluster", "redis+sentinel", "rediss+sentinel"):
+            return self._with_multi_url(url, scheme)
         parts = urlsplit(url)
         scheme = parts.scheme.lower()
         if scheme not in ("redis", "rediss"):
             raise ValueError(
-                f"url: unsupported scheme {parts.scheme!r} (use redis:// or rediss://)"
+                f"url: unsupported scheme {parts.scheme!r} (use redis://, rediss://, "
+                "redis+cluster:// or redis+sentinel://)"
             )
         try:
             port = parts.port
@@ -143,9 +187,65 @@ class RedisOptions:
             changes["ssl"] = replace(self.ssl, enabled=True)
         return replace(self, **changes)
 
+    def _with_multi_url(self, url: str, scheme: str) -> RedisOptions:
+        rest = url.split("://", 1)[1]
+        rest, _, query = rest.partition("?")
+        netloc, _, path = rest.partition("/")
+        userinfo, at, hosts = netloc.rpartition("@")
+        if not at:
+            hosts, userinfo = netloc, ""
+        changes: dict[str, Any] = {}
+        if userinfo:
+            user, colon, password = userinfo.partition(":")
+            if user:
+                changes["username"] = unquote(user)
+            if colon and password:
+                changes["password"] = unquote(password)
+        entries = tuple(h.strip() for h in hosts.split(",") if h.strip())
+        if not entries:
+            raise ValueError(f"url: no host:port in {url!r}")
+        segments = [unquote(s) for s in path.split("/") if s]
+        params = parse_qs(query)
+        if scheme.endswith("+cluster"):
+            for entry in entries:
+                _host_port("url", entry, 6379)
+            if segments and segments != ["0"]:
+                raise ValueError("url: Redis Cluster has only database 0")
+            changes["cluster"] = entries
+        else:
+            for entry in entries:
+                _host_port("url", entry, SENTINEL_PORT)
+            if not segments:
+                raise ValueError(
+                    "url: redis+sentinel:// needs the service name: "
+                    "redis+sentinel://host:port,host:port/service_name[/db]"
+                )
+            if len(segments) > 2:
+                raise ValueError(f"url: too many path parts in {url!r}")
+            changes["sentinels"] = entries
+            changes["service_name"] = segments[0]
+            if len(segments) == 2:
+                if not segments[1].isdigit():
+                    raise ValueError(f"url: database must be a number, got {segments[1]!r}")
+                changes["database"] = int(segments[1])
+            for name in ("sentinel_password", "sentinel_username"):
+                if params.get(name):
+                    changes[name] = params[name][0]
+        if scheme.startswith("rediss"):
+            changes["ssl"] = replace(self.ssl, enabled=True)
+        return replace(self, **changes)
+
     def _check_relations(self) -> None:
         if (self.ssl.cert_file is None) != (self.ssl.key_file is None):
             raise ValueError("ssl: cert_file and key_file go together (a client certificate)")
+        if self.cluster and self.sentinels:
+            raise ValueError("cluster and sentinels exclude each other (Cluster has no Sentinel)")
+        if self.cluster and self.database != 0:
+            raise ValueError("database: Redis Cluster has only database 0")
+        if self.sentinels and not self.service_name:
+            raise ValueError("sentinels need service_name (the name Sentinel monitors)")
+        if self.service_name and not self.sentinels:
+            raise ValueError("service_name needs sentinels (their host:port addresses)")
 
     def liveness(self, server_timeout: float) -> tuple[float, float]:
         """(seconds a client counts as existing, seconds after which the GC collects it)."""
@@ -262,6 +362,46 @@ def _url(name: str, value: Any) -> str | None:
     return None if value is None else _str(name, value)
 
 
+#: Default partition count on a Redis Cluster: enough to spread over a few masters.
+CLUSTER_PARTITIONS = 16
+SENTINEL_PORT = 26379
+
+
+def _host_port(name: str, entry: str, default_port: int) -> tuple[str, int]:
+    """``host``, ``host:port`` or ``[v6]:port``."""
+    text = entry.strip()
+    host, port_text = text, ""
+    if text.startswith("["):
+        host, _, tail = text[1:].partition("]")
+        port_text = tail[1:] if tail.startswith(":") else tail
+    elif text.count(":") == 1:
+        host, _, port_text = text.partition(":")
+    if not host:
+        raise ValueError(f"{name}: no host in {entry!r}")
+    if not port_text:
+        return host, default_port
+    if not port_text.isdigit() or not 1 <= int(port_text) <= 65535:
+        raise ValueError(f"{name}: bad port in {entry!r}")
+    return host, int(port_text)
+
+
+def _addresses(name: str, value: Any) -> tuple[str, ...] | None:
+    """A list of "host:port" (or one comma-separated string); empty means unset."""
+    if value is None or value is False:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    if isinstance(items, Mapping) or not isinstance(items, list | tuple):
+        raise ValueError(f'{name} must be a list of "host:port", got {value!r}')
+    entries = []
+    for item in items:
+        if not isinstance(item, str):
+            raise ValueError(f'{name} must be a list of "host:port", got {value!r}')
+        if item.strip():
+            _host_port(name, item, 6379)
+            entries.append(item.strip())
+    return tuple(entries) or None
+
+
 _CHECKS: dict[str, Any] = {
     "host": _str,
     "port": _port,
@@ -285,5 +425,10 @@ _CHECKS: dict[str, Any] = {
     "ssl": _ssl,
     "max_queue": lambda n, v: _int(n, v, 1),
     "heartbeat_interval": _seconds,
-    "partitions": lambda n, v: _int(n, v, 1, 16384),
+    "partitions": lambda n, v: None if v is None else _int(n, v, 1, 16384),
+    "cluster": _addresses,
+    "sentinels": _addresses,
+    "service_name": _opt_str,
+    "sentinel_password": _opt_str,
+    "sentinel_username": _opt_str,
 }

@@ -4,6 +4,9 @@ Each script is ``lib.lua`` followed by its own file. Scripts are loaded with SCR
 LOAD when the engine starts and again whenever Redis answers NOSCRIPT (after a
 restart or SCRIPT FLUSH): a NOSCRIPT reply means the script did not run, so running
 it again after loading cannot duplicate anything.
+
+On a Redis Cluster the scripts notify with SPUBLISH instead of PUBLISH (sharded
+pub/sub): the same sources with ``lib.lua``'s ``NOTIFY`` constant switched.
 """
 
 from __future__ import annotations
@@ -27,9 +30,17 @@ def _read(name: str) -> str:
     return resources.files("faye.redis").joinpath("lua", f"{name}.lua").read_text("utf-8")
 
 
+_PLAIN = "local NOTIFY = 'PUBLISH'\n"
+_SHARDED = "local NOTIFY = 'SPUBLISH'\n"
+
+
 @cache
-def load_all() -> dict[str, Script]:
+def load_all(sharded: bool = False) -> dict[str, Script]:
     lib = _read("lib")
+    if sharded:
+        if _PLAIN not in lib:
+            raise AssertionError("lib.lua lost its NOTIFY constant")
+        lib = lib.replace(_PLAIN, _SHARDED)
     scripts = {}
     for name in NAMES:
         source = lib + _read(name)

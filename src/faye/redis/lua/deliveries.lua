@@ -115,7 +115,7 @@ local function requeue(cid, messages)
   local owner = redis.call('HGET', owners, cid)
   if owner == me then return 1 end
   if owner and server_alive(prefix, owner, dead_cutoff) then
-    redis.call('PUBLISH', prefix .. 'notify:' .. owner, cid)
+    redis.call(NOTIFY, prefix .. 'notify:' .. owner, cid)
   end
   return 0
 end

@@ -23,5 +23,5 @@ end
 redis.call('DEL', subs, prefix .. 'queue:' .. cid, flights)
 redis.call('HDEL', prefix .. 'owner', cid)
 redis.call('ZREM', KEYS[1], cid)
-redis.call('PUBLISH', prefix .. 'close', me .. ' ' .. cid)
+redis.call(NOTIFY, prefix .. 'close', me .. ' ' .. cid)
 return {channels, bad}

@@ -1,6 +1,10 @@
 -- Helpers prepended to every script of the faye Redis engine (one slot per script:
 -- every key is built from the partition prefix passed as ARGV[1]).
 
+-- How servers are woken: PUBLISH, or SPUBLISH (sharded pub/sub) on a Redis Cluster,
+-- where the notify and close channels carry the partition's hash tag like the keys.
+local NOTIFY = 'PUBLISH'
+
 local function failed(reply)
   return type(reply) == 'table' and reply.err ~= nil
 end

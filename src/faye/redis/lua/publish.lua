@@ -53,7 +53,7 @@ end
 
 for _, sid in ipairs(servers) do
   if server_alive(prefix, sid, dead_cutoff) then
-    redis.call('PUBLISH', prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
+    redis.call(NOTIFY, prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
   end
 end
 

@@ -21,7 +21,7 @@ for _, cid in ipairs(read_set(flying, bad)) do
       moved = moved + #items
       local owner = redis.call('HGET', prefix .. 'owner', cid)
       if owner and owner ~= sid and server_alive(prefix, owner, dead_cutoff) then
-        redis.call('PUBLISH', prefix .. 'notify:' .. owner, cid)
+        redis.call(NOTIFY, prefix .. 'notify:' .. owner, cid)
       end
     else
       bad[#bad + 1] = queue

@@ -1,0 +1,203 @@
+"""Deliveries per second on one Redis and on a 3-master Redis Cluster, same load.
+
+    python bench/cluster_throughput.py                  # both, 10 s each
+    python bench/cluster_throughput.py --seconds 5 --workers 2 --subscribers 200
+    python bench/cluster_throughput.py --memory         # INFO memory per client/subscription
+
+Each setup is started fresh on free loopback ports (never the machine's 6379): one
+``redis-server``, or 6 cluster nodes (3 masters, 3 replicas). ``--workers`` processes
+each run two engine proxies (two "servers" in one process, as in the tests): one holds
+``--subscribers`` clients, each subscribed to a channel of its own, the other publishes
+to those channels at random, closed loop with ``--window`` publishes in flight. A
+delivery is a message pushed to a subscriber's socket. Redis CPU per master is the
+``INFO cpu`` delta (user + sys) over the run.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import multiprocessing as mp
+import random
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+import redis  # noqa: E402
+
+from faye.proxy import EngineProxy  # noqa: E402
+from faye.redis import RedisEngine  # noqa: E402
+from tests.support.redis_cluster import ClusterTopology  # noqa: E402
+from tests.support.redis_server import RedisServer  # noqa: E402
+
+
+class Counter:
+    def __init__(self) -> None:
+        self.count = 0
+
+    def push(self, messages: Any) -> None:
+        self.count += len(messages)
+
+    def close(self) -> None:
+        pass
+
+
+async def worker_main(url: str, namespace: str, args: argparse.Namespace, out: Any) -> None:
+    spec = {"url": url, "namespace": namespace, "log_level": "error", "gc_interval": None}
+    holder = EngineProxy(RedisEngine.create, spec, timeout=60)
+    publisher = EngineProxy(RedisEngine.create, spec, timeout=60)
+    await holder.start()
+    await publisher.start()
+    counter = Counter()
+    tag = uuid.uuid4().hex[:6]
+    channels = []
+    for i in range(args.subscribers):
+        client_id = await holder.create_client()
+        channel = f"/p2p/{tag}/{i}"
+        await holder.subscribe(client_id, channel)
+        holder.open_socket(client_id, counter)
+        await holder.backend.empty_queue(client_id)
+        channels.append(channel)
+    out.put(("ready", 0))
+    await asyncio.sleep(0.5)
+    published = 0
+    deadline = time.monotonic() + args.seconds
+    start_count = counter.count
+    started = time.monotonic()
+
+    async def lane() -> None:
+        nonlocal published
+        while time.monotonic() < deadline:
+            await publisher.publish({"channel": random.choice(channels), "data": "x" * 64})
+            published += 1
+
+    await asyncio.gather(*(lane() for _ in range(args.window)))
+    elapsed = time.monotonic() - started
+    await asyncio.sleep(1.0)
+    out.put(("result", (published, counter.count - start_count, elapsed)))
+    await publisher.close()
+    await holder.close()
+
+
+def worker(url: str, namespace: str, args: argparse.Namespace, out: Any) -> None:
+    asyncio.run(worker_main(url, namespace, args, out))
+
+
+def cpu(port: int) -> float:
+    client = redis.Redis(host="127.0.0.1", port=port)
+    try:
+        info = client.info("cpu")
+    finally:
+        client.close()
+    return float(info["used_cpu_user"]) + float(info["used_cpu_sys"])
+
+
+def run(label: str, url: str, masters: list[int], args: argparse.Namespace) -> dict[str, Any]:
+    ctx = mp.get_context("spawn")
+    out = ctx.Queue()
+    namespace = f"bench-{uuid.uuid4().hex[:6]}"
+    procs = [
+        ctx.Process(target=worker, args=(url, namespace, args, out)) for _ in range(args.workers)
+    ]
+    for p in procs:
+        p.start()
+    for _ in procs:
+        assert out.get(timeout=120)[0] == "ready"
+    before = {port: cpu(port) for port in masters}
+    results = [out.get(timeout=args.seconds + 60)[1] for _ in procs]
+    after = {port: cpu(port) for port in masters}
+    for p in procs:
+        p.join(30)
+    published = sum(r[0] for r in results)
+    delivered = sum(r[1] for r in results)
+    elapsed = max(r[2] for r in results)
+    busy = {port: (after[port] - before[port]) / elapsed for port in masters}
+    row = {
+        "setup": label,
+        "published/s": published / elapsed,
+        "delivered/s": delivered / elapsed,
+        "redis CPU per master": " ".join(f"{100 * b:.0f}%" for b in busy.values()),
+        # Redis CPU (all masters together) per delivery, and what one fully busy
+        # master would deliver at that cost.
+        "Redis CPU us/delivery": 1e6 * sum(busy.values()) * elapsed / max(delivered, 1),
+        "deliveries/s per saturated master": delivered / max(sum(busy.values()) * elapsed, 1e-9),
+    }
+    return row
+
+
+def memory(args: argparse.Namespace) -> None:
+    server = RedisServer().start()
+    try:
+        asyncio.run(_memory(server, args))
+    finally:
+        server.cleanup()
+
+
+async def _memory(server: RedisServer, args: argparse.Namespace) -> None:
+    client = redis.Redis(host="127.0.0.1", port=server.port)
+    spec = {"url": server.url, "namespace": "mem", "log_level": "error", "gc_interval": None}
+    proxy = EngineProxy(RedisEngine.create, spec, timeout=60)
+    await proxy.start()
+    n = args.memory_clients
+    base = client.info("memory")["used_memory"]
+    ids = [await proxy.create_client() for _ in range(n)]
+    clients_mem = client.info("memory")["used_memory"]
+    for cid in ids:
+        await proxy.subscribe(cid, f"/own/{cid}")
+    own_mem = client.info("memory")["used_memory"]
+    for cid in ids:
+        await proxy.subscribe(cid, "/shared/all")
+    shared_mem = client.info("memory")["used_memory"]
+    for cid in ids:
+        await proxy.backend.connect(cid)  # owner entry (what a /meta/connect adds)
+    owner_mem = client.info("memory")["used_memory"]
+    print(f"{n} clients: {(clients_mem - base) / n:.0f} B per client (liveness zset entry)")
+    print(f"own channel each: {(own_mem - clients_mem) / n:.0f} B per subscription")
+    print(f"one shared channel: {(shared_mem - own_mem) / n:.0f} B per subscription")
+    print(f"after a connect: +{(owner_mem - shared_mem) / n:.0f} B per client (owner entry)")
+    await proxy.close()
+    client.close()
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--seconds", type=float, default=10)
+    parser.add_argument("--workers", type=int, default=2)
+    parser.add_argument("--subscribers", type=int, default=200)
+    parser.add_argument("--window", type=int, default=8)
+    parser.add_argument("--memory", action="store_true")
+    parser.add_argument("--memory-clients", type=int, default=10000)
+    parser.add_argument("--only", choices=["single", "cluster"])
+    args = parser.parse_args()
+    if args.memory:
+        memory(args)
+        return
+    rows = []
+    if args.only in (None, "single"):
+        server = RedisServer().start()
+        try:
+            rows.append(run("1 Redis", server.url, [server.port], args))
+        finally:
+            server.cleanup()
+    if args.only in (None, "cluster"):
+        cluster = ClusterTopology().start()
+        try:
+            masters = [n.port for n in cluster.masters()]
+            rows.append(run("Cluster, 3 masters", cluster.url, masters, args))
+        finally:
+            cluster.cleanup()
+    for row in rows:
+        print(
+            " | ".join(
+                f"{k}: {v:.0f}" if isinstance(v, float) else f"{k}: {v}" for k, v in row.items()
+            )
+        )
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,288 @@
+"""Redis Cluster and Sentinel specifics: slots, round trips, sharded pub/sub, real servers.
+
+The engine contract suite runs on both topologies through the ``engines`` fixture
+(tests/conftest.py); these tests check what only a Cluster or Sentinel has.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import uuid
+from collections.abc import Iterator
+from typing import Any
+
+import httpx
+import pytest
+import redis
+from redis.asyncio.cluster import ClusterNode
+from redis.crc import key_slot
+
+from faye.redis import RedisOptions
+from tests.redis.conftest import Fleet, engine_of
+from tests.support.engines import attach
+from tests.support.processes import FayeServer
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology
+
+
+def commandstat(port: int, command: str) -> int:
+    client = redis.Redis(host="127.0.0.1", port=port, socket_timeout=1)
+    try:
+        stats = client.info("commandstats")
+    finally:
+        client.close()
+    return int(stats.get(f"cmdstat_{command}", {}).get("calls", 0))
+
+
+# -- options -------------------------------------------------------------------------------
+
+
+def test_cluster_and_sentinel_urls() -> None:
+    o = RedisOptions.parse({"url": "redis+cluster://u:p%40w@10.0.0.1:7000,10.0.0.2:7001"})
+    assert o.mode == "cluster"
+    assert o.addresses("cluster") == [("10.0.0.1", 7000), ("10.0.0.2", 7001)]
+    assert (o.username, o.password, o.partition_count) == ("u", "p@w", 16)
+    assert RedisOptions.parse({"cluster": ["h:1"], "partitions": 64}).partition_count == 64
+    assert RedisOptions.parse({"cluster": "h1:1,h2"}).addresses("cluster") == [
+        ("h1", 1),
+        ("h2", 6379),
+    ]
+    s = RedisOptions.parse(
+        {"url": "redis+sentinel://:secret@s1:26380,s2/mymaster/3", "sentinel_password": "sp"}
+    )
+    assert s.mode == "sentinel"
+    assert s.addresses("sentinels") == [("s1", 26380), ("s2", 26379)]
+    assert (s.service_name, s.database, s.password, s.sentinel_password) == (
+        "mymaster",
+        3,
+        "secret",
+        "sp",
+    )
+    assert s.partition_count == 1
+    m = RedisOptions.parse({"sentinels": ["s:1"], "master_name": "m"})
+    assert m.service_name == "m"
+    assert RedisOptions.parse({"url": "rediss+cluster://h:1"}).ssl.enabled
+
+
+@pytest.mark.parametrize(
+    ("options", "message"),
+    [
+        ({"url": "redis+sentinel://s1:1"}, "service name"),
+        ({"url": "redis+cluster://h:1/2"}, "database 0"),
+        ({"url": "redis+cluster://h:x"}, "bad port"),
+        ({"sentinels": ["s:1"]}, "service_name"),
+        ({"service_name": "m"}, "sentinels"),
+        ({"cluster": ["a:1"], "sentinels": ["s:1"], "service_name": "m"}, "exclude"),
+        ({"cluster": 5}, "host:port"),
+        ({"cluster": ["a:1"], "database": 1}, "database"),
+    ],
+)
+def test_bad_cluster_and_sentinel_options(options: dict[str, Any], message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        RedisOptions.parse(options)
+
+
+# -- Cluster ---------------------------------------------------------------------------------
+
+
+async def test_partitions_spread_evenly_over_the_masters(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology
+) -> None:
+    engine = engine_of(await cluster_fleet.proxy())
+    assert engine.keys.partitions == 16
+    owners = [
+        redis_cluster.master_of_slot(key_slot(engine.keys.clients(p).encode())).port
+        for p in range(16)
+    ]
+    assert sorted(owners.count(port) for port in set(owners)) == [5, 5, 6]
+
+
+async def test_publish_costs_one_round_trip_per_master(
+    cluster_fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    publisher = await cluster_fleet.proxy()
+    holder = await cluster_fleet.proxy()
+    inboxes = []
+    for _ in range(40):  # recipients in (nearly) every partition
+        client_id = await holder.create_client()
+        await holder.subscribe(client_id, "/rt")
+        inboxes.append(await attach(holder, client_id))
+    engine = engine_of(publisher)
+    cluster = engine.redis.client
+    sent: dict[str, int] = {}
+    original = ClusterNode.execute_pipeline
+
+    ours = {id(node) for node in cluster.get_nodes()}
+
+    async def counting(node: ClusterNode, commands: Any) -> Any:
+        if id(node) in ours:  # not the holder's drains
+            sent[node.name] = sent.get(node.name, 0) + 1
+        return await original(node, commands)
+
+    monkeypatch.setattr(ClusterNode, "execute_pipeline", counting)
+    await publisher.publish({"channel": "/rt", "data": 1})
+    monkeypatch.undo()
+    assert sorted(sent.values()) == [1, 1, 1]  # 16 scripts, 3 masters, 3 round trips
+    for _ in range(100):
+        if all(inbox.messages for inbox in inboxes):
+            break
+        await asyncio.sleep(0.02)
+    assert all(len(inbox.messages) == 1 for inbox in inboxes)
+
+
+async def test_a_notification_stays_in_the_shard_of_its_partition(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology
+) -> None:
+    publisher = await cluster_fleet.proxy()
+    holder = await cluster_fleet.proxy()
+    alice = await holder.create_client()
+    await holder.subscribe(alice, "/shard")
+    inbox = await attach(holder, alice)
+    keys = engine_of(holder).keys
+    owner = redis_cluster.master_of_slot(
+        key_slot(keys.clients(keys.partition(alice)).encode())
+    ).port
+    masters = [n.port for n in redis_cluster.masters()]
+    before = {port: commandstat(port, "spublish") for port in masters}
+    plain = sum(commandstat(port, "publish") for port in masters)
+    await publisher.publish({"channel": "/shard", "data": "x"})
+    for _ in range(100):
+        if inbox.messages:
+            break
+        await asyncio.sleep(0.02)
+    assert [m["data"] for m in inbox.messages] == ["x"]
+    after = {port: commandstat(port, "spublish") for port in masters}
+    assert after[owner] - before[owner] == 1
+    assert all(after[p] == before[p] for p in masters if p != owner)
+    assert sum(commandstat(port, "publish") for port in masters) == plain
+
+
+async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopology) -> None:
+    """Move a partition's slot to another master while it is used: MOVED, ASK, resubscribe."""
+    fleet = Fleet(doomed_cluster.url)
+    try:
+        publisher = await fleet.proxy(retry_delay=0.1)
+        holder = await fleet.proxy(retry_delay=0.1)
+        alice = await holder.create_client()
+        await holder.subscribe(alice, "/moving")
+        inbox = await attach(holder, alice)
+        keys = engine_of(holder).keys
+        slot = key_slot(keys.clients(keys.partition(alice)).encode())
+        source = doomed_cluster.master_of_slot(slot)
+        target = next(m for m in doomed_cluster.masters() if m is not source)
+
+        async def flow(start: int) -> None:
+            for n in range(start, start + 5):
+                await publisher.publish({"channel": "/moving", "data": n})
+
+        async def received(count: int) -> None:
+            for _ in range(200):
+                if len(inbox.messages) >= count:
+                    return
+                await asyncio.sleep(0.02)
+            raise AssertionError(f"only {len(inbox.messages)} of {count} arrived")
+
+        await flow(0)
+        await received(5)
+        src = redis.Redis(host="127.0.0.1", port=source.port, decode_responses=True)
+        dst = redis.Redis(host="127.0.0.1", port=target.port, decode_responses=True)
+        try:
+            src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+            dst.cluster("setslot", slot, "importing", src_id)
+            src.cluster("setslot", slot, "migrating", dst_id)
+            # All of the partition's keys in one MIGRATE: scripts must not run while a
+            # partition is split between two nodes (see docs/redis.md, Redis Cluster).
+            names = src.cluster("getkeysinslot", slot, 10000)
+            src.migrate("127.0.0.1", target.port, names, 0, 5000)
+            await flow(5)  # keys on the target: every call is answered with ASK
+            for client in (dst, src):
+                client.cluster("setslot", slot, "node", dst_id)
+            for node in doomed_cluster.masters():
+                if node not in (source, target):
+                    with redis.Redis(host="127.0.0.1", port=node.port) as other:
+                        other.cluster("setslot", slot, "node", dst_id)
+        finally:
+            src.close()
+            dst.close()
+        await received(10)
+        await flow(10)  # now MOVED, and the listener must be subscribed on the new master
+        await received(15)
+        assert sorted(m["data"] for m in inbox.messages) == list(range(15))
+    finally:
+        await fleet.close()
+
+
+# -- real servers ------------------------------------------------------------------------------
+
+
+@pytest.fixture(params=["cluster", "sentinel"])
+def topology_url(
+    request: pytest.FixtureRequest,
+) -> Iterator[str]:
+    if request.param == "cluster":
+        cluster: ClusterTopology = request.getfixturevalue("redis_cluster")
+        yield cluster.url
+    else:
+        sentinel: SentinelTopology = request.getfixturevalue("redis_sentinel")
+        yield sentinel.url
+
+
+async def post(http: httpx.AsyncClient, url: str, messages: Any) -> list[dict[str, Any]]:
+    response = await http.post(url, json=messages)
+    assert response.status_code == 200, response.text
+    result: list[dict[str, Any]] = response.json()
+    return result
+
+
+async def test_two_faye_serve_processes_share_the_topology(topology_url: str) -> None:
+    namespace = f"serve-{uuid.uuid4().hex[:8]}"
+    servers = [
+        FayeServer("--redis", topology_url, "--namespace", namespace, "--log-level", "warning")
+        for _ in range(2)
+    ]
+    try:
+        for server in servers:
+            server.start()
+        a, b = (s.url for s in servers)
+        async with httpx.AsyncClient(timeout=10) as http:
+            (hs,) = await post(
+                http,
+                a,
+                {
+                    "channel": "/meta/handshake",
+                    "version": "1.0",
+                    "supportedConnectionTypes": ["long-polling"],
+                },
+            )
+            alice = hs["clientId"]
+            replies = await post(
+                http,
+                b,
+                [
+                    {"channel": "/meta/subscribe", "clientId": alice, "subscription": "/t/*"},
+                    {
+                        "channel": "/meta/connect",
+                        "clientId": alice,
+                        "connectionType": "long-polling",
+                        "advice": {"timeout": 0},
+                    },
+                ],
+            )
+            assert all(r["successful"] for r in replies), replies
+            held = asyncio.ensure_future(
+                post(
+                    http,
+                    a,
+                    {
+                        "channel": "/meta/connect",
+                        "clientId": alice,
+                        "connectionType": "long-polling",
+                    },
+                )
+            )
+            await asyncio.sleep(0.3)
+            await post(http, b, {"channel": "/t/x", "data": "across", "id": "m1"})
+            got = await asyncio.wait_for(held, 10)
+            assert got[1:] == [{"channel": "/t/x", "data": "across", "id": "m1"}]
+    finally:
+        for server in servers:
+            server.stop()
