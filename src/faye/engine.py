@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import secrets
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Generator, Mapping, Sequence
 from typing import Any, Protocol
 
 from faye.envelope import Envelope
@@ -33,6 +33,19 @@ class EngineHost(Protocol):
 
     async def destroy_client(self, client_id: str) -> None:
         """Destroy with events; engines call this from their garbage collector."""
+
+
+class Completed:
+    """An awaitable that is already done: the result of work finished synchronously."""
+
+    __slots__ = ()
+
+    def __await__(self) -> Generator[Any, None, None]:
+        return
+        yield  # pragma: no cover - makes this a generator that finishes at once
+
+
+COMPLETED = Completed()
 
 
 class EngineError(Exception):
@@ -89,8 +102,14 @@ class Engine(ABC):
         """True only if the subscription existed."""
 
     @abstractmethod
-    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
-        """Queue ``envelope`` once for every client subscribed to any of ``channels``."""
+    def publish(self, envelope: Envelope, channels: Sequence[str]) -> Awaitable[None]:
+        """Queue ``envelope`` once for every client subscribed to any of ``channels``.
+
+        Not a coroutine on purpose: the publish takes its place in the engine's order
+        when this is *called*, and the returned awaitable completes when it is done.
+        So a server may start the next publish of a connection before the previous
+        one completed (pipelining them) without reordering them.
+        """
 
     @abstractmethod
     async def empty_queue(self, client_id: str) -> None:

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
 from faye.engine import Engine
@@ -177,12 +177,22 @@ class EngineProxy(EventEmitter):
         if await self.backend.unsubscribe(client_id, channel):
             self.trigger("unsubscribe", client_id, channel)
 
-    async def publish(self, message: Message) -> None:
-        """Fan a message out; raises TypeError if its data cannot be sent as JSON."""
+    def publish(self, message: Message) -> Awaitable[None]:
+        """Fan a message out; the returned awaitable completes when the engine is done.
+
+        The publish is ordered when this is called (see :meth:`Engine.publish`).
+        Raises TypeError at once if the message cannot be sent as JSON.
+        """
         envelope = Envelope.from_message(message)
         channel = message["channel"]
-        await self.backend.publish(envelope, channels.expand(channel))
-        self.trigger("publish", message.get("clientId"), channel, message.get("data"))
+        pending = self.backend.publish(envelope, channels.expand(channel))
+        return self._published(pending, message.get("clientId"), channel, message.get("data"))
+
+    async def _published(
+        self, pending: Awaitable[None], client_id: Any, channel: str, data: Any
+    ) -> None:
+        await pending
+        self.trigger("publish", client_id, channel, data)
 
     # -- connects and delivery --------------------------------------------------------
 

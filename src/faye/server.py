@@ -21,6 +21,9 @@ log = logging.getLogger("faye.server")
 
 RETRY_AFTER_FAILURE_MS = 1000
 
+#: What an engine may raise when its backing store fails; the client gets a Bayeux error.
+ENGINE_FAILURES = (EngineError, OSError, ConnectionError, TimeoutError)
+
 #: (client id, number of deliveries) for each connect answered with deliveries.
 Delivered = list[tuple[str, int]]
 
@@ -28,11 +31,12 @@ Delivered = list[tuple[str, int]]
 class Batch:
     """A batch after dispatch: its immediate replies and its held connects."""
 
-    __slots__ = ("held", "proxy", "replies", "taken")
+    __slots__ = ("held", "proxy", "publishing", "replies", "taken")
 
     def __init__(self, proxy: EngineProxy) -> None:
         self.proxy = proxy
         self.replies: list[Item] = []
+        self.publishing: list[asyncio.Task[list[Item]]] = []
         self.held: list[asyncio.Task[list[Item]]] = []
         # Deliveries taken by the held connects: put back if the batch never completes
         # (the transport gave up on it, or something raised).
@@ -40,11 +44,14 @@ class Batch:
 
     @property
     def waiting(self) -> bool:
-        return bool(self.held)
+        return bool(self.held or self.publishing)
 
     async def finish(self) -> list[Item]:
+        """Publish replies in request order, then connects as they are answered."""
         completed = False
         try:
+            for task in self.publishing:
+                self.replies.extend(await task)
             for result in asyncio.as_completed(self.held):
                 self.replies.extend(await result)
             completed = True
@@ -54,7 +61,7 @@ class Batch:
         return self.replies
 
     def abandon(self) -> None:
-        for task in self.held:
+        for task in (*self.publishing, *self.held):
             task.cancel()
         for client_id, envelopes in self.taken:
             self.proxy.requeue(client_id, envelopes)
@@ -96,10 +103,13 @@ class Server:
     ) -> Batch:
         """Handle every message of a batch except the waiting of its held connects.
 
-        Messages run one after another so that publishes keep their order; only a
-        ``/meta/connect`` is set aside to wait. A transport that receives several
-        batches on one connection (WebSocket) calls this for each in turn, so their
-        order holds across batches too, and awaits :meth:`Batch.finish` concurrently.
+        Messages start one after another, so publishes keep their order (and a
+        subscribe is in place before a publish that follows it). A ``/meta/connect``
+        is set aside to wait, and so is the completion of a publish: it already has
+        its place in the engine's order, so the next publish need not wait for it. A
+        transport that receives several batches on one connection (WebSocket) calls
+        this for each in turn, so the order holds across batches too, and awaits
+        :meth:`Batch.finish` concurrently.
         """
         batch = Batch(self.proxy)
         try:
@@ -108,14 +118,28 @@ class Server:
                     continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
-                    work = self._process_one(message, request, delivered_to, batch.taken)
+                    work = self._process_connect(message, request, delivered_to, batch.taken)
                     batch.held.append(asyncio.ensure_future(work))
+                    continue
+                outcome = await self._process_one(message, request, delivered_to)
+                if isinstance(outcome, list):
+                    batch.replies.extend(outcome)
                 else:
-                    batch.replies.extend(await self._process_one(message, request, delivered_to))
+                    batch.publishing.append(outcome)
         except BaseException:
             batch.abandon()
             raise
         return batch
+
+    async def _process_connect(
+        self,
+        message: Message,
+        request: Any,
+        delivered_to: Delivered | None,
+        taken: list[tuple[str, list[Envelope]]],
+    ) -> list[Item]:
+        outcome = await self._process_one(message, request, delivered_to, taken)
+        return outcome if isinstance(outcome, list) else await outcome
 
     async def _process_one(
         self,
@@ -123,7 +147,8 @@ class Server:
         request: Any,
         delivered_to: Delivered | None,
         taken: list[tuple[str, list[Envelope]]] | None = None,
-    ) -> list[Item]:
+    ) -> list[Item] | asyncio.Task[list[Item]]:
+        """One message's replies, or a task for them when a publish is under way."""
         incoming = await self.extensions.incoming(message, request)
         if incoming is None:
             return []
@@ -144,8 +169,11 @@ class Server:
                         if taken is not None:
                             taken.append((incoming["clientId"], envelopes))
             else:
-                out = await self._publish(incoming)
-        except (EngineError, OSError, ConnectionError, TimeoutError) as exc:
+                reply, pending = self._start_publish(incoming)
+                if pending is not None:
+                    return asyncio.ensure_future(self._finish_publish(reply, pending, request))
+                out = [reply]
+        except ENGINE_FAILURES as exc:
             log.warning("engine failure on %s: %s", channel, exc)
             out = [self._failure(incoming, exc)]
         return await self.outgoing(out, request)
@@ -239,13 +267,25 @@ class Server:
                 await action(client_id, channel)
         return [reply]
 
-    async def _publish(self, message: Message) -> list[Item]:
+    def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
+        """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
-        if meta.check_publish(message, reply):
-            try:
-                await self.proxy.publish(message)
-            except TypeError as exc:
-                reply["successful"] = False
-                reply["error"] = errors.render(errors.PUBLISH_FAILED, message.get("channel"))
-                log.warning("cannot publish %r: %s", message.get("channel"), exc)
-        return [reply]
+        if not meta.check_publish(message, reply):
+            return reply, None
+        try:
+            return reply, self.proxy.publish(message)
+        except TypeError as exc:
+            reply["successful"] = False
+            reply["error"] = errors.render(errors.PUBLISH_FAILED, message.get("channel"))
+            log.warning("cannot publish %r: %s", message.get("channel"), exc)
+            return reply, None
+
+    async def _finish_publish(
+        self, reply: Message, pending: Awaitable[None], request: Any
+    ) -> list[Item]:
+        try:
+            await pending
+        except ENGINE_FAILURES as exc:
+            log.warning("engine failure on %s: %s", reply.get("channel"), exc)
+            reply = self._failure(reply, exc)
+        return await self.outgoing([reply], request)

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 import asyncio
 from collections import deque
-from collections.abc import Mapping, Sequence
+from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
-from faye.engine import Engine, EngineHost, generate_id
+from faye.engine import COMPLETED, Engine, EngineHost, generate_id
 from faye.envelope import Envelope
 
 
@@ -87,7 +87,7 @@ class MemoryEngine(Engine):
             if not members:
                 del self._channels[channel]
 
-    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
+    def publish(self, envelope: Envelope, channels: Sequence[str]) -> Awaitable[None]:
         recipients: set[str] = set()
         for channel in channels:
             members = self._channels.get(channel)
@@ -98,6 +98,7 @@ class MemoryEngine(Engine):
                 queue = self._queues.get(client_id)
                 if queue is not None:
                     queue.append(envelope)
+        return COMPLETED
 
     async def empty_queue(self, client_id: str) -> None:
         queue = self._queues.get(client_id)

@@ -23,7 +23,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -113,6 +113,9 @@ class RedisEngine(Engine):
         self._closed = False
         self._started = False
         self._listening = asyncio.Event()
+        # The publish lane.
+        self._publishes: list[tuple[Envelope, Sequence[str], asyncio.Future[None]]] = []
+        self._publish_lane: asyncio.Task[None] | None = None
         # The delivery lane.
         self._ops: list[_Op] = []
         self._waking: set[str] = set()
@@ -172,25 +175,31 @@ class RedisEngine(Engine):
             return
         self._closed = True
         self._cancel_background()
-        if self._lane is not None:
-            self._lane.cancel()
+        for lane in (self._lane, self._publish_lane):
+            if lane is not None:
+                lane.cancel()
         self._fail_pending()
         await self.redis.close()
 
     async def _stop(self) -> None:
         self._cancel_background()
-        lane = self._lane
-        if lane is not None:
-            with contextlib.suppress(Exception, asyncio.CancelledError):
-                await asyncio.wait_for(asyncio.shield(lane), self.config.read_timeout + 1)
+        for lane in (self._publish_lane, self._lane):
+            if lane is not None:
+                with contextlib.suppress(Exception, asyncio.CancelledError):
+                    await asyncio.wait_for(asyncio.shield(lane), self.config.read_timeout + 1)
         self._closed = True
         self._fail_pending()
 
     def _fail_pending(self) -> None:
+        closed = EngineError("the Redis engine is closed")
         for op in self._ops:
             if op.future is not None and not op.future.done():
-                op.future.set_exception(EngineError("the Redis engine is closed"))
+                op.future.set_exception(closed)
         self._ops.clear()
+        for _, _, future in self._publishes:
+            if not future.done():
+                future.set_exception(closed)
+        self._publishes.clear()
 
     def _cancel_background(self) -> None:
         for task in self._tasks:
@@ -328,37 +337,82 @@ class RedisEngine(Engine):
 
     # -- publishing --------------------------------------------------------------------
 
-    async def publish(self, envelope: Envelope, channels: Sequence[str]) -> None:
+    # -- the publish lane ---------------------------------------------------------------
+
+    def publish(self, envelope: Envelope, channels: Sequence[str]) -> Awaitable[None]:
+        """Join the publish lane: publishes of one tick go out in one pipelined round trip.
+
+        One batch is on the wire at a time and batches keep their order, so publishes
+        reach Redis in the order they were called, even when the caller does not wait
+        for one before calling the next.
+        """
+        if self._closed:
+            raise EngineError("the Redis engine is closed")
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self._publishes.append((envelope, channels, future))
+        if self._publish_lane is None:
+            self._publish_lane = asyncio.ensure_future(self._run_publish_lane())
+        return future
+
+    async def _run_publish_lane(self) -> None:
+        try:
+            while self._publishes:
+                await asyncio.sleep(0)  # let this turn's publishes join the batch
+                batch, self._publishes = self._publishes, []
+                try:
+                    await self._send_publishes(batch)
+                except BaseException as exc:
+                    error = exc if isinstance(exc, EngineError) else EngineError(repr(exc))
+                    for _, _, future in batch:
+                        if not future.done():
+                            future.set_exception(error)
+                    if not isinstance(exc, Exception):
+                        raise
+        finally:
+            self._publish_lane = None
+
+    async def _send_publishes(
+        self, batch: list[tuple[Envelope, Sequence[str], asyncio.Future[None]]]
+    ) -> None:
         _, alive, dead = self._cutoffs()
-        common: list[Arg] = [
+        limits: list[Arg] = [
             alive,
             dead,
             self.config.max_queue,
             int(self.config.message_ttl * 1000),
-            envelope.raw,
-            *channels,
         ]
+        partitions = range(self.keys.partitions)
         calls = [
-            ([self.keys.clients(p)], [self.keys.prefix(p), self.server_id, *common])
-            for p in range(self.keys.partitions)
+            (
+                [self.keys.clients(p)],
+                [self.keys.prefix(p), self.server_id, *limits, envelope.raw, *channels],
+            )
+            for envelope, channels, _ in batch
+            for p in partitions
         ]
         # Never retried: had Redis run it, a second run would queue the message twice.
         # On a Cluster a failing master fails only its partitions: the others' subscribers
         # get the message, and the publisher still gets the error.
         results = await self.redis.evalsha_many("publish", calls, idempotent=False, partial=True)
         local: list[str] = []
-        failure: EngineError | None = None
-        for result in results:
-            if isinstance(result, EngineError):
-                failure = failure or result
+        width = len(partitions)
+        for index, (_, _, future) in enumerate(batch):
+            failure: EngineError | None = None
+            for result in results[index * width : (index + 1) * width]:
+                if isinstance(result, EngineError):
+                    failure = failure or result
+                    continue
+                _queued, mine, bad = result
+                self._report(bad)
+                local.extend(_text(cid) for cid in mine)
+            if future.done():
                 continue
-            _queued, mine, bad = result
-            self._report(bad)
-            local.extend(_text(cid) for cid in mine)
+            if failure is None:
+                future.set_result(None)
+            else:
+                future.set_exception(failure)
         if local:
             self._wake(local)
-        if failure is not None:
-            raise failure
 
     # -- the delivery lane -------------------------------------------------------------
 
