@@ -19,11 +19,13 @@ Message = dict[str, Any]
 class Envelope:
     """One delivered message (publisher's ``clientId`` removed), as bytes."""
 
-    __slots__ = ("_message", "raw")
+    __slots__ = ("_frame", "_message", "_text", "raw")
 
     def __init__(self, raw: bytes, message: Message | None = None) -> None:
         self.raw = raw
         self._message = message
+        self._text: str | None = None
+        self._frame: str | None = None
 
     @classmethod
     def from_message(cls, message: Message) -> Envelope:
@@ -38,6 +40,20 @@ class Envelope:
         if self._message is None:
             self._message = orjson.loads(self.raw)
         return self._message
+
+    @property
+    def text(self) -> str:
+        """The JSON as text (WebSocket text frames), decoded once for all recipients."""
+        if self._text is None:
+            self._text = self.raw.decode()
+        return self._text
+
+    @property
+    def frame(self) -> str:
+        """``[message]``: the frame pushing this message alone, built once."""
+        if self._frame is None:
+            self._frame = f"[{self.text}]"
+        return self._frame
 
     def copy(self) -> Message:
         """A private deep copy for one recipient's outgoing extensions."""

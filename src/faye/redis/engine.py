@@ -533,6 +533,7 @@ class RedisEngine(Engine):
         except BaseException as exc:  # cancelled while on the wire
             self._fail_ops(batch, EngineError(f"delivery: {exc!r}"))
             raise
+        decoded: dict[bytes, Envelope | None] = {}
         for ops, result in zip(groups.values(), results, strict=True):
             if isinstance(result, EngineError):
                 # On a Cluster only this partition's master failed; the others went on.
@@ -542,7 +543,7 @@ class RedisEngine(Engine):
             self._report(bad)
             for op, op_result in zip(ops, op_results, strict=True):
                 try:
-                    self._finish(op, op_result)
+                    self._finish(op, op_result, decoded)
                 except Exception as exc:  # a host callback failed; keep the lane going
                     self.log.error("delivery to %s failed", op.client_id, exc_info=exc)
                 if op.future is not None and not op.future.done():
@@ -559,7 +560,7 @@ class RedisEngine(Engine):
         if not any(op.future is not None for op in ops):
             self.log.warning("delivery batch failed: %s", error)
 
-    def _finish(self, op: _Op, result: Any) -> None:
+    def _finish(self, op: _Op, result: Any, decoded: dict[bytes, Envelope | None]) -> None:
         client_id = op.client_id
         if op.code == "R":
             if result == 1:
@@ -573,7 +574,7 @@ class RedisEngine(Engine):
             self._schedule_recheck(client_id)
         if not raws:
             return
-        envelopes = self._decode(client_id, raws)
+        envelopes = self._decode(client_id, raws, decoded)
         if len(envelopes) < len(raws):
             # Drop corrupt entries from the in-flight list so that acknowledging the
             # first N written messages trims exactly those.
@@ -608,19 +609,31 @@ class RedisEngine(Engine):
 
         self._rechecks[client_id] = asyncio.get_running_loop().call_later(delay, recheck)
 
-    def _decode(self, client_id: str, raws: Sequence[bytes]) -> list[Envelope]:
+    def _decode(
+        self, client_id: str, raws: Sequence[bytes], decoded: dict[bytes, Envelope | None]
+    ) -> list[Envelope]:
+        """Check and wrap queued messages; ``decoded`` shares the work across recipients.
+
+        A fan-out drains the same bytes for every recipient: each distinct message is
+        parsed once per batch and its Envelope (and so its encoded frame) is shared.
+        """
         envelopes = []
         for raw in raws:
-            try:
-                message = orjson.loads(raw)
-            except orjson.JSONDecodeError:
-                message = None
-            if not isinstance(message, dict) or not isinstance(message.get("channel"), str):
+            if raw in decoded:
+                envelope = decoded[raw]
+            else:
+                try:
+                    message = orjson.loads(raw)
+                except orjson.JSONDecodeError:
+                    message = None
+                valid = isinstance(message, dict) and isinstance(message.get("channel"), str)
+                envelope = decoded[raw] = Envelope(raw, message) if valid else None
+            if envelope is None:
                 self.log.warning(
                     "skipping a corrupt queued message for %s: %r", client_id, raw[:100]
                 )
                 continue
-            envelopes.append(Envelope(raw, message))
+            envelopes.append(envelope)
         return envelopes
 
     def _report(self, bad: Sequence[bytes | str]) -> None:

@@ -196,6 +196,15 @@ class WebSocketSession:
         self._outbox.append(_Frame(encode_items(replies), delivered_to))
         self._wakeup.set()
 
+    async def _push_frame(self, batch: list[Envelope]) -> str:
+        """The frame for pushed deliveries; without outgoing extensions, shared text."""
+        if not self.server.extensions.has_outgoing:
+            if len(batch) == 1:
+                return batch[0].frame
+            return "[" + ",".join(envelope.text for envelope in batch) + "]"
+        out = await self.server.outgoing(list(batch), self.request)
+        return encode_items(out).decode() if out else ""
+
     async def _writer(self) -> None:
         """Send in order; deliveries count as delivered once their frame is written."""
         batch: list[Envelope] = []
@@ -223,9 +232,8 @@ class WebSocketSession:
                         batch = [item]
                         while self._outbox and isinstance(self._outbox[0], Envelope):
                             batch.append(self._outbox.popleft())
-                        out = await self.server.outgoing(list(batch), self.request)
-                        if out:
-                            frame = encode_items(out).decode()
+                        frame = await self._push_frame(batch)
+                        if frame:
                             await self._send({"type": "websocket.send", "text": frame})
                         if client_id is not None:
                             self.proxy.delivered(client_id, len(batch))
