@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from faye.engine import EngineError
@@ -29,7 +29,12 @@ Delivered = list[tuple[str, int]]
 
 
 class Batch:
-    """A batch after dispatch: its immediate replies and its held connects."""
+    """A batch after dispatch: its immediate replies, and what is still to wait for.
+
+    Held connects are kept as coroutines and only started by :meth:`finish`: a lone
+    connect (the usual case) is then awaited directly, so a waiting client costs no
+    task of its own beyond its transport's.
+    """
 
     __slots__ = ("held", "proxy", "publishing", "replies", "taken")
 
@@ -37,7 +42,7 @@ class Batch:
         self.proxy = proxy
         self.replies: list[Item] = []
         self.publishing: list[asyncio.Task[list[Item]]] = []
-        self.held: list[asyncio.Task[list[Item]]] = []
+        self.held: list[Coroutine[Any, Any, list[Item]]] = []
         # Deliveries taken by the held connects: put back if the batch never completes
         # (the transport gave up on it, or something raised).
         self.taken: list[tuple[str, list[Envelope]]] = []
@@ -49,20 +54,38 @@ class Batch:
     async def finish(self) -> list[Item]:
         """Publish replies in request order, then connects as they are answered."""
         completed = False
+        held, self.held = self.held, []
+        tasks: list[asyncio.Task[list[Item]]] = []
         try:
             for task in self.publishing:
                 self.replies.extend(await task)
-            for result in asyncio.as_completed(self.held):
-                self.replies.extend(await result)
+            if len(held) == 1:
+                self.replies.extend(await held.pop())
+            else:
+                tasks = [asyncio.ensure_future(coro) for coro in held]
+                held = []
+                pending: set[asyncio.Task[list[Item]]] = set(tasks)
+                while pending:
+                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
+                    for task in tasks:
+                        if task in done:
+                            self.replies.extend(task.result())
             completed = True
         finally:
+            for coro in held:
+                coro.close()
             if not completed:
+                for task in tasks:
+                    task.cancel()
                 self.abandon()
         return self.replies
 
     def abandon(self) -> None:
-        for task in (*self.publishing, *self.held):
+        for task in self.publishing:
             task.cancel()
+        for coro in self.held:
+            coro.close()
+        self.held = []
         for client_id, envelopes in self.taken:
             self.proxy.requeue(client_id, envelopes)
         self.taken.clear()
@@ -119,7 +142,7 @@ class Server:
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
                     work = self._process_connect(message, request, delivered_to, batch.taken)
-                    batch.held.append(asyncio.ensure_future(work))
+                    batch.held.append(work)
                     continue
                 outcome = await self._process_one(message, request, delivered_to)
                 if isinstance(outcome, list):

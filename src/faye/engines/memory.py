@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from collections import deque
 from collections.abc import Awaitable, Mapping, Sequence
 from typing import Any
 
@@ -19,7 +18,8 @@ class MemoryEngine(Engine):
         self._clients: set[str] = set()
         self._subscriptions: dict[str, set[str]] = {}
         self._channels: dict[str, set[str]] = {}
-        self._queues: dict[str, deque[Envelope]] = {}
+        # Created on the first message a client has to wait for: most never need one.
+        self._queues: dict[str, list[Envelope]] = {}
         self._expiry: dict[str, asyncio.TimerHandle] = {}
         self._gc_tasks: set[asyncio.Task[None]] = set()
 
@@ -29,7 +29,6 @@ class MemoryEngine(Engine):
             client_id = generate_id()
         self._clients.add(client_id)
         self._subscriptions[client_id] = set()
-        self._queues[client_id] = deque()
         await self.ping(client_id)
         return client_id
 
@@ -94,24 +93,18 @@ class MemoryEngine(Engine):
             if members:
                 recipients.update(members)
         for client_id in recipients:
-            if not self.host.deliver(client_id, (envelope,)):
-                queue = self._queues.get(client_id)
-                if queue is not None:
-                    queue.append(envelope)
+            if not self.host.deliver(client_id, (envelope,)) and client_id in self._clients:
+                self._queues.setdefault(client_id, []).append(envelope)
         return COMPLETED
 
     async def empty_queue(self, client_id: str) -> None:
-        queue = self._queues.get(client_id)
-        if not queue or not self.host.has_connection(client_id):
+        if client_id not in self._queues or not self.host.has_connection(client_id):
             return
-        messages = list(queue)
-        queue.clear()
-        self.host.deliver(client_id, messages)
+        self.host.deliver(client_id, self._queues.pop(client_id))
 
     async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
-        queue = self._queues.get(client_id)
-        if queue is not None:
-            queue.extendleft(reversed(messages))
+        if messages and client_id in self._clients:
+            self._queues[client_id] = [*messages, *self._queues.get(client_id, ())]
 
     async def close(self) -> None:
         for timer in self._expiry.values():

@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
@@ -43,7 +42,12 @@ class _Frame:
 
 
 class WebSocketSession:
-    """One accepted WebSocket, bound to at most one client id at a time."""
+    """One accepted WebSocket, bound to at most one client id at a time.
+
+    An idle socket costs as little as we can make it: no writer task waits on it (one
+    is started when there is something to send and ends when all is sent), and its
+    queues are plain lists.
+    """
 
     def __init__(
         self,
@@ -62,10 +66,10 @@ class WebSocketSession:
         self._send = send
         self._max_message_size = max_message_size
         self._max_queue = max_queue
-        self._outbox: deque[Any] = deque()
-        self._wakeup = asyncio.Event()
+        self._outbox: list[_Frame | Envelope] = []
+        self._writer: asyncio.Task[None] | None = None
         self._frames: set[asyncio.Task[None]] = set()
-        self._inbox: deque[Any] = deque()
+        self._inbox: list[Any] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self._client_id: str | None = None
         self._closing = False
@@ -84,7 +88,7 @@ class WebSocketSession:
             log.warning("client %s is not reading; closing its socket", self._client_id)
             self._close_soon(CLOSE_TRY_AGAIN)
             return
-        self._wakeup.set()
+        self._wake_writer()
 
     def close(self) -> None:
         self._close_soon(CLOSE_NORMAL)
@@ -95,7 +99,11 @@ class WebSocketSession:
             self._closing = True
             self._close_code = code
             self._close_deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
-            self._wakeup.set()
+            self._wake_writer()
+
+    def _wake_writer(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -104,7 +112,6 @@ class WebSocketSession:
         if first["type"] != "websocket.connect":
             return
         await self._send({"type": "websocket.accept"})
-        writer = asyncio.ensure_future(self._writer())
         try:
             while True:
                 message = await self._receive()
@@ -128,9 +135,11 @@ class WebSocketSession:
                 await asyncio.gather(*self._frames, return_exceptions=True)
             if self._client_id is not None:
                 self.proxy.detach_socket(self._client_id, self)
-            writer.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await writer
+            writer = self._writer
+            if writer is not None:
+                writer.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await writer
 
     def _on_frame(self, data: str | bytes) -> None:
         try:
@@ -152,7 +161,7 @@ class WebSocketSession:
     async def _dispatch(self) -> None:
         """Start frames strictly in arrival order; only their held connects overlap."""
         while self._inbox:
-            messages = self._inbox.popleft()
+            messages = self._inbox.pop(0)
             delivered_to: Delivered = []
             try:
                 batch = await self.server.begin(messages, self.request, delivered_to)
@@ -167,7 +176,7 @@ class WebSocketSession:
     def _frame_done(self, task: asyncio.Task[None]) -> None:
         self._frames.discard(task)
         if self._closing:
-            self._wakeup.set()
+            self._wake_writer()
 
     def _bind(self, messages: Any) -> None:
         """Bind the socket to the client of the frame's first connect, as Faye does."""
@@ -194,7 +203,7 @@ class WebSocketSession:
 
     def _write_frame(self, replies: list[Item], delivered_to: Delivered) -> None:
         self._outbox.append(_Frame(encode_items(replies), delivered_to))
-        self._wakeup.set()
+        self._wake_writer()
 
     async def _push_frame(self, batch: list[Envelope]) -> str:
         """The frame for pushed deliveries; without outgoing extensions, shared text."""
@@ -205,40 +214,53 @@ class WebSocketSession:
         out = await self.server.outgoing(list(batch), self.request)
         return encode_items(out).decode() if out else ""
 
-    async def _writer(self) -> None:
-        """Send in order; deliveries count as delivered once their frame is written."""
-        batch: list[Envelope] = []
+    async def _write(self) -> None:
+        """Send in order until nothing is left; deliveries count once their frame is out."""
+        pushed: list[Envelope] = []
+        items: list[_Frame | Envelope] = []
+        index = 0
         client_id = None
         try:
             while True:
-                if self._closing:
-                    remaining = self._close_deadline - asyncio.get_running_loop().time()
-                    if not self._outbox and (not self._frames or remaining <= 0):
-                        await self._send({"type": "websocket.close", "code": self._close_code})
-                        return
-                    with contextlib.suppress(TimeoutError):
-                        await asyncio.wait_for(self._wakeup.wait(), max(remaining, 0.01))
-                else:
-                    await self._wakeup.wait()
-                self._wakeup.clear()
                 while self._outbox:
-                    item = self._outbox.popleft()
-                    if isinstance(item, _Frame):
-                        await self._send({"type": "websocket.send", "text": item.text.decode()})
-                        for delivered, count in item.delivered_to:
-                            self.proxy.delivered(delivered, count)
-                    else:
+                    items, self._outbox = self._outbox, []
+                    index = 0
+                    while index < len(items):
+                        item = items[index]
+                        if isinstance(item, _Frame):
+                            index += 1
+                            text = item.text.decode()
+                            await self._send({"type": "websocket.send", "text": text})
+                            for delivered, count in item.delivered_to:
+                                self.proxy.delivered(delivered, count)
+                            continue
+                        end = index
+                        while end < len(items) and isinstance(items[end], Envelope):
+                            end += 1
+                        pushed = items[index:end]  # type: ignore[assignment]
+                        index = end
                         client_id = self._client_id
-                        batch = [item]
-                        while self._outbox and isinstance(self._outbox[0], Envelope):
-                            batch.append(self._outbox.popleft())
-                        frame = await self._push_frame(batch)
+                        frame = await self._push_frame(pushed)
                         if frame:
                             await self._send({"type": "websocket.send", "text": frame})
                         if client_id is not None:
-                            self.proxy.delivered(client_id, len(batch))
-                        batch = []
+                            self.proxy.delivered(client_id, len(pushed))
+                        pushed = []
+                if not self._closing:
+                    return
+                remaining = self._close_deadline - asyncio.get_running_loop().time()
+                if not self._frames or remaining <= 0:
+                    await self._send({"type": "websocket.close", "code": self._close_code})
+                    return
+                await asyncio.wait(set(self._frames), timeout=remaining)
         except (OSError, RuntimeError) as exc:
+            # The socket is gone: what was not written goes back to the engine.
             log.debug("WebSocket write failed: %s", exc)
-            if batch and client_id is not None:
-                self.proxy.requeue(client_id, batch)
+            unsent = [*pushed, *items[index:], *self._outbox]
+            self._outbox = []
+            envelopes = [item for item in unsent if isinstance(item, Envelope)]
+            client_id = client_id or self._client_id
+            if envelopes and client_id is not None:
+                self.proxy.requeue(client_id, envelopes)
+        finally:
+            self._writer = None
