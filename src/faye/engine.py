@@ -123,18 +123,23 @@ class Engine(ABC):
         await self.ping(client_id)
         await self.empty_queue(client_id)
 
-    async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
-        """Put back messages taken for a reply that could not be sent (client vanished)."""
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        """Put back messages taken for a reply that could not be sent (client vanished).
+
+        Called at the moment of the failure and must not block: an engine that needs
+        I/O queues it (and logs its failure) itself.
+        """
 
     #: Set by engines that keep taken messages "in flight" until they are written,
     #: so that the proxy only reports writes to engines that care.
     tracks_delivery: bool = False
 
-    async def acknowledge(self, client_id: str, count: int) -> None:
+    def acknowledge(self, client_id: str, count: int) -> None:
         """The client's next ``count`` deliveries, in delivery order, were written out.
 
         Engines that keep messages in flight (to survive a server dying between
         taking and sending them) release them here; ``requeue`` is the failure path.
+        Called for every write, so it must not block or start a task per call.
         """
 
     async def close(self) -> None:

@@ -268,10 +268,10 @@ class EngineProxy(EventEmitter):
     def delivered(self, client_id: str, count: int) -> None:
         """A transport wrote the client's next ``count`` deliveries; the engine may forget them."""
         if self.backend.tracks_delivery and count > 0:
-            self.spawn(self.backend.acknowledge(client_id, count))
+            self.backend.acknowledge(client_id, count)
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
-        self.spawn(self.backend.requeue(client_id, list(messages)))
+        self.backend.requeue(client_id, list(messages))
 
     def spawn(self, coro: Any) -> asyncio.Task[Any]:
         """Run background work without losing the task or its exception."""

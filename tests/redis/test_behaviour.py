@@ -92,12 +92,12 @@ async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis
     key = engine.keys.in_flight(0, alice, engine.server_id)
     assert await raw_redis.llen(key) == 3
     proxy.delivered(alice, 2)
-    await wait_for(lambda: not proxy._tasks)
+    await engine_of(proxy).drained()
     # Only the message not yet written stays in flight.
     (left,) = await raw_redis.lrange(key, 0, -1)
     assert orjson.loads(left)["data"] == 2
     proxy.delivered(alice, 1)
-    await wait_for(lambda: not proxy._tasks)
+    await engine_of(proxy).drained()
     assert await raw_redis.exists(key) == 0
     assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
 
@@ -111,7 +111,7 @@ async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
     taken = await proxy.connect(alice, hold=1.0)
     assert data(taken) == [0, 1, 2]
     await proxy.publish({"channel": "/r", "data": 3})
-    await proxy.backend.requeue(alice, taken)
+    proxy.backend.requeue(alice, taken)
     assert data(await proxy.connect(alice, hold=1.0)) == [0, 1, 2, 3]
 
 
@@ -179,7 +179,7 @@ async def test_corrupt_queue_entries_are_skipped(
     # The lane keeps working; corrupt entries left the in-flight list, so acknowledging
     # the two written messages empties it.
     proxy.delivered(alice, 2)
-    await wait_for(lambda: not proxy._tasks)
+    await engine_of(proxy).drained()
     assert await raw_redis.llen(engine.keys.in_flight(0, alice, engine.server_id)) == 0
 
 
@@ -316,7 +316,7 @@ async def test_in_flight_messages_survive_their_servers_death(fleet: Fleet) -> N
 async def test_acknowledged_messages_are_not_sent_again(fleet: Fleet) -> None:
     a, b, alice, _ = await setup_victim(fleet)
     a.delivered(alice, 3)
-    await wait_for(lambda: not a._tasks)
+    await engine_of(a).drained()
     await engine_of(a).kill()
     await b.publish({"channel": "/d", "data": 3})
     await asyncio.sleep(0.4)

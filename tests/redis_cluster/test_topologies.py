@@ -175,7 +175,8 @@ async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopo
                 await publisher.publish({"channel": "/moving", "data": n})
 
         async def received(count: int) -> None:
-            for _ in range(200):
+            # Generous: after the move the listener must notice and resubscribe first.
+            for _ in range(500):
                 if len(inbox.messages) >= count:
                     return
                 await asyncio.sleep(0.02)

@@ -102,7 +102,7 @@ class MemoryEngine(Engine):
             return
         self.host.deliver(client_id, self._queues.pop(client_id))
 
-    async def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         if messages and client_id in self._clients:
             self._queues[client_id] = [*messages, *self._queues.get(client_id, ())]
 

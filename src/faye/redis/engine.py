@@ -437,10 +437,10 @@ class RedisEngine(Engine):
                 self._waking.add(client_id)
                 self._submit("W", client_id)
 
-    # acknowledge and requeue do their bookkeeping when *called*, not when awaited: the
-    # proxy calls them at the moment of the write (or failure) and runs them later.
+    # acknowledge and requeue join the delivery lane when called (at the moment of the
+    # write or its failure); a failed batch is logged by the lane.
 
-    def acknowledge(self, client_id: str, count: int) -> Coroutine[Any, Any, None]:
+    def acknowledge(self, client_id: str, count: int) -> None:
         """The first ``count`` messages handed out for the client were written: trim them.
 
         Messages handed to a socket after those stay in flight until their own write.
@@ -451,31 +451,28 @@ class RedisEngine(Engine):
             self._unacked[client_id] = pending - count
         else:
             self._unacked.pop(client_id, None)
-        future = None
         if count > 0 and not self._closed:
-            future = self._submit("A", client_id, [count], want_future=True)
-        return self._settle(future, "acknowledge deliveries to", client_id)
+            self._submit("A", client_id, [count])
 
-    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> Coroutine[Any, Any, None]:
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         """These messages were not written: back to the head of the queue, in order."""
-        future = None
         if messages and not self._closed:
             left = self._unacked.get(client_id, 0) - len(messages)
             if left > 0:
                 self._unacked[client_id] = left
             else:
                 self._unacked.pop(client_id, None)
-            raws = [m.raw for m in messages]
-            future = self._submit("R", client_id, raws, want_future=True)
-        return self._settle(future, "requeue messages for", client_id)
+            self._submit("R", client_id, [m.raw for m in messages])
 
-    async def _settle(self, future: asyncio.Future[Any] | None, what: str, client_id: str) -> None:
-        if future is None:
-            return
-        try:
-            await future
-        except EngineError as exc:
-            self.log.warning("could not %s %s: %s", what, client_id, exc)
+    async def drained(self) -> None:
+        """Wait until every queued delivery-lane operation has been sent (tests, shutdown)."""
+        while self._ops or self._lane is not None:
+            lane = self._lane
+            if lane is None:
+                await asyncio.sleep(0)
+                continue
+            with contextlib.suppress(Exception):
+                await asyncio.shield(lane)
 
     def _submit(
         self, code: str, client_id: str, args: Sequence[Arg] = (), *, want_future: bool = False
