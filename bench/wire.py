@@ -1,0 +1,476 @@
+"""Lean Bayeux clients on raw asyncio sockets: WebSocket (RFC 6455) and HTTP long-polling.
+
+No client library sits between the load generator and the server: a WebSocket frame
+is parsed with a few byte operations, client frames use the all-zero mask key (legal
+framing; servers unmask by XOR, which is then a no-op) and every Bayeux batch is
+decoded once with orjson. This keeps the generator's cost per delivery well below the
+servers', and ``bench/run.py`` reports the generator's CPU so a reader can check.
+
+Everything here is bounded: every wait has a timeout, every loop a count or a deadline.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import base64
+import itertools
+import os
+import time
+from collections.abc import Callable
+from typing import Any
+from urllib.parse import urlsplit
+
+import orjson
+
+DataCallback = Callable[[dict[str, Any], float], None]
+
+_ZERO_MASK = b"\x00\x00\x00\x00"
+
+
+class ProtocolError(Exception):
+    pass
+
+
+def split_url(url: str) -> tuple[str, int, str]:
+    parts = urlsplit(url)
+    if parts.hostname != "127.0.0.1":
+        raise ValueError(f"benchmarks only talk to 127.0.0.1, not {parts.hostname}")
+    return parts.hostname, parts.port or 80, parts.path or "/"
+
+
+class WebSocket(asyncio.Protocol):
+    """A client WebSocket; ``on_message(payload: bytes)`` gets every text/binary message."""
+
+    def __init__(self, host: str, port: int, path: str, on_message: Callable[[bytes], None]):
+        self._request = (
+            f"GET {path} HTTP/1.1\r\nHost: {host}:{port}\r\nUpgrade: websocket\r\n"
+            "Connection: Upgrade\r\nSec-WebSocket-Version: 13\r\n"
+            f"Sec-WebSocket-Key: {base64.b64encode(os.urandom(16)).decode()}\r\n\r\n"
+        ).encode()
+        self._on_message = on_message
+        self._buf = bytearray()
+        self._fragments: list[bytes] = []
+        self._upgraded = False
+        self.transport: asyncio.Transport | None = None
+        self.ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        self.closed: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+
+    @classmethod
+    async def open(
+        cls, url: str, on_message: Callable[[bytes], None], timeout: float = 10.0
+    ) -> WebSocket:
+        host, port, path = split_url(url)
+        loop = asyncio.get_running_loop()
+        protocol = cls(host, port, path, on_message)
+        await asyncio.wait_for(
+            loop.create_connection(lambda: protocol, host, port), timeout=timeout
+        )
+        try:
+            await asyncio.wait_for(asyncio.shield(protocol.ready), timeout=timeout)
+        except BaseException:
+            protocol.abort()
+            raise
+        return protocol
+
+    # -- asyncio.Protocol ------------------------------------------------------------
+
+    def connection_made(self, transport: asyncio.BaseTransport) -> None:
+        self.transport = transport  # type: ignore[assignment]  # uvloop's is not a subclass
+        transport.write(self._request)
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        self.transport = None
+        if not self.ready.done():
+            self.ready.set_exception(exc or ConnectionError("closed during the upgrade"))
+        if not self.closed.done():
+            self.closed.set_result(None)
+
+    def data_received(self, data: bytes) -> None:
+        if not self._upgraded:
+            self._buf += data
+            end = self._buf.find(b"\r\n\r\n")
+            if end < 0:
+                if len(self._buf) > 65536:
+                    self._fail(ProtocolError("oversized upgrade response"))
+                return
+            head = bytes(self._buf[:end])
+            rest = bytes(self._buf[end + 4 :])
+            self._buf.clear()
+            if not head.startswith((b"HTTP/1.1 101", b"HTTP/1.0 101")):
+                self._fail(ProtocolError(f"upgrade refused: {head[:80]!r}"))
+                return
+            self._upgraded = True
+            if not self.ready.done():
+                self.ready.set_result(None)
+            if not rest:
+                return
+            data = rest
+        if self._buf:
+            self._buf += data
+            data = bytes(self._buf)
+            self._buf.clear()
+        self._frames(data)
+
+    def _frames(self, data: bytes) -> None:
+        pos = 0
+        size = len(data)
+        while size - pos >= 2:
+            b0 = data[pos]
+            b1 = data[pos + 1]
+            length = b1 & 0x7F
+            head = 2
+            if length == 126:
+                if size - pos < 4:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 4], "big")
+                head = 4
+            elif length == 127:
+                if size - pos < 10:
+                    break
+                length = int.from_bytes(data[pos + 2 : pos + 10], "big")
+                head = 10
+            if b1 & 0x80:  # servers must not mask; tolerate it anyway
+                head += 4
+            end = pos + head + length
+            if end > size:
+                break
+            payload = data[pos + head : end]
+            if b1 & 0x80:
+                mask = data[pos + head - 4 : pos + head]
+                payload = bytes(c ^ mask[i & 3] for i, c in enumerate(payload))
+            pos = end
+            opcode = b0 & 0x0F
+            if opcode in (1, 2):
+                if b0 & 0x80:
+                    self._on_message(payload)
+                else:
+                    self._fragments = [payload]
+            elif opcode == 0:
+                self._fragments.append(payload)
+                if b0 & 0x80:
+                    whole = b"".join(self._fragments)
+                    self._fragments = []
+                    self._on_message(whole)
+            elif opcode == 9:
+                self._control(0x8A, payload)
+            elif opcode == 8:
+                self._control(0x88, payload[:2])
+                if self.transport is not None:
+                    self.transport.close()
+                return
+        if pos < size:
+            self._buf += data[pos:]
+
+    # -- sending ---------------------------------------------------------------------
+
+    def _control(self, first: int, payload: bytes) -> None:
+        if self.transport is not None and not self.transport.is_closing():
+            self.transport.write(bytes((first, 0x80 | len(payload))) + _ZERO_MASK + payload)
+
+    def send(self, payload: bytes) -> None:
+        transport = self.transport
+        if transport is None or transport.is_closing():
+            raise ConnectionError("WebSocket is closed")
+        size = len(payload)
+        if size < 126:
+            head = bytes((0x81, 0x80 | size))
+        elif size < 65536:
+            head = b"\x81\xfe" + size.to_bytes(2, "big")
+        else:
+            head = b"\x81\xff" + size.to_bytes(8, "big")
+        transport.write(head + _ZERO_MASK + payload)
+
+    def close(self) -> None:
+        """Send a close frame and drop the TCP connection (we do not wait for the echo)."""
+        transport = self.transport
+        if transport is not None and not transport.is_closing():
+            transport.write(b"\x88\x82" + _ZERO_MASK + b"\x03\xe8")
+            transport.close()
+
+    def abort(self) -> None:
+        if self.transport is not None:
+            self.transport.abort()
+
+    def _fail(self, exc: Exception) -> None:
+        if not self.ready.done():
+            self.ready.set_exception(exc)
+        self.abort()
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection for JSON POSTs (Content-Length or chunked replies)."""
+
+    def __init__(self, url: str) -> None:
+        self.host, self.port, self.path = split_url(url)
+        self._reader: asyncio.StreamReader | None = None
+        self._writer: asyncio.StreamWriter | None = None
+
+    async def post(self, body: bytes, timeout: float) -> bytes:
+        return await asyncio.wait_for(self._post(body), timeout)
+
+    async def _post(self, body: bytes) -> bytes:
+        if self._writer is None or self._writer.is_closing():
+            self._reader, self._writer = await asyncio.open_connection(self.host, self.port)
+        assert self._reader is not None
+        self._writer.write(
+            (
+                f"POST {self.path} HTTP/1.1\r\nHost: {self.host}:{self.port}\r\n"
+                "Content-Type: application/json\r\nAccept: application/json\r\n"
+                f"Content-Length: {len(body)}\r\n\r\n"
+            ).encode()
+            + body
+        )
+        head = await self._reader.readuntil(b"\r\n\r\n")
+        lines = head.decode("latin-1").split("\r\n")
+        status = lines[0].split(" ", 2)
+        headers = {}
+        for line in lines[1:]:
+            if ":" in line:
+                name, value = line.split(":", 1)
+                headers[name.strip().lower()] = value.strip().lower()
+        if "content-length" in headers:
+            payload = await self._reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            chunks = []
+            for _ in range(1_000_000):
+                size = int((await self._reader.readuntil(b"\r\n")).split(b";")[0], 16)
+                chunk = await self._reader.readexactly(size + 2)
+                if size == 0:
+                    break
+                chunks.append(chunk[:-2])
+            payload = b"".join(chunks)
+        else:
+            payload = await self._reader.read()
+            headers["connection"] = "close"
+        if headers.get("connection") == "close":
+            self.close()
+        if len(status) < 2 or status[1] != "200":
+            raise ProtocolError(f"HTTP {lines[0]}: {payload[:200]!r}")
+        return payload
+
+    def close(self) -> None:
+        if self._writer is not None:
+            self._writer.close()
+            self._writer = None
+
+
+class BayeuxClient:
+    """One Bayeux client over a WebSocket or long-polling.
+
+    ``on_data(data, received_at)`` is called for every delivered message's ``data``;
+    publish acknowledgements are counted in ``acks`` (and passed to ``on_ack``).
+    After ``start_connecting()`` the client keeps a ``/meta/connect`` outstanding.
+    """
+
+    def __init__(
+        self,
+        url: str,
+        transport: str = "websocket",
+        on_data: DataCallback | None = None,
+        on_ack: Callable[[dict[str, Any], float], None] | None = None,
+    ) -> None:
+        if transport not in ("websocket", "long-polling"):
+            raise ValueError(transport)
+        self.url = url
+        self.transport = transport
+        self.on_data = on_data
+        self.on_ack = on_ack
+        self.client_id = ""
+        self.acks = 0
+        self.failures = 0
+        self.rehandshakes = 0
+        self.channels: list[str] = []
+        self._recovery: asyncio.Task[None] | None = None
+        self._ids = itertools.count(1)
+        self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._ws: WebSocket | None = None
+        self._http: HttpConnection | None = None
+        self._poller: asyncio.Task[None] | None = None
+        self._connecting = False
+
+    # -- lifecycle -------------------------------------------------------------------
+
+    async def open(self, timeout: float = 10.0) -> None:
+        if self.transport == "websocket":
+            self._ws = await WebSocket.open(self.url, self._on_payload, timeout)
+        else:
+            self._http = HttpConnection(self.url)
+
+    async def handshake(self, timeout: float = 10.0) -> str:
+        reply = await self.call(
+            {
+                "channel": "/meta/handshake",
+                "version": "1.0",
+                "supportedConnectionTypes": [self.transport],
+            },
+            timeout=timeout,
+        )
+        if not reply[0].get("successful"):
+            raise ProtocolError(f"handshake failed: {reply}")
+        self.client_id = reply[0]["clientId"]
+        return self.client_id
+
+    async def subscribe(self, channel: str, timeout: float = 10.0, remember: bool = True) -> None:
+        reply = await self.call(
+            {"channel": "/meta/subscribe", "clientId": self.client_id, "subscription": channel},
+            timeout=timeout,
+        )
+        if not reply[0].get("successful"):
+            raise ProtocolError(f"subscribe failed: {reply}")
+        if remember:
+            self.channels.append(channel)
+
+    async def disconnect(self, timeout: float = 10.0) -> None:
+        self._connecting = False
+        await self.call(
+            {"channel": "/meta/disconnect", "clientId": self.client_id}, timeout=timeout
+        )
+
+    async def disconnect_nowait(self, timeout: float = 5.0) -> None:
+        """Send /meta/disconnect without waiting for the reply (WebSocket), or POST it
+        on a fresh connection (long-polling, whose own connection holds a connect)."""
+        self._connecting = False
+        if not self.client_id:
+            return
+        body = orjson.dumps([{"channel": "/meta/disconnect", "clientId": self.client_id}])
+        if self._ws is not None:
+            self._ws.send(body)
+            return
+        http = HttpConnection(self.url)
+        try:
+            await http.post(body, timeout)
+        finally:
+            http.close()
+
+    def start_connecting(self) -> None:
+        """Keep one /meta/connect outstanding from now on (held by the server)."""
+        self._connecting = True
+        if self._ws is not None:
+            self._send_connect()
+        else:
+            self._poller = asyncio.ensure_future(self._poll())
+
+    def close(self) -> None:
+        self._connecting = False
+        if self._recovery is not None:
+            self._recovery.cancel()
+        if self._poller is not None:
+            self._poller.cancel()
+        if self._ws is not None:
+            self._ws.close()
+        if self._http is not None:
+            self._http.close()
+        for future in self._pending.values():
+            if not future.done():
+                future.cancel()
+        self._pending.clear()
+
+    # -- messages --------------------------------------------------------------------
+
+    def _connect_message(self) -> dict[str, Any]:
+        return {
+            "channel": "/meta/connect",
+            "clientId": self.client_id,
+            "connectionType": self.transport,
+        }
+
+    def _send_connect(self) -> None:
+        if self._ws is not None and self._connecting:
+            try:
+                self._ws.send(orjson.dumps([self._connect_message()]))
+            except ConnectionError:
+                self._connecting = False
+
+    async def call(self, *messages: dict[str, Any], timeout: float = 10.0) -> list[dict[str, Any]]:
+        """Send a batch and wait for the reply to each message (matched by id)."""
+        futures = []
+        loop = asyncio.get_running_loop()
+        for message in messages:
+            message["id"] = mid = str(next(self._ids))
+            futures.append(self._pending.setdefault(mid, loop.create_future()))
+        body = orjson.dumps(list(messages))
+        try:
+            if self._ws is not None:
+                self._ws.send(body)
+                return list(await asyncio.wait_for(asyncio.gather(*futures), timeout))
+            assert self._http is not None
+            self._on_payload(await self._http.post(body, timeout))
+            return [f.result() for f in futures]
+        finally:
+            for message in messages:
+                self._pending.pop(message["id"], None)
+
+    def publish(self, messages: list[dict[str, Any]]) -> None:
+        """Send publishes (channel + data each) in one frame without waiting (WebSocket)."""
+        assert self._ws is not None
+        for message in messages:
+            message["clientId"] = self.client_id
+            message["id"] = str(next(self._ids))
+        self._ws.send(orjson.dumps(messages))
+
+    def _on_payload(self, payload: bytes) -> None:
+        now = time.time()
+        decoded = orjson.loads(payload)
+        for message in decoded if isinstance(decoded, list) else (decoded,):
+            data = message.get("data")
+            if data is not None and "successful" not in message:
+                if self.on_data is not None:
+                    self.on_data(data, now)
+                continue
+            channel = message.get("channel")
+            if channel == "/meta/connect" and message.get("id") is None:
+                if not message.get("successful"):
+                    self.failures += 1
+                    advice = message.get("advice") or {}
+                    if advice.get("reconnect") == "handshake" and self._connecting:
+                        self._recover()  # as Faye's client does: handshake, resubscribe
+                        continue
+                self._send_connect()
+                continue
+            future = self._pending.get(message.get("id", ""))
+            if future is not None and not future.done():
+                future.set_result(message)
+            elif channel is not None and not channel.startswith("/meta/"):
+                if message.get("successful"):
+                    self.acks += 1
+                else:
+                    self.failures += 1
+                if self.on_ack is not None:
+                    self.on_ack(message, now)
+
+    def _recover(self) -> None:
+        if self._recovery is not None and not self._recovery.done():
+            return
+        if self.rehandshakes >= 10:
+            self._connecting = False
+            return
+        self.rehandshakes += 1
+        self._recovery = asyncio.ensure_future(self._rehandshake())
+
+    async def _rehandshake(self) -> None:
+        """The server forgot us (401): a new client id, the same subscriptions."""
+        try:
+            await self.handshake()
+            for channel in self.channels:
+                await self.subscribe(channel, remember=False)
+        except Exception:
+            self.failures += 1
+            self._connecting = False
+            return
+        self._send_connect()
+
+    async def _poll(self) -> None:
+        """Long-polling: one /meta/connect after another until closed (each bounded)."""
+        assert self._http is not None
+        for _ in range(10_000_000):
+            if not self._connecting:
+                return
+            try:
+                self._on_payload(
+                    await self._http.post(orjson.dumps([self._connect_message()]), 60.0)
+                )
+                if self._recovery is not None and not self._recovery.done():
+                    await self._recovery
+            except (OSError, ProtocolError, asyncio.IncompleteReadError, TimeoutError):
+                self.failures += 1
+                await asyncio.sleep(0.1)
