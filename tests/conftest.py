@@ -8,7 +8,7 @@ import pytest
 
 from tests.support.engines import EngineKit
 from tests.support.live_server import LiveServer
-from tests.support.redis_cluster import ClusterTopology, SentinelTopology, tools_available
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology, running
 from tests.support.redis_server import RedisServer, redis_available
 
 
@@ -35,25 +35,15 @@ def _redis_engine_importable() -> bool:
 @pytest.fixture(scope="session")
 def redis_cluster() -> Iterator[ClusterTopology]:
     """A private 6-node Redis Cluster (3 masters, 3 replicas) for the whole run."""
-    if not redis_available() or not tools_available():
-        pytest.skip("redis-server and redis-cli are not installed")
-    topology = ClusterTopology().start()
-    try:
+    with running(ClusterTopology()) as topology:
         yield topology
-    finally:
-        topology.cleanup()
 
 
 @pytest.fixture(scope="session")
 def redis_sentinel() -> Iterator[SentinelTopology]:
     """A private master, replica and 3 Sentinels for the whole run."""
-    if not redis_available():
-        pytest.skip("redis-server is not installed")
-    topology = SentinelTopology().start()
-    try:
+    with running(SentinelTopology()) as topology:
         yield topology
-    finally:
-        topology.cleanup()
 
 
 ENGINE_KINDS = ["memory", "redis", "redis-cluster", "redis-sentinel"]

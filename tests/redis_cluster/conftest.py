@@ -12,8 +12,7 @@ from collections.abc import AsyncIterator, Iterator
 import pytest
 
 from tests.redis.conftest import Fleet
-from tests.support.redis_cluster import ClusterTopology, SentinelTopology, tools_available
-from tests.support.redis_server import redis_available
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology, running
 
 
 @pytest.fixture
@@ -28,22 +27,12 @@ async def cluster_fleet(redis_cluster: ClusterTopology) -> AsyncIterator[Fleet]:
 @pytest.fixture
 def doomed_cluster() -> Iterator[ClusterTopology]:
     """A Cluster of this test's own, for killing a master."""
-    if not redis_available() or not tools_available():
-        pytest.skip("redis-server and redis-cli are not installed")
-    topology = ClusterTopology().start()
-    try:
+    with running(ClusterTopology()) as topology:
         yield topology
-    finally:
-        topology.cleanup()
 
 
 @pytest.fixture
 def doomed_sentinel() -> Iterator[SentinelTopology]:
     """A Sentinel set-up of this test's own, for killing its master."""
-    if not redis_available():
-        pytest.skip("redis-server is not installed")
-    topology = SentinelTopology().start()
-    try:
+    with running(SentinelTopology()) as topology:
         yield topology
-    finally:
-        topology.cleanup()

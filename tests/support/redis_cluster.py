@@ -18,13 +18,14 @@ import socket
 import subprocess
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
+import pytest
 import redis
 
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, redis_available
 
 NODE_TIMEOUT_MS = 1000
 SERVICE = "faye-master"
@@ -298,3 +299,19 @@ class SentinelTopology:
             sentinel.cleanup()
         for server in self.servers():
             server.cleanup()
+
+
+T = TypeVar("T", ClusterTopology, SentinelTopology)
+
+
+@contextlib.contextmanager
+def running(topology: T) -> Iterator[T]:
+    """Start a topology for a test (skipping it when Redis tools are missing), then tear down."""
+    needs_cli = isinstance(topology, ClusterTopology)
+    if not redis_available() or (needs_cli and not tools_available()):
+        pytest.skip("redis-server (and redis-cli for a Cluster) are not installed")
+    topology.start()
+    try:
+        yield topology
+    finally:
+        topology.cleanup()
