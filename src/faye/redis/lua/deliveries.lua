@@ -102,9 +102,7 @@ local function discard(cid, messages)
 end
 
 local function requeue(cid, messages)
-  local mine = mine_key(cid)
-  for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
-  forget_if_empty(cid, mine)
+  discard(cid, messages)
   if not redis.call('ZSCORE', clients, cid) then return 0 end
   local queue = prefix .. 'queue:' .. cid
   if not prepend_all(queue, messages) then
