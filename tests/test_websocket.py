@@ -4,15 +4,21 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import AsyncIterator
+import socket
+from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
 from websockets.asyncio.client import ClientConnection, connect
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Frame, Opcode
+from websockets.uri import parse_uri
 
 from faye import ASGIAdapter
+from faye.transport import websocket as websocket_transport
+from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.live_server import LiveServer
 
 MOUNT = "/faye"
@@ -21,6 +27,21 @@ MOUNT = "/faye"
 @pytest.fixture
 def adapter() -> ASGIAdapter:
     return ASGIAdapter(mount=MOUNT, timeout=2, max_request_size=16 * 1024)
+
+
+@pytest.fixture(params=["faye", "websockets-sansio"])
+def protocol(request: pytest.FixtureRequest) -> Any:
+    """``faye serve``'s protocol (direct writes), and plain uvicorn (ASGI ``send`` only)."""
+    return FayeWebSocketProtocol if request.param == "faye" else request.param
+
+
+@pytest.fixture
+def live(adapter: ASGIAdapter, protocol: Any) -> Iterator[LiveServer]:
+    server = LiveServer(adapter, ws=protocol).start()
+    try:
+        yield server
+    finally:
+        server.stop()
 
 
 @pytest.fixture
@@ -182,6 +203,157 @@ async def test_many_pushes_arrive_in_order(ws: ClientConnection, http: httpx.Asy
     assert seen == list(range(200))
 
 
+async def subscribed_socket(ws: ClientConnection, channel: str) -> str:
+    """A client on ``ws`` subscribed to ``channel``, with a connect held for pushes."""
+    client_id = await ws_handshake(ws)
+    await exchange(
+        ws,
+        [
+            {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel},
+            connect_msg(client_id, advice={"timeout": 0}),
+        ],
+    )
+    await ws.send(json.dumps([connect_msg(client_id)]))
+    await asyncio.sleep(0.05)
+    return client_id
+
+
+async def test_faye_protocol_pushes_without_the_asgi_send(
+    live: LiveServer, http: httpx.AsyncClient, protocol: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if protocol is not FayeWebSocketProtocol:
+        pytest.skip("plain uvicorn offers no direct write")
+    written: list[bytes] = []
+    original = FayeWebSocketProtocol.write_frame
+
+    def counting(self: FayeWebSocketProtocol, frame: bytes) -> bool:
+        accepted = original(self, frame)
+        if accepted:
+            written.append(frame)
+        return accepted
+
+    monkeypatch.setattr(FayeWebSocketProtocol, "write_frame", counting)
+    async with connect(live.ws_base + MOUNT) as ws:
+        await subscribed_socket(ws, "/direct")
+        written.clear()
+        await http.post(MOUNT, json={"channel": "/direct", "data": "é ✓", "id": "1"})
+        assert await receive(ws) == [{"channel": "/direct", "data": "é ✓", "id": "1"}]
+    assert len(written) == 1
+
+
+class StallableSocket:
+    """A WebSocket client that reads only when asked, so a test can stop reading.
+
+    The ``websockets`` client keeps reading into its own buffers; this one leaves the
+    bytes in a small kernel window, so the server really meets a stalled reader.
+    Framing is the ``websockets`` library's sans-I/O client protocol.
+    """
+
+    def __init__(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self.reader, self.writer = reader, writer
+        self.protocol: ClientProtocol | None = None
+        self.close_code: int | None = None
+
+    @classmethod
+    async def open(cls, port: int) -> StallableSocket:
+        raw = socket.socket()
+        raw.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, 8192)
+        raw.setblocking(False)
+        await asyncio.get_running_loop().sock_connect(raw, ("127.0.0.1", port))
+        reader, writer = await asyncio.open_connection(sock=raw, limit=1024)
+        self = cls(reader, writer)
+        self.protocol = ClientProtocol(parse_uri(f"ws://127.0.0.1:{port}{MOUNT}"), max_size=None)
+        self.protocol.send_request(self.protocol.connect())
+        self._flush()
+        while self.protocol.handshake_exc is None and self.protocol.state.name == "CONNECTING":
+            self.protocol.receive_data(await reader.read(65536))
+        return self
+
+    def _flush(self) -> None:
+        assert self.protocol is not None
+        self.writer.write(b"".join(self.protocol.data_to_send()))
+
+    async def send(self, messages: Any) -> None:
+        assert self.protocol is not None
+        self.protocol.send_text(json.dumps(messages).encode())
+        self._flush()
+
+    async def receive(self, timeout: float = 5) -> list[dict[str, Any]] | None:
+        """The next text frame, or None once the server closed (see ``close_code``)."""
+        assert self.protocol is not None
+        while True:
+            for event in self.protocol.events_received():
+                if isinstance(event, Frame) and event.opcode is Opcode.TEXT:
+                    frame: list[dict[str, Any]] = json.loads(event.data)
+                    return frame
+                if isinstance(event, Frame) and event.opcode is Opcode.CLOSE:
+                    self.close_code = Close.parse(event.data).code
+                    self._flush()
+                    return None
+            data = await asyncio.wait_for(self.reader.read(65536), timeout)
+            if not data:
+                return None
+            self.protocol.receive_data(data)
+
+    def close(self) -> None:
+        self.writer.close()
+
+
+async def test_client_that_stops_reading_is_closed_and_loses_nothing(
+    protocol: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A reader that stalls fills the socket, then the queue: it is closed with 1013,
+    and what it had not been sent waits for its next connect."""
+    monkeypatch.setattr(websocket_transport, "STALL_GRACE", 0.5)
+    adapter = ASGIAdapter(mount=MOUNT, timeout=5, max_queue=20)
+    server = LiveServer(adapter, ws=protocol).start()
+    total, size = 200, 60_000
+    stalled = await StallableSocket.open(server.port)
+    try:
+        await stalled.send(
+            [
+                {
+                    "channel": "/meta/handshake",
+                    "version": "1.0",
+                    "supportedConnectionTypes": ["websocket"],
+                }
+            ]
+        )
+        reply = await stalled.receive()
+        assert reply is not None
+        client_id = reply[0]["clientId"]
+        await stalled.send(
+            [
+                {"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/flood"},
+                connect_msg(client_id, advice={"timeout": 0}),
+            ]
+        )
+        assert await stalled.receive() is not None
+        await stalled.send([connect_msg(client_id)])
+        async with httpx.AsyncClient(base_url=server.base, timeout=10) as poster:
+            for start in range(0, total, 10):
+                batch = [
+                    {"channel": "/flood", "data": [n, "x" * size]} for n in range(start, start + 10)
+                ]
+                assert (await poster.post(MOUNT, json=batch)).status_code == 200
+        await asyncio.sleep(1.0)  # longer than STALL_GRACE, not reading
+        seen: list[int] = []
+        while (frame := await stalled.receive()) is not None:
+            seen.extend(m["data"][0] for m in frame if m.get("channel") == "/flood")
+        assert stalled.close_code == 1013
+        assert 0 < len(seen) < total
+        async with connect(server.ws_base + MOUNT) as fresh:
+            await fresh.send(json.dumps([connect_msg(client_id)]))
+            while len(seen) < total:
+                for message in await receive(fresh, timeout=5):
+                    if message.get("channel") == "/flood":
+                        seen.append(message["data"][0])
+        assert sorted(seen) == list(range(total))
+    finally:
+        stalled.close()
+        server.stop()
+
+
 # -- EventSource -------------------------------------------------------------------------
 
 
@@ -235,13 +407,13 @@ async def test_closed_sockets_leave_no_task_behind(live: LiveServer) -> None:
     await asyncio.sleep(0.2)
     baseline = live.task_count()
     sockets = [await connect(live.ws_base + MOUNT) for _ in range(10)]
-    for socket in sockets:
-        client_id = await ws_handshake(socket)
-        await socket.send(json.dumps([connect_msg(client_id)]))
+    for sock in sockets:
+        client_id = await ws_handshake(sock)
+        await sock.send(json.dumps([connect_msg(client_id)]))
     await asyncio.sleep(0.2)
     assert live.task_count() > baseline
-    for socket in sockets:
-        await socket.close()
+    for sock in sockets:
+        await sock.close()
     for _ in range(100):
         if live.task_count() <= baseline:
             break

@@ -112,6 +112,8 @@ def make_adapter(args: argparse.Namespace) -> Any:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
+
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
@@ -126,7 +128,7 @@ def serve(args: argparse.Namespace) -> None:
         ws_ping_timeout=args.ping,
         timeout_keep_alive=max(5, int(args.timeout) + 5),
         lifespan="on",
-        ws="websockets-sansio",
+        ws=FayeWebSocketProtocol,
     )
 
 

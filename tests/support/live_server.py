@@ -12,11 +12,12 @@ from typing import Any
 
 import uvicorn
 
+from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.redis_server import free_port
 
 
 class LiveServer:
-    def __init__(self, app: Any, *, ws: str = "websockets-sansio") -> None:
+    def __init__(self, app: Any, *, ws: Any = FayeWebSocketProtocol) -> None:
         self.app = app
         self.port = free_port()
         self.loop: asyncio.AbstractEventLoop | None = None

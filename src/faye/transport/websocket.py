@@ -1,9 +1,11 @@
 """The WebSocket transport: one socket, many frames, deliveries pushed as they arrive.
 
 Every frame is processed in its own task so a held ``/meta/connect`` never blocks the
-frames behind it. Writes go through one writer task per socket: replies keep their
-order, deliveries waiting together are sent as one frame, and a client that cannot
-keep up is disconnected instead of growing the server's memory without bound.
+frames behind it. A frame with nothing queued before it goes straight onto the socket
+when the server offers that (``faye serve`` does: :mod:`faye.transport.uvicorn_websocket`);
+otherwise writes go through one writer task per socket: replies keep their order,
+deliveries waiting together are sent as one frame, and a client that cannot keep up is
+disconnected instead of growing the server's memory without bound.
 """
 
 from __future__ import annotations
@@ -11,15 +13,16 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
-from faye.envelope import Envelope, Item, encode_items
+from faye.envelope import Envelope, Item, encode_items, text_frame
 from faye.protocol import channels
 from faye.server import Batch, Delivered, Server
 from faye.transport.polling import BadRequest, decode_messages
 from faye.transport.request import Request
 from faye.transport.responses import Receive, Scope, Send
+from faye.transport.uvicorn_websocket import WRITE_EXTENSION
 
 log = logging.getLogger("faye.transport.websocket")
 
@@ -29,6 +32,10 @@ CLOSE_TRY_AGAIN = 1013
 
 #: How long a server-side close waits for replies still being processed.
 CLOSE_GRACE = 1.0
+
+#: How long a socket may stay more than ``max_queue`` messages behind before it is
+#: closed with 1013 (its undelivered messages go back to the engine).
+STALL_GRACE = 5.0
 
 
 class _Frame:
@@ -64,6 +71,9 @@ class WebSocketSession:
         self.request = Request(scope)
         self._receive = receive
         self._send = send
+        self._write_now: Callable[[bytes], bool] | None = (
+            scope.get("extensions", {}).get(WRITE_EXTENSION, {}).get("write")
+        )
         self._max_message_size = max_message_size
         self._max_queue = max_queue
         self._outbox: list[_Frame | Envelope] = []
@@ -75,6 +85,7 @@ class WebSocketSession:
         self._closing = False
         self._close_code = CLOSE_NORMAL
         self._close_deadline = 0.0
+        self._stall_check: asyncio.TimerHandle | None = None
 
     # -- PushSocket --------------------------------------------------------------------
 
@@ -83,15 +94,36 @@ class WebSocketSession:
             if self._client_id is not None:
                 self.proxy.requeue(self._client_id, messages)
             return
-        self._outbox.extend(messages)
-        if len(self._outbox) > self._max_queue:
-            log.warning("client %s is not reading; closing its socket", self._client_id)
-            self._close_soon(CLOSE_TRY_AGAIN)
+        client_id = self._client_id
+        if (
+            client_id is not None
+            and self._can_write_now()
+            and not self.server.extensions.has_outgoing
+        ) and self._write_now(self._delivery_frame(messages)):  # type: ignore[misc]
+            self.proxy.delivered(client_id, len(messages))
             return
+        self._outbox.extend(messages)
+        if len(self._outbox) > self._max_queue and self._stall_check is None:
+            # A burst (a backlog handed over on reconnect) may overfill the queue for a
+            # moment; a client still that far behind after STALL_GRACE is not reading.
+            loop = asyncio.get_running_loop()
+            self._stall_check = loop.call_later(STALL_GRACE, self._check_stalled)
         self._wake_writer()
 
     def close(self) -> None:
         self._close_soon(CLOSE_NORMAL)
+
+    def _check_stalled(self) -> None:
+        self._stall_check = None
+        if len(self._outbox) > self._max_queue:
+            log.warning("client %s is not reading; closing its socket", self._client_id)
+            # What it has not been sent waits in the engine for its next connect.
+            kept = [item for item in self._outbox if isinstance(item, _Frame)]
+            unsent = [item for item in self._outbox if isinstance(item, Envelope)]
+            self._outbox = kept  # type: ignore[assignment]
+            if unsent and self._client_id is not None:
+                self.proxy.requeue(self._client_id, unsent)
+            self._close_soon(CLOSE_TRY_AGAIN)
 
     def _close_soon(self, code: int) -> None:
         """Close once the replies being worked on are written (a disconnect's own reply)."""
@@ -100,6 +132,22 @@ class WebSocketSession:
             self._close_code = code
             self._close_deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
             self._wake_writer()
+
+    def _can_write_now(self) -> bool:
+        """Whether a frame may skip the writer task: nothing is queued before it and the
+        server lets us write directly (:data:`WRITE_EXTENSION`)."""
+        return (
+            self._write_now is not None
+            and self._writer is None
+            and not self._outbox
+            and not self._closing
+        )
+
+    @staticmethod
+    def _delivery_frame(messages: Sequence[Envelope]) -> bytes:
+        if len(messages) == 1:
+            return messages[0].websocket_frame
+        return text_frame(b"[" + b",".join(envelope.raw for envelope in messages) + b"]")
 
     def _wake_writer(self) -> None:
         if self._writer is None:
@@ -129,6 +177,8 @@ class WebSocketSession:
                 self._on_frame(data)
         finally:
             self._closing = True
+            if self._stall_check is not None:
+                self._stall_check.cancel()
             for task in list(self._frames):
                 task.cancel()
             if self._frames:
@@ -202,7 +252,12 @@ class WebSocketSession:
         self._write_frame(replies, delivered_to)
 
     def _write_frame(self, replies: list[Item], delivered_to: Delivered) -> None:
-        self._outbox.append(_Frame(encode_items(replies), delivered_to))
+        text = encode_items(replies)
+        if self._can_write_now() and self._write_now(text_frame(text)):  # type: ignore[misc]
+            for delivered, count in delivered_to:
+                self.proxy.delivered(delivered, count)
+            return
+        self._outbox.append(_Frame(text, delivered_to))
         self._wake_writer()
 
     async def _push_frame(self, batch: list[Envelope]) -> str:
@@ -234,8 +289,17 @@ class WebSocketSession:
                             for delivered, count in item.delivered_to:
                                 self.proxy.delivered(delivered, count)
                             continue
-                        end = index
-                        while end < len(items) and isinstance(items[end], Envelope):
+                        # Deliveries waiting together share a frame, as large as the
+                        # server would accept from a client, so no client's limit
+                        # (often the same 1 MiB) is ever exceeded by our batching.
+                        end, size = index + 1, len(item.raw)
+                        while end < len(items):
+                            following = items[end]
+                            if not isinstance(following, Envelope):
+                                break
+                            size += len(following.raw) + 1
+                            if size > self._max_message_size:
+                                break
                             end += 1
                         pushed = items[index:end]  # type: ignore[assignment]
                         index = end
