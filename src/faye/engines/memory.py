@@ -20,7 +20,11 @@ class MemoryEngine(Engine):
         self._channels: dict[str, set[str]] = {}
         # Created on the first message a client has to wait for: most never need one.
         self._queues: dict[str, list[Envelope]] = {}
-        self._expiry: dict[str, asyncio.TimerHandle] = {}
+        # Client id -> loop time it expires at, kept in that order (a ping moves the
+        # client to the end), so one sweeper looks only at the expired head: an idle
+        # client costs a dict entry, not a timer of its own.
+        self._expiry: dict[str, float] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
         self._gc_tasks: set[asyncio.Task[None]] = set()
 
     async def create_client(self) -> str:
@@ -38,9 +42,7 @@ class MemoryEngine(Engine):
     async def destroy_client(self, client_id: str) -> list[str] | None:
         if client_id not in self._clients:
             return None
-        timer = self._expiry.pop(client_id, None)
-        if timer is not None:
-            timer.cancel()
+        self._expiry.pop(client_id, None)
         removed = sorted(self._subscriptions.pop(client_id, set()))
         for channel in removed:
             self._drop_member(channel, client_id)
@@ -51,17 +53,33 @@ class MemoryEngine(Engine):
     async def ping(self, client_id: str) -> None:
         if client_id not in self._clients:
             return
-        timer = self._expiry.pop(client_id, None)
-        if timer is not None:
-            timer.cancel()
         loop = asyncio.get_running_loop()
-        self._expiry[client_id] = loop.call_later(2 * self.host.timeout, self._expire, client_id)
-
-    def _expire(self, client_id: str) -> None:
         self._expiry.pop(client_id, None)
-        task = asyncio.ensure_future(self.host.destroy_client(client_id))
-        self._gc_tasks.add(task)
-        task.add_done_callback(self._gc_tasks.discard)
+        self._expiry[client_id] = loop.time() + 2 * self.host.timeout
+        if self._sweeper is None:
+            self._sweeper = loop.call_later(self._sweep_interval, self._sweep)
+
+    @property
+    def _sweep_interval(self) -> float:
+        """Clients expire at most this late: an eighth of their 2 x timeout lifetime."""
+        return max(0.01, self.host.timeout / 4)
+
+    def _sweep(self) -> None:
+        self._sweeper = None
+        loop = asyncio.get_running_loop()
+        now = loop.time()
+        expired: list[str] = []
+        for client_id, deadline in self._expiry.items():
+            if deadline > now:
+                break
+            expired.append(client_id)
+        for client_id in expired:
+            del self._expiry[client_id]
+            task = asyncio.ensure_future(self.host.destroy_client(client_id))
+            self._gc_tasks.add(task)
+            task.add_done_callback(self._gc_tasks.discard)
+        if self._expiry:
+            self._sweeper = loop.call_later(self._sweep_interval, self._sweep)
 
     async def subscribe(self, client_id: str, channel: str) -> bool:
         subscriptions = self._subscriptions.get(client_id)
@@ -107,6 +125,7 @@ class MemoryEngine(Engine):
             self._queues[client_id] = [*messages, *self._queues.get(client_id, ())]
 
     async def close(self) -> None:
-        for timer in self._expiry.values():
-            timer.cancel()
+        if self._sweeper is not None:
+            self._sweeper.cancel()
+            self._sweeper = None
         self._expiry.clear()

@@ -13,21 +13,114 @@ own protocols, simply takes the ordinary ``send`` path.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.protocol import Protocol
 
 #: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``
 WRITE_EXTENSION = "faye.websocket.write"
 
 
+class _Inbox:
+    """The part of :class:`asyncio.Queue` uvicorn uses, for its one reader.
+
+    An idle socket holds one of these for its whole life; ``asyncio.Queue`` (three
+    deques and an event) costs about 3 KB of it, this about 200 bytes.
+    """
+
+    __slots__ = ("_items", "_waiter")
+
+    def __init__(self) -> None:
+        self._items: list[Any] = []
+        self._waiter: asyncio.Future[None] | None = None
+
+    def put_nowait(self, item: Any) -> None:
+        self._items.append(item)
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def empty(self) -> bool:
+        return not self._items
+
+    async def get(self) -> Any:
+        while not self._items:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        return self._items.pop(0)
+
+
+class _Flag:
+    """The part of :class:`asyncio.Event` uvicorn uses (``writable``), for one writer."""
+
+    __slots__ = ("_set", "_waiter")
+
+    def __init__(self) -> None:
+        self._set = True
+        self._waiter: asyncio.Future[None] | None = None
+
+    def is_set(self) -> bool:
+        return self._set
+
+    def set(self) -> None:
+        self._set = True
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def clear(self) -> None:
+        self._set = False
+
+    async def wait(self) -> None:
+        while not self._set:
+            if self._waiter is None or self._waiter.done():
+                self._waiter = asyncio.get_running_loop().create_future()
+            await asyncio.shield(self._waiter)
+
+
 class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
-    """uvicorn's ``websockets-sansio`` protocol with :data:`WRITE_EXTENSION` in the scope."""
+    """uvicorn's ``websockets-sansio`` protocol with :data:`WRITE_EXTENSION` in the scope,
+    and less held per idle socket (the handshake's request and response are dropped once
+    answered; a lighter inbox and write flag)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.queue = _Inbox()  # type: ignore[assignment]
+        self.writable = _Flag()  # type: ignore[assignment]
+
+    async def send(self, message: Any) -> None:
+        await super().send(message)
+        if message["type"] == "websocket.accept":
+            # Only the handshake reads them; a socket may live for days.
+            self.request = self.response = None  # type: ignore[assignment]
 
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if not self.close_sent:
             self.scope["extensions"][WRITE_EXTENSION] = {"write": self.write_frame}
+            self._forget_handshake_request()
+
+    def _forget_handshake_request(self) -> None:
+        """Swap the parser for a frame parser that does not hold the handshake request.
+
+        ``websockets``' server parser keeps the parsed request (headers and all, about
+        1.7 KB) alive in its generator for the life of the socket. A client may send
+        nothing between its handshake and our answer to it (RFC 6455, 4.1), so with no
+        bytes waiting the parser is idle between frames and a fresh frame parser takes
+        over with nothing lost. Anything waiting (a client that did not wait) leaves
+        the original parser in place.
+        """
+        conn = self.conn
+        if conn.reader.buffer or conn.events:
+            return
+        parser = Protocol.parse(conn)
+        next(parser)
+        conn.parser = parser
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a frame made by :func:`faye.envelope.text_frame` now; False when only ``send`` may.
