@@ -1,7 +1,9 @@
 -- A batch of per-client queue operations for one server, in order, in one partition.
 -- KEYS[1] = <prefix>clients
 -- ARGV: prefix, server id, now (ms), dead-server cutoff (ms), subscription ttl (ms, 0 = none),
---       message ttl (ms), then operations: code, client id, argument count, arguments...
+--       message ttl (ms), then operations, each either
+--         code, client id, argument count, arguments...   (any operation), or
+--         '#' .. lines '<code><digits>:<client id>'       (a run of C, W and A)
 --   C (connect): ping, take ownership, recover in-flight of dead servers, drain the queue.
 --                argument: '1' to resend this server's own in-flight list first.
 --   W (wake):    drain the queue if this server owns the client. Argument as for C.
@@ -118,25 +120,42 @@ local function requeue(cid, messages)
   return 0
 end
 
+local function run(code, cid, args)
+  if code == 'C' then
+    return drain(cid, true, args[1] == '1')
+  elseif code == 'W' then
+    return drain(cid, false, args[1] == '1')
+  elseif code == 'A' then
+    return ack(cid, tonumber(args[1]))
+  elseif code == 'R' then
+    return requeue(cid, args)
+  elseif code == 'D' then
+    return discard(cid, args)
+  end
+  return nil
+end
+
 local results = {}
 local i = 7
 while i <= #ARGV do
-  local code, cid, count = ARGV[i], ARGV[i + 1], tonumber(ARGV[i + 2])
-  local args = {}
-  for k = 1, count do args[k] = ARGV[i + 2 + k] end
-  i = i + 3 + count
-  if code == 'C' then
-    results[#results + 1] = drain(cid, true, args[1] == '1')
-  elseif code == 'W' then
-    results[#results + 1] = drain(cid, false, args[1] == '1')
-  elseif code == 'A' then
-    results[#results + 1] = ack(cid, tonumber(args[1]))
-  elseif code == 'R' then
-    results[#results + 1] = requeue(cid, args)
-  elseif code == 'D' then
-    results[#results + 1] = discard(cid, args)
+  local item = ARGV[i]
+  if string.byte(item, 1) == 35 then
+    -- '#' then lines '<code><argument>:<client id>': a run of C, W and A operations in
+    -- one argument, so that a burst of them costs the caller one argument to encode.
+    for code, arg, cid in string.gmatch(item, '(%u)(%d*):([^\n]+)') do
+      local result = run(code, cid, {arg})
+      if result == nil then return redis.error_reply('unknown operation ' .. code) end
+      results[#results + 1] = result
+    end
+    i = i + 1
   else
-    return redis.error_reply('unknown operation ' .. tostring(code))
+    local cid, count = ARGV[i + 1], tonumber(ARGV[i + 2])
+    local args = {}
+    for k = 1, count do args[k] = ARGV[i + 2 + k] end
+    i = i + 3 + count
+    local result = run(item, cid, args)
+    if result == nil then return redis.error_reply('unknown operation ' .. tostring(item)) end
+    results[#results + 1] = result
   end
 end
 return {results, bad}

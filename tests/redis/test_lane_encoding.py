@@ -1,0 +1,32 @@
+"""How the delivery lane packs its operations for ``deliveries.lua``.
+
+Every Redis test runs these through the real script; this pins the packing itself:
+order kept, runs of C/W/A joined into one argument, anything odd sent item by item.
+"""
+
+from __future__ import annotations
+
+from faye.redis.engine import _encode_ops, _Op
+
+
+def test_runs_of_simple_operations_share_one_argument_and_keep_order() -> None:
+    ops = [
+        _Op("W", "alice", ["0"]),
+        _Op("A", "bob", [3]),
+        _Op("R", "bob", [b'{"channel":"/a"}', b"\n"]),
+        _Op("C", "carol", ["1"]),
+    ]
+    assert _encode_ops(ops) == [
+        "#W0:alice\nA3:bob",
+        "R",
+        "bob",
+        2,
+        b'{"channel":"/a"}',
+        b"\n",
+        "#C1:carol",
+    ]
+
+
+def test_a_client_id_that_could_break_a_line_goes_item_by_item() -> None:
+    ops = [_Op("W", "odd\nid", ["0"]), _Op("W", "", ["0"]), _Op("A", "x:y", [1])]
+    assert _encode_ops(ops) == ["W", "odd\nid", 1, "0", "W", "", 1, "0", "#A1:x:y"]
