@@ -18,6 +18,15 @@ def _env_float(name: str, default: float) -> float:
     return float(value) if value else default
 
 
+def _gc_thresholds(text: str) -> tuple[int, ...] | None:
+    from faye.gc_tuning import parse_thresholds
+
+    try:
+        return parse_thresholds(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faye", description=__doc__)
     commands = parser.add_subparsers(dest="command", required=True)
@@ -59,6 +68,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-request-size",
         type=int,
         default=int(os.environ.get("FAYE_MAX_REQUEST_SIZE", 1 << 20)),
+    )
+    serve.add_argument(
+        "--gc-thresholds",
+        default=os.environ.get("FAYE_GC_THRESHOLDS", "50000,20,100"),
+        type=_gc_thresholds,
+        help="the cyclic GC's thresholds for this server process, or 'python' for "
+        "CPython's defaults (see faye.gc_tuning)",
     )
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
@@ -112,12 +128,14 @@ def make_adapter(args: argparse.Namespace) -> Any:
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
+    from faye.gc_tuning import tune_for_server
     from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 
     logging.basicConfig(
         level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     adapter = make_adapter(args)
+    tune_for_server(args.gc_thresholds)
     uvicorn.run(
         adapter,
         host=args.host,

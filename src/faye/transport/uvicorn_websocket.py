@@ -93,6 +93,14 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
 
+    def connection_lost(self, exc: Exception | None) -> None:
+        super().connection_lost(exc)
+        # The scope holds our bound method: break the cycle so the socket's memory is
+        # freed at once by reference counting, not at the next full collection.
+        scope = getattr(self, "scope", None)
+        if scope is not None:
+            scope["extensions"].pop(WRITE_EXTENSION, None)
+
     async def send(self, message: Any) -> None:
         await super().send(message)
         if message["type"] == "websocket.accept":
