@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import json
 from typing import Any
+
+import httpx
+import pytest
+import redis
+from websockets.asyncio.client import connect
 
 from faye.adapter import ASGIAdapter
 from faye.client import Client, InProcessTransport
+from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import wait_for
+from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer
 
 
@@ -38,3 +46,63 @@ async def test_two_servers_one_redis(redis_server: RedisServer) -> None:
             await client.close()
         await a.close()
         await b.close()
+
+
+@pytest.mark.parametrize("ws", [FayeWebSocketProtocol, "websockets-sansio"])
+async def test_websocket_deliveries_leave_nothing_in_flight(
+    redis_server: RedisServer, ws: Any
+) -> None:
+    """Every message written to a socket is acknowledged, whichever write path it took
+    (a direct write acknowledges before the drain's bookkeeping is done)."""
+    namespace = Fleet(redis_server.url).namespace
+    spec = {"type": "redis", "url": redis_server.url, "namespace": namespace, "log_level": "silent"}
+    adapter = ASGIAdapter(mount="/faye", timeout=5, engine=spec)
+    server = LiveServer(adapter, ws=ws).start()
+    store = redis.Redis.from_url(redis_server.url)
+    try:
+        async with (
+            connect(server.ws_base + "/faye") as socket,
+            httpx.AsyncClient(base_url=server.base) as http,
+        ):
+            await socket.send(
+                json.dumps(
+                    [
+                        {
+                            "channel": "/meta/handshake",
+                            "version": "1.0",
+                            "supportedConnectionTypes": ["websocket"],
+                        }
+                    ]
+                )
+            )
+            client_id = json.loads(await socket.recv())[0]["clientId"]
+            connect_msg = {
+                "channel": "/meta/connect",
+                "clientId": client_id,
+                "connectionType": "websocket",
+            }
+            await socket.send(
+                json.dumps(
+                    [
+                        {
+                            "channel": "/meta/subscribe",
+                            "clientId": client_id,
+                            "subscription": "/news",
+                        },
+                        {**connect_msg, "advice": {"timeout": 0}},
+                    ]
+                )
+            )
+            await socket.recv()
+            await socket.send(json.dumps([connect_msg]))
+            await asyncio.sleep(0.1)
+            for n in range(3):
+                await http.post("/faye", json={"channel": "/news", "data": n})
+                frame = json.loads(await asyncio.wait_for(socket.recv(), 5))
+                assert [m["data"] for m in frame] == [n]
+            engine = engine_of(adapter.proxy)
+            await wait_for(lambda: not engine._unacked, timeout=3)
+            await wait_for(lambda: not store.keys(f"{namespace}:*flight:*"), timeout=3)
+    finally:
+        store.close()
+        server.stop()

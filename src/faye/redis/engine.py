@@ -610,16 +610,19 @@ class RedisEngine(Engine):
             good = {e.raw for e in envelopes}
             self._submit("D", client_id, [raw for raw in raws if raw not in good])
         base = 0 if op.resend else self._unacked.get(client_id, 0)
-        if envelopes and self.host.deliver(client_id, envelopes):
-            self._unacked[client_id] = base + len(envelopes)
+        if not envelopes:
+            return
+        # Counted before the hand-over: a socket may write them, and acknowledge them,
+        # before deliver() returns.
+        self._unacked[client_id] = base + len(envelopes)
+        if self.host.deliver(client_id, envelopes):
             return
         # Nobody to hand them to after all (the connection went away meanwhile).
         if base:
             self._unacked[client_id] = base
         else:
             self._unacked.pop(client_id, None)
-        if envelopes:
-            self._submit("R", client_id, [e.raw for e in envelopes])
+        self._submit("R", client_id, [e.raw for e in envelopes])
 
     def _schedule_recheck(self, client_id: str) -> None:
         """Another live server holds messages of this client in flight; look again later.
