@@ -72,6 +72,15 @@ local function drain(cid, claim, resend)
     end
   end
   local queue = prefix .. 'queue:' .. cid
+  if #out == 0 then
+    -- Nothing in flight here (the usual case): the queue becomes the in-flight list
+    -- whole, with the TTL it has, instead of being copied, deleted and expired.
+    if redis.pcall('RENAMENX', queue, mine) == 1 then
+      redis.call('SADD', prefix .. 'flights:' .. cid, me)
+      redis.call('SADD', prefix .. 'flying:' .. me, cid)
+      return append({status}, read_list(mine, bad))
+    end
+  end
   append(out, read_list(queue, bad))
   redis.call('DEL', queue)
   if #out > kept then
