@@ -237,7 +237,8 @@ class Bench:
                 ("flamegraph", stem.with_suffix(".svg")),
             ):
                 command = [str(spy), "record", "--pid", str(pid), "--format", fmt]
-                command += ["--rate", "100", "--nonblocking", "--output", str(out)]
+                command += ["--rate", str(self.args.py_spy_rate), "--nonblocking"]
+                command += ["--output", str(out)]
                 procs.append(
                     (
                         subprocess.Popen(
@@ -844,6 +845,13 @@ def main() -> None:
         help="record py-spy profiles of our servers per scenario (DIR/<setup>-<scenario>-<n>"
         ".txt collapsed stacks for bench/profiles.py, and .svg flame graphs); "
         "profiling perturbs the numbers, so use it for a separate run",
+    )
+    parser.add_argument(
+        "--py-spy-rate",
+        type=int,
+        default=100,
+        metavar="HZ",
+        help="py-spy samples per second (100; 1000 resolves a fixed-rate phase's bursts)",
     )
     parser.add_argument("--plots", type=Path, default=None, help="directory for the PNG plots")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
