@@ -33,8 +33,9 @@ from redis import exceptions as rx
 
 from faye.engine import Engine, EngineError, EngineHost, generate_id
 from faye.envelope import Envelope
-from faye.redis.connection import TRANSIENT, Arg, Client, EngineLog, RedisConnection
+from faye.redis.connection import TRANSIENT, Arg, Client, RedisConnection
 from faye.redis.keys import Keys
+from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
 
 GC_BATCH = 500
