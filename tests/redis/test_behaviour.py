@@ -102,6 +102,47 @@ async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis
     assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
 
 
+async def test_the_next_drain_carries_a_held_back_acknowledgement(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    proxy = await fleet.proxy()
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/f")
+    inbox = await attach(proxy, alice)
+    await proxy.publish({"channel": "/f", "data": 0})
+    await wait_for(lambda: len(inbox.messages) == 1)
+    key = engine.keys.in_flight(0, alice, engine.server_id)
+    proxy.delivered(alice, 1)  # written: its acknowledgement waits for the next drain
+    assert engine._acks[alice][0] == 1
+    await proxy.publish({"channel": "/f", "data": 1})
+    await wait_for(lambda: len(inbox.messages) == 2)
+    assert engine._acks == {}
+    (left,) = await raw_redis.lrange(key, 0, -1)
+    assert orjson.loads(left)["data"] == 1
+    # The last one is acknowledged on its own once no drain comes to carry it.
+    proxy.delivered(alice, 1)
+    await asyncio.sleep(0.5)
+    assert await raw_redis.exists(key) == 0
+    assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
+
+
+async def test_a_drain_that_finds_nothing_still_clears_the_index(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    proxy = await fleet.proxy()
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/f")
+    inbox = await attach(proxy, alice)
+    await proxy.publish({"channel": "/f", "data": 0})
+    await wait_for(lambda: len(inbox.messages) == 1)
+    proxy.delivered(alice, 1)
+    await engine.connect(alice)  # drains an empty queue, carrying the acknowledgement
+    assert await raw_redis.exists(engine.keys.in_flight(0, alice, engine.server_id)) == 0
+    assert await raw_redis.sismember(engine.keys.flights(0, alice), engine.server_id) == 0
+
+
 async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
     proxy = await fleet.proxy()
     alice = await proxy.create_client()

@@ -30,3 +30,8 @@ def test_runs_of_simple_operations_share_one_argument_and_keep_order() -> None:
 def test_a_client_id_that_could_break_a_line_goes_item_by_item() -> None:
     ops = [_Op("W", "odd\nid", ["0"]), _Op("W", "", ["0"]), _Op("A", "x:y", [1])]
     assert _encode_ops(ops) == ["W", "odd\nid", 1, "0", "W", "", 1, "0", "#A1:x:y"]
+
+
+def test_a_drain_carries_the_acknowledgement_held_back_for_its_client() -> None:
+    ops = [_Op("W", "alice", ["0", 3]), _Op("C", "bob", ["1"])]
+    assert _encode_ops(ops) == ["#W0+3:alice\nC1:bob"]

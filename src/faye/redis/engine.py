@@ -40,6 +40,10 @@ from faye.redis.options import RedisOptions
 
 GC_BATCH = 500
 
+#: The longest a written message's acknowledgement waits for its client's next drain
+#: (seconds). A server dying meanwhile makes those messages duplicates, never losses.
+ACK_DELAY = 0.25
+
 
 def now_ms() -> int:
     return int(time.time() * 1000)
@@ -81,12 +85,13 @@ class _Op:
 
 
 def _as_line(op: _Op) -> str | None:
-    arg = op.args[0] if op.args else None
-    if not isinstance(arg, str | int) or op.code not in "CWA" or not op.client_id:
+    if op.code not in "CWA" or not op.client_id or not op.args:
+        return None
+    if not all(isinstance(arg, str | int) for arg in op.args):
         return None
     if "\n" in op.client_id:  # never in ids we issue; a line must not break
         return None
-    return f"{op.code}{arg}:{op.client_id}"
+    return f"{op.code}{'+'.join(map(str, op.args))}:{op.client_id}"
 
 
 def _encode_ops(ops: Sequence[_Op]) -> list[Arg]:
@@ -157,6 +162,11 @@ class RedisEngine(Engine):
         # Per client: messages handed to the host and not yet acknowledged (they are
         # the head of this server's in-flight list for the client).
         self._unacked: dict[str, int] = {}
+        # Per client: written messages whose acknowledgement waits (at most ACK_DELAY)
+        # for the client's next drain to carry it.
+        # client id -> [count, loop time of the first], oldest first.
+        self._acks: dict[str, tuple[int, float]] = {}
+        self._ack_timer: asyncio.TimerHandle | None = None
         # Clients whose in-flight list may hold messages we never handed out (a lane
         # batch failed mid-way): their next drain sends the whole list again.
         self._resend: set[str] = set()
@@ -193,6 +203,7 @@ class RedisEngine(Engine):
         """Stop background work, finish queued acknowledgements, leave the fleet."""
         if self._closed:
             return
+        self._flush_acks()
         await self._stop()
         if self._background:
             with contextlib.suppress(EngineError):
@@ -236,6 +247,9 @@ class RedisEngine(Engine):
         self._publishes.clear()
 
     def _cancel_background(self) -> None:
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
         for task in self._tasks:
             task.cancel()
         for handle in self._rechecks.values():
@@ -266,6 +280,7 @@ class RedisEngine(Engine):
                     "server %s was presumed dead; resetting in-flight state", self.server_id
                 )
                 self._unacked.clear()
+                self._acks.clear()
             self._beaten = True
 
     async def _beat(self) -> None:
@@ -338,6 +353,7 @@ class RedisEngine(Engine):
 
     def _forget(self, client_id: str) -> None:
         self._unacked.pop(client_id, None)
+        self._acks.pop(client_id, None)
         self._resend.discard(client_id)
         self._held.discard(client_id)
         handle = self._rechecks.pop(client_id, None)
@@ -486,6 +502,37 @@ class RedisEngine(Engine):
         else:
             self._unacked.pop(client_id, None)
         if count > 0 and not self._closed:
+            # Held back briefly: the client's next drain (in a fan-out, the next
+            # publish) carries it, which saves an operation and three Redis commands.
+            loop = asyncio.get_running_loop()
+            held = self._acks.get(client_id)
+            # Reassigning an existing key keeps its place: the dict stays oldest first.
+            self._acks[client_id] = (
+                (count, loop.time()) if held is None else (held[0] + count, held[1])
+            )
+            if self._ack_timer is None:
+                self._ack_timer = loop.call_later(ACK_DELAY, self._flush_acks, ACK_DELAY)
+
+    def _flush_acks(self, older_than: float = 0.0) -> None:
+        """Send the held-back acknowledgements at least ``older_than`` seconds old (all by
+        default) as operations of their own, and wait for the next-oldest."""
+        if self._ack_timer is not None:
+            self._ack_timer.cancel()
+            self._ack_timer = None
+        if not self._acks:
+            return
+        loop = asyncio.get_running_loop()
+        cutoff = loop.time() - older_than
+        due = []
+        for client_id, (count, since) in self._acks.items():
+            if since > cutoff:
+                self._ack_timer = loop.call_later(
+                    max(since - cutoff, 0.001), self._flush_acks, ACK_DELAY
+                )
+                break
+            due.append((client_id, count))
+        for client_id, count in due:
+            del self._acks[client_id]
             self._submit("A", client_id, [count])
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
@@ -500,6 +547,7 @@ class RedisEngine(Engine):
 
     async def drained(self) -> None:
         """Wait until every queued delivery-lane operation has been sent (tests, shutdown)."""
+        self._flush_acks()
         while self._ops or self._lane is not None:
             lane = self._lane
             if lane is None:
@@ -517,10 +565,14 @@ class RedisEngine(Engine):
             return None
         future = asyncio.get_running_loop().create_future() if want_future else None
         resend = False
+        held = self._acks.pop(client_id, None) if code != "A" else None
+        acked = held[0] if held is not None else 0
         if code in "CW":
             resend = client_id in self._resend
             self._resend.discard(client_id)
-            args = ["1" if resend else "0"]
+            args = ["1" if resend else "0", acked] if acked else ["1" if resend else "0"]
+        elif acked:
+            self._ops.append(_Op("A", client_id, [acked]))
         self._ops.append(_Op(code, client_id, args, future, resend))
         if self._lane is None:
             self._lane = asyncio.ensure_future(self._run_lane())

@@ -3,10 +3,11 @@
 -- ARGV: prefix, server id, now (ms), dead-server cutoff (ms), subscription ttl (ms, 0 = none),
 --       message ttl (ms), then operations, each either
 --         code, client id, argument count, arguments...   (any operation), or
---         '#' .. lines '<code><digits>:<client id>'       (a run of C, W and A)
+--         '#' .. lines '<code><digits>[+<digits>]:<client id>' (a run of C, W and A)
 --   C (connect): ping, take ownership, recover in-flight of dead servers, drain the queue.
---                argument: '1' to resend this server's own in-flight list first.
---   W (wake):    drain the queue if this server owns the client. Argument as for C.
+--                arguments: '1' to resend this server's own in-flight list first; then,
+--                optionally, N: first acknowledge N written messages (as A does).
+--   W (wake):    drain the queue if this server owns the client. Arguments as for C.
 --   A (ack):     the first N in-flight messages were written. Argument: N.
 --   R (requeue): these in-flight messages were not written. Arguments: the messages.
 --   D (discard): drop these (corrupt) messages from the in-flight list.
@@ -95,14 +96,29 @@ local function drain(cid, claim, resend)
   return append(result, out)
 end
 
-local function ack(cid, count)
+-- Drop the first `count` in-flight messages (written); returns the list's key.
+local function trim(cid, count)
   local mine = mine_key(cid)
   if failed(redis.pcall('LTRIM', mine, count, -1)) then
     bad[#bad + 1] = mine
     redis.call('DEL', mine)
   end
-  forget_if_empty(cid, mine)
+  return mine
+end
+
+local function ack(cid, count)
+  forget_if_empty(cid, trim(cid, count))
   return 1
+end
+
+-- A drain carrying the acknowledgement of the client's previous messages: trim first,
+-- and keep the in-flight index unless the drain leaves the list empty (a drain that
+-- moves messages in would only add it back).
+local function ack_and_drain(cid, claim, resend, acked)
+  if acked > 0 then trim(cid, acked) end
+  local result = drain(cid, claim, resend)
+  if acked > 0 and #result == 1 then forget_if_empty(cid, mine_key(cid)) end
+  return result
 end
 
 local function discard(cid, messages)
@@ -130,10 +146,8 @@ local function requeue(cid, messages)
 end
 
 local function run(code, cid, args)
-  if code == 'C' then
-    return drain(cid, true, args[1] == '1')
-  elseif code == 'W' then
-    return drain(cid, false, args[1] == '1')
+  if code == 'C' or code == 'W' then
+    return ack_and_drain(cid, code == 'C', args[1] == '1', tonumber(args[2] or '0'))
   elseif code == 'A' then
     return ack(cid, tonumber(args[1]))
   elseif code == 'R' then
@@ -149,10 +163,13 @@ local i = 7
 while i <= #ARGV do
   local item = ARGV[i]
   if string.byte(item, 1) == 35 then
-    -- '#' then lines '<code><argument>:<client id>': a run of C, W and A operations in
+    -- '#' then lines '<code><arguments>:<client id>': a run of C, W and A operations in
     -- one argument, so that a burst of them costs the caller one argument to encode.
-    for code, arg, cid in string.gmatch(item, '(%u)(%d*):([^\n]+)') do
-      local result = run(code, cid, {arg})
+    -- Arguments are digits joined by '+' (a drain's resend flag, then what it acknowledges).
+    for code, arg, cid in string.gmatch(item, '(%u)([%d+]*):([^\n]+)') do
+      local args = {}
+      for part in string.gmatch(arg, '%d+') do args[#args + 1] = part end
+      local result = run(code, cid, args)
       if result == nil then return redis.error_reply('unknown operation ' .. code) end
       results[#results + 1] = result
     end
