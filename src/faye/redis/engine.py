@@ -227,7 +227,12 @@ class RedisEngine(Engine):
         await self.redis.close()
 
     async def _stop(self) -> None:
+        background = list(self._tasks)
         self._cancel_background()
+        if background:
+            # Let them finish being cancelled (the listener closes its connection), so
+            # nothing of ours outlives close(); bounded, whatever Redis does meanwhile.
+            await asyncio.wait(background, timeout=self.config.connect_timeout + 2)
         for lane in (self._publish_lane, self._lane):
             if lane is not None:
                 with contextlib.suppress(Exception, asyncio.CancelledError):
@@ -762,8 +767,10 @@ class RedisEngine(Engine):
                 delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), cap)
                 await asyncio.sleep(delay * (1 + 0.3 * random.random()))
             finally:
+                # Bounded: a close that never returns must not keep this task (and the
+                # event loop's shutdown, which waits for every task) alive.
                 with contextlib.suppress(Exception):
-                    await asyncio.shield(listener.aclose())
+                    await asyncio.wait_for(listener.aclose(), self.config.connect_timeout + 1)
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
         if message.get("type") not in ("message", "smessage"):
