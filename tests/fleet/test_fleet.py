@@ -19,6 +19,7 @@ import pytest
 import redis
 
 from tests.support.balancer import Balancer
+from tests.support.bayeux import post
 from tests.support.processes import FayeServer, start_client, wait_ready
 from tests.support.redis_server import RedisServer
 
@@ -61,13 +62,6 @@ def fleet(redis_server: RedisServer) -> Iterator[list[FayeServer]]:
     finally:
         for server in servers:
             server.stop()
-
-
-async def post(http: httpx.AsyncClient, url: str, messages: Any) -> list[dict[str, Any]]:
-    response = await http.post(url, json=messages)
-    assert response.status_code == 200, response.text
-    result: list[dict[str, Any]] = response.json()
-    return result
 
 
 async def test_a_client_may_use_every_server(fleet: list[FayeServer]) -> None:

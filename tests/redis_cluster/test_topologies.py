@@ -19,6 +19,7 @@ from redis.crc import key_slot
 
 from faye.redis import RedisOptions
 from tests.redis.conftest import Fleet, engine_of
+from tests.support.bayeux import post
 from tests.support.engines import attach
 from tests.support.processes import FayeServer
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology
@@ -225,13 +226,6 @@ def topology_url(
     else:
         sentinel: SentinelTopology = request.getfixturevalue("redis_sentinel")
         yield sentinel.url
-
-
-async def post(http: httpx.AsyncClient, url: str, messages: Any) -> list[dict[str, Any]]:
-    response = await http.post(url, json=messages)
-    assert response.status_code == 200, response.text
-    result: list[dict[str, Any]] = response.json()
-    return result
 
 
 async def test_two_faye_serve_processes_share_the_topology(topology_url: str) -> None:
