@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
+
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
 
@@ -19,8 +21,6 @@ def _env_float(name: str, default: float) -> float:
 
 
 def _gc_thresholds(text: str) -> tuple[int, ...] | None:
-    from faye.gc_tuning import parse_thresholds
-
     try:
         return parse_thresholds(text)
     except ValueError as exc:
@@ -71,7 +71,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--gc-thresholds",
-        default=os.environ.get("FAYE_GC_THRESHOLDS", "50000,20,100"),
+        default=os.environ.get("FAYE_GC_THRESHOLDS", ",".join(map(str, SERVER_THRESHOLDS))),
         type=_gc_thresholds,
         help="the cyclic GC's thresholds for this server process, or 'python' for "
         "CPython's defaults (see faye.gc_tuning)",

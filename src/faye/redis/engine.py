@@ -163,8 +163,8 @@ class RedisEngine(Engine):
         # the head of this server's in-flight list for the client).
         self._unacked: dict[str, int] = {}
         # Per client: written messages whose acknowledgement waits (at most ACK_DELAY)
-        # for the client's next drain to carry it.
-        # client id -> [count, loop time of the first], oldest first.
+        # for the client's next drain to carry it: (count, loop time of the first),
+        # oldest first.
         self._acks: dict[str, tuple[int, float]] = {}
         self._ack_timer: asyncio.TimerHandle | None = None
         # Clients whose in-flight list may hold messages we never handed out (a lane
@@ -575,7 +575,8 @@ class RedisEngine(Engine):
         if code in "CW":
             resend = client_id in self._resend
             self._resend.discard(client_id)
-            args = ["1" if resend else "0", acked] if acked else ["1" if resend else "0"]
+            flag = "1" if resend else "0"
+            args = [flag, acked] if acked else [flag]
         elif acked:
             self._ops.append(_Op("A", client_id, [acked]))
         self._ops.append(_Op(code, client_id, args, future, resend))

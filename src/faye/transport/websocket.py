@@ -99,6 +99,7 @@ class WebSocketSession:
             client_id is not None
             and self._can_write_now()
             and not self.server.extensions.has_outgoing
+            and self._frame_end(messages, 0) == len(messages)
         ) and self._write_now(self._delivery_frame(messages)):  # type: ignore[misc]
             self.proxy.delivered(client_id, len(messages))
             return
@@ -147,7 +148,26 @@ class WebSocketSession:
     def _delivery_frame(messages: Sequence[Envelope]) -> bytes:
         if len(messages) == 1:
             return messages[0].websocket_frame
-        return text_frame(b"[" + b",".join(envelope.raw for envelope in messages) + b"]")
+        return text_frame(encode_items(messages))
+
+    def _frame_end(self, items: Sequence[_Frame | Envelope], start: int) -> int:
+        """Where the deliveries from ``items[start]`` that share one frame end.
+
+        They share it up to the size the server would accept from a client, so no
+        client's limit (often the same 1 MiB) is ever exceeded by our batching.
+        """
+        first = items[start]
+        assert isinstance(first, Envelope)
+        end, size = start + 1, len(first.raw)
+        while end < len(items):
+            following = items[end]
+            if not isinstance(following, Envelope):
+                break
+            size += len(following.raw) + 1
+            if size > self._max_message_size:
+                break
+            end += 1
+        return end
 
     def _wake_writer(self) -> None:
         if self._writer is None:
@@ -289,18 +309,7 @@ class WebSocketSession:
                             for delivered, count in item.delivered_to:
                                 self.proxy.delivered(delivered, count)
                             continue
-                        # Deliveries waiting together share a frame, as large as the
-                        # server would accept from a client, so no client's limit
-                        # (often the same 1 MiB) is ever exceeded by our batching.
-                        end, size = index + 1, len(item.raw)
-                        while end < len(items):
-                            following = items[end]
-                            if not isinstance(following, Envelope):
-                                break
-                            size += len(following.raw) + 1
-                            if size > self._max_message_size:
-                                break
-                            end += 1
+                        end = self._frame_end(items, index)
                         pushed = items[index:end]  # type: ignore[assignment]
                         index = end
                         client_id = self._client_id
