@@ -19,6 +19,7 @@ from websockets.uri import parse_uri
 from faye import ASGIAdapter
 from faye.transport import websocket as websocket_transport
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
+from tests.support.bayeux import connect_msg, exchange, receive, subscribed_socket, ws_handshake
 from tests.support.live_server import LiveServer
 
 MOUNT = "/faye"
@@ -48,43 +49,6 @@ def live(adapter: ASGIAdapter, protocol: Any) -> Iterator[LiveServer]:
 async def ws(live: LiveServer) -> AsyncIterator[ClientConnection]:
     async with connect(live.ws_base + MOUNT) as socket:
         yield socket
-
-
-async def exchange(ws: ClientConnection, messages: Any, timeout: float = 3) -> list[dict[str, Any]]:
-    await ws.send(json.dumps(messages))
-    return await receive(ws, timeout)
-
-
-async def receive(ws: ClientConnection, timeout: float = 3) -> list[dict[str, Any]]:
-    frame = await asyncio.wait_for(ws.recv(), timeout)
-    assert isinstance(frame, str), "Bayeux frames must be text"
-    result: list[dict[str, Any]] = json.loads(frame)
-    return result
-
-
-async def ws_handshake(ws: ClientConnection) -> str:
-    (reply,) = await exchange(
-        ws,
-        [
-            {
-                "channel": "/meta/handshake",
-                "version": "1.0",
-                "supportedConnectionTypes": ["websocket"],
-            }
-        ],
-    )
-    assert reply["successful"]
-    client_id: str = reply["clientId"]
-    return client_id
-
-
-def connect_msg(client_id: str, **extra: Any) -> dict[str, Any]:
-    return {
-        "channel": "/meta/connect",
-        "clientId": client_id,
-        "connectionType": "websocket",
-        **extra,
-    }
 
 
 async def test_empty_frame_gets_empty_frame(ws: ClientConnection) -> None:
@@ -201,21 +165,6 @@ async def test_many_pushes_arrive_in_order(ws: ClientConnection, http: httpx.Asy
             if message.get("channel") == "/seq":
                 seen.append(message["data"])
     assert seen == list(range(200))
-
-
-async def subscribed_socket(ws: ClientConnection, channel: str) -> str:
-    """A client on ``ws`` subscribed to ``channel``, with a connect held for pushes."""
-    client_id = await ws_handshake(ws)
-    await exchange(
-        ws,
-        [
-            {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel},
-            connect_msg(client_id, advice={"timeout": 0}),
-        ],
-    )
-    await ws.send(json.dumps([connect_msg(client_id)]))
-    await asyncio.sleep(0.05)
-    return client_id
 
 
 async def test_faye_protocol_pushes_without_the_asgi_send(

@@ -19,7 +19,7 @@ import pytest
 import redis
 
 from tests.support.balancer import Balancer
-from tests.support.bayeux import post
+from tests.support.bayeux import connect_msg, post, ws_handshake
 from tests.support.processes import FayeServer, start_client, wait_ready
 from tests.support.redis_server import RedisServer
 
@@ -306,23 +306,8 @@ async def test_disconnect_on_one_server_closes_the_socket_on_another(
 
     a, b, _ = fleet
     async with connect(f"ws://127.0.0.1:{a.port}/faye") as ws:
-        await ws.send(
-            json.dumps(
-                [
-                    {
-                        "channel": "/meta/handshake",
-                        "version": "1.0",
-                        "supportedConnectionTypes": ["websocket"],
-                    }
-                ]
-            )
-        )
-        alice = json.loads(await ws.recv())[0]["clientId"]
-        await ws.send(
-            json.dumps(
-                [{"channel": "/meta/connect", "clientId": alice, "connectionType": "websocket"}]
-            )
-        )
+        alice = await ws_handshake(ws)
+        await ws.send(json.dumps([connect_msg(alice)]))
         await asyncio.sleep(0.3)
         async with httpx.AsyncClient(timeout=5) as http:
             (bye,) = await post(http, b.url, {"channel": "/meta/disconnect", "clientId": alice})

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-import json
 from typing import Any
 
 import httpx
@@ -16,6 +15,7 @@ from faye.client import Client, InProcessTransport
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import wait_for
+from tests.support.bayeux import receive, subscribed_socket
 from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer
 
@@ -64,41 +64,10 @@ async def test_websocket_deliveries_leave_nothing_in_flight(
             connect(server.ws_base + "/faye") as socket,
             httpx.AsyncClient(base_url=server.base) as http,
         ):
-            await socket.send(
-                json.dumps(
-                    [
-                        {
-                            "channel": "/meta/handshake",
-                            "version": "1.0",
-                            "supportedConnectionTypes": ["websocket"],
-                        }
-                    ]
-                )
-            )
-            client_id = json.loads(await socket.recv())[0]["clientId"]
-            connect_msg = {
-                "channel": "/meta/connect",
-                "clientId": client_id,
-                "connectionType": "websocket",
-            }
-            await socket.send(
-                json.dumps(
-                    [
-                        {
-                            "channel": "/meta/subscribe",
-                            "clientId": client_id,
-                            "subscription": "/news",
-                        },
-                        {**connect_msg, "advice": {"timeout": 0}},
-                    ]
-                )
-            )
-            await socket.recv()
-            await socket.send(json.dumps([connect_msg]))
-            await asyncio.sleep(0.1)
+            await subscribed_socket(socket, "/news", settle=0.1)
             for n in range(3):
                 await http.post("/faye", json={"channel": "/news", "data": n})
-                frame = json.loads(await asyncio.wait_for(socket.recv(), 5))
+                frame = await receive(socket, timeout=5)
                 assert [m["data"] for m in frame] == [n]
             engine = engine_of(adapter.proxy)
             await wait_for(lambda: not engine._unacked, timeout=3)

@@ -80,15 +80,20 @@ async def test_queue_is_capped_at_max_queue(fleet: Fleet) -> None:
     assert data(delivered) == [2, 3, 4]
 
 
-async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis: Redis) -> None:
+async def handed_out(fleet: Fleet, count: int) -> tuple[EngineProxy, Any, str, Any]:
+    """A client on one server, just handed ``count`` messages on ``/f`` (not yet written)."""
     proxy = await fleet.proxy()
-    engine = engine_of(proxy)
     alice = await proxy.create_client()
     await proxy.subscribe(alice, "/f")
     inbox = await attach(proxy, alice)
-    for n in range(3):
+    for n in range(count):
         await proxy.publish({"channel": "/f", "data": n})
-    await wait_for(lambda: len(inbox.messages) == 3)
+    await wait_for(lambda: len(inbox.messages) == count)
+    return proxy, engine_of(proxy), alice, inbox
+
+
+async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis: Redis) -> None:
+    proxy, engine, alice, _ = await handed_out(fleet, 3)
     key = engine.keys.in_flight(0, alice, engine.server_id)
     assert await raw_redis.llen(key) == 3
     proxy.delivered(alice, 2)
@@ -105,13 +110,7 @@ async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis
 async def test_the_next_drain_carries_a_held_back_acknowledgement(
     fleet: Fleet, raw_redis: Redis
 ) -> None:
-    proxy = await fleet.proxy()
-    engine = engine_of(proxy)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, "/f")
-    inbox = await attach(proxy, alice)
-    await proxy.publish({"channel": "/f", "data": 0})
-    await wait_for(lambda: len(inbox.messages) == 1)
+    proxy, engine, alice, inbox = await handed_out(fleet, 1)
     key = engine.keys.in_flight(0, alice, engine.server_id)
     proxy.delivered(alice, 1)  # written: its acknowledgement waits for the next drain
     assert engine._acks[alice][0] == 1
@@ -130,13 +129,7 @@ async def test_the_next_drain_carries_a_held_back_acknowledgement(
 async def test_a_drain_that_finds_nothing_still_clears_the_index(
     fleet: Fleet, raw_redis: Redis
 ) -> None:
-    proxy = await fleet.proxy()
-    engine = engine_of(proxy)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, "/f")
-    inbox = await attach(proxy, alice)
-    await proxy.publish({"channel": "/f", "data": 0})
-    await wait_for(lambda: len(inbox.messages) == 1)
+    proxy, engine, alice, _ = await handed_out(fleet, 1)
     proxy.delivered(alice, 1)
     await engine.connect(alice)  # drains an empty queue, carrying the acknowledgement
     assert await raw_redis.exists(engine.keys.in_flight(0, alice, engine.server_id)) == 0
