@@ -20,7 +20,7 @@ from redis.crc import key_slot
 from faye.redis import RedisOptions
 from tests.redis.conftest import Fleet, engine_of
 from tests.support.bayeux import post
-from tests.support.engines import attach
+from tests.support.engines import CollectingSocket, attach
 from tests.support.processes import FayeServer
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology
 
@@ -97,37 +97,123 @@ async def test_partitions_spread_evenly_over_the_masters(
     assert sorted(owners.count(port) for port in set(owners)) == [5, 5, 6]
 
 
-async def test_publish_costs_one_round_trip_per_master(
-    cluster_fleet: Fleet, monkeypatch: pytest.MonkeyPatch
+def count_round_trips(monkeypatch: pytest.MonkeyPatch, engine: Any) -> dict[str, int]:
+    """Round trips (commands or pipelines) each master receives from ``engine``."""
+    sent: dict[str, int] = {}
+    ours = {id(node) for node in engine.redis.client.get_nodes()}
+    command, pipeline = ClusterNode.execute_command, ClusterNode.execute_pipeline
+
+    def counted(original: Any) -> Any:
+        async def wrapper(node: ClusterNode, *args: Any, **kwargs: Any) -> Any:
+            if id(node) in ours:  # not another engine's drains
+                sent[node.name] = sent.get(node.name, 0) + 1
+            return await original(node, *args, **kwargs)
+
+        return wrapper
+
+    monkeypatch.setattr(ClusterNode, "execute_command", counted(command))
+    monkeypatch.setattr(ClusterNode, "execute_pipeline", counted(pipeline))
+    return sent
+
+
+async def test_a_publish_is_one_round_trip_to_the_master_of_its_channel(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
+    """However many partitions the subscribers' records are spread over."""
     publisher = await cluster_fleet.proxy()
     holder = await cluster_fleet.proxy()
-    inboxes = []
-    for _ in range(40):  # recipients in (nearly) every partition
+    inboxes, records = [], set()
+    keys = engine_of(holder).keys
+    for _ in range(40):  # records in (nearly) every partition
         client_id = await holder.create_client()
+        records.add(keys.partition(client_id))
         await holder.subscribe(client_id, "/rt")
         inboxes.append(await attach(holder, client_id))
-    engine = engine_of(publisher)
-    cluster = engine.redis.client
-    sent: dict[str, int] = {}
-    original = ClusterNode.execute_pipeline
-
-    ours = {id(node) for node in cluster.get_nodes()}
-
-    async def counting(node: ClusterNode, commands: Any) -> Any:
-        if id(node) in ours:  # not the holder's drains
-            sent[node.name] = sent.get(node.name, 0) + 1
-        return await original(node, commands)
-
-    monkeypatch.setattr(ClusterNode, "execute_pipeline", counting)
+    assert len(records) > 10
+    home = redis_cluster.master_of_slot(key_slot(keys.clients(keys.home("/rt")).encode()))
+    sent = count_round_trips(monkeypatch, engine_of(publisher))
     await publisher.publish({"channel": "/rt", "data": 1})
     monkeypatch.undo()
-    assert sorted(sent.values()) == [1, 1, 1]  # 16 scripts, 3 masters, 3 round trips
+    assert sent == {f"127.0.0.1:{home.port}": 1}
     for _ in range(100):
         if all(inbox.messages for inbox in inboxes):
             break
         await asyncio.sleep(0.02)
     assert all(len(inbox.messages) == 1 for inbox in inboxes)
+
+
+async def test_a_client_with_many_homes_gets_everything_on_a_server_new_to_it(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Queued on 30 channels (spread over the partitions) and a wildcard, while no
+    connection is held; the first connect, on a server that never saw the client,
+    learns its homes from its record and drains them all, one round trip per master
+    for each of the two steps."""
+    first = await cluster_fleet.proxy()
+    second = await cluster_fleet.proxy()
+    publisher = await cluster_fleet.proxy()
+    alice = await first.create_client()
+    channels = [f"/many/{n}" for n in range(30)]
+    keys = engine_of(first).keys
+    assert len({keys.home(c) for c in channels}) > 10
+    for channel in channels:
+        await first.subscribe(alice, channel)
+    await first.subscribe(alice, "/wild/*")
+    for n, channel in enumerate(channels):
+        await publisher.publish({"channel": channel, "data": n})
+    await publisher.publish({"channel": "/wild/card", "data": "w"})
+    inbox = CollectingSocket()
+    second.open_socket(alice, inbox)
+    sent = count_round_trips(monkeypatch, engine_of(second))
+    await second.backend.connect(alice)
+    monkeypatch.undo()
+    assert sorted(m["data"] for m in inbox.messages if m["data"] != "w") == list(range(30))
+    assert [m["data"] for m in inbox.messages].count("w") == 1
+    masters = {f"127.0.0.1:{m.port}" for m in redis_cluster.masters()}
+    assert set(sent) <= masters
+    assert all(n <= 2 for n in sent.values()), sent  # the record, then every home
+    # Now it knows them: the next connect is one round trip per master.
+    sent = count_round_trips(monkeypatch, engine_of(second))
+    await second.backend.connect(alice)
+    monkeypatch.undo()
+    assert all(n == 1 for n in sent.values()), sent
+
+
+async def test_destroying_a_client_leaves_no_key_in_any_partition(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology
+) -> None:
+    holder = await cluster_fleet.proxy()
+    alice = await holder.create_client()
+    for n in range(12):
+        await holder.subscribe(alice, f"/gone/{n}")
+    await holder.subscribe(alice, "/gone/**")
+    await attach(holder, alice)
+    await holder.backend.connect(alice)
+    await holder.publish({"channel": "/gone/3", "data": 1})
+    removed = await holder.backend.destroy_client(alice)
+    assert removed == sorted([*(f"/gone/{n}" for n in range(12)), "/gone/**"])
+
+    def mentions() -> list[str]:
+        found = []
+        for master in redis_cluster.masters():
+            client = redis.Redis(host="127.0.0.1", port=master.port, decode_responses=True)
+            try:
+                for key in client.scan_iter(count=1000):
+                    kind = client.type(key)
+                    members: list[str] = []
+                    if kind == "set":
+                        members = list(client.smembers(key))
+                    elif kind == "hash":
+                        members = list(client.hkeys(key))
+                    elif kind == "zset":
+                        members = list(client.zrange(key, 0, -1))
+                    if alice in key or alice in members:
+                        found.append(key)
+            finally:
+                client.close()
+        return found
+
+    assert mentions() == []
 
 
 async def test_a_notification_stays_in_the_shard_of_its_partition(
@@ -139,9 +225,7 @@ async def test_a_notification_stays_in_the_shard_of_its_partition(
     await holder.subscribe(alice, "/shard")
     inbox = await attach(holder, alice)
     keys = engine_of(holder).keys
-    owner = redis_cluster.master_of_slot(
-        key_slot(keys.clients(keys.partition(alice)).encode())
-    ).port
+    owner = redis_cluster.master_of_slot(key_slot(keys.clients(keys.home("/shard")).encode())).port
     masters = [n.port for n in redis_cluster.masters()]
     before = {port: commandstat(port, "spublish") for port in masters}
     plain = sum(commandstat(port, "publish") for port in masters)
@@ -158,7 +242,8 @@ async def test_a_notification_stays_in_the_shard_of_its_partition(
 
 
 async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopology) -> None:
-    """Move a partition's slot to another master while it is used: MOVED, ASK, resubscribe."""
+    """Move a channel's home slot to another master while it is used: MOVED, ASK,
+    resubscribe."""
     fleet = Fleet(doomed_cluster.url)
     try:
         publisher = await fleet.proxy(retry_delay=0.1)
@@ -167,7 +252,7 @@ async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopo
         await holder.subscribe(alice, "/moving")
         inbox = await attach(holder, alice)
         keys = engine_of(holder).keys
-        slot = key_slot(keys.clients(keys.partition(alice)).encode())
+        slot = key_slot(keys.clients(keys.home("/moving")).encode())
         source = doomed_cluster.master_of_slot(slot)
         target = next(m for m in doomed_cluster.masters() if m is not source)
 

@@ -2,14 +2,17 @@
 
 The moving parts, each described with its Redis commands in docs/redis.md:
 
-* publish: one Lua script per partition (one round trip on a single Redis) queues the
-  message for every live recipient and PUBLISHes, once per server, the ids of the
-  recipients that server holds. Servers holding no recipient hear nothing.
+* publish: one Lua script in the home partition of the channel (docs/redis.md: one
+  round trip, on one master of a Cluster) queues the message for every recipient and
+  PUBLISHes, once per server, the ids of the recipients that server holds. Servers
+  holding no recipient hear nothing.
 * a listener task per server, subscribed to its own notification channel and to the
   close broadcast, reconnecting forever.
 * the *delivery lane*: every queue operation of this server (drain on connect, drain on
   wake-up, acknowledge, requeue) joins a batch sent as one script call per partition,
   one batch at a time, so deliveries stay in order and a burst costs one round trip.
+  An operation names the client and the partition (one of the client's homes, or its
+  record partition) it concerns.
 * drained messages stay in an in-flight list until the transport reports them written;
   if the server dies first, another server hands them out again (at-least-once).
 * a heartbeat per server and a GC under a lock, driven by the clients' last pings.
@@ -67,25 +70,27 @@ _GC_RUN: ContextVar[_GcRun | None] = ContextVar("faye_redis_gc_run", default=Non
 class _Op:
     """One operation of the delivery lane (see ``lua/deliveries.lua``)."""
 
-    __slots__ = ("args", "client_id", "code", "future", "resend")
+    __slots__ = ("args", "client_id", "code", "future", "partition", "resend")
 
     def __init__(
         self,
         code: str,
         client_id: str,
+        partition: int,
         args: Sequence[Arg] = (),
         future: asyncio.Future[Any] | None = None,
         resend: bool = False,
     ) -> None:
         self.code = code
         self.client_id = client_id
+        self.partition = partition
         self.args = args
         self.future = future
         self.resend = resend
 
 
 def _as_line(op: _Op) -> str | None:
-    if op.code not in "CWA" or not op.client_id or not op.args:
+    if op.code not in "CHWA" or not op.client_id or not op.args:
         return None
     if not all(isinstance(arg, str | int) for arg in op.args):
         return None
@@ -97,7 +102,7 @@ def _as_line(op: _Op) -> str | None:
 def _encode_ops(ops: Sequence[_Op]) -> list[Arg]:
     """The operations as ``deliveries.lua`` reads them, in order.
 
-    Runs of C, W and A (a fan-out wakes and acknowledges hundreds of clients per
+    Runs of C, H, W and A (a fan-out wakes and acknowledges hundreds of clients per
     batch) travel as one ``#``-line argument each: redis-py encodes every argument on
     its own, and that was a fifth of a fan-out server's time. R and D carry messages
     (arbitrary bytes) and keep one argument per item.
@@ -157,19 +162,26 @@ class RedisEngine(Engine):
         self._publish_lane: asyncio.Task[None] | None = None
         # The delivery lane.
         self._ops: list[_Op] = []
-        self._waking: set[str] = set()
+        self._waking: set[tuple[str, int]] = set()
         self._lane: asyncio.Task[None] | None = None
-        # Per client: messages handed to the host and not yet acknowledged (they are
-        # the head of this server's in-flight list for the client).
-        self._unacked: dict[str, int] = {}
-        # Per client: written messages whose acknowledgement waits (at most ACK_DELAY)
-        # for the client's next drain to carry it: (count, loop time of the first),
-        # oldest first.
-        self._acks: dict[str, tuple[int, float]] = {}
+        # Per client: messages handed to the host and not yet acknowledged, as runs of
+        # [partition, count] in hand-out order (each run is the head of this server's
+        # in-flight list for the client in that partition).
+        self._unacked: dict[str, list[list[int]]] = {}
+        # Per (client, partition): written messages whose acknowledgement waits (at
+        # most ACK_DELAY) for the client's next drain there to carry it: (count, loop
+        # time of the first), oldest first.
+        self._acks: dict[tuple[str, int], tuple[int, float]] = {}
         self._ack_timer: asyncio.TimerHandle | None = None
-        # Clients whose in-flight list may hold messages we never handed out (a lane
-        # batch failed mid-way): their next drain sends the whole list again.
-        self._resend: set[str] = set()
+        # (client, partition) whose in-flight list may hold messages we never handed out
+        # (a lane batch failed mid-way): their next drain sends the whole list again.
+        self._resend: set[tuple[str, int]] = set()
+        # Per client: its homes other than its record partition, as last seen.
+        self._homes: dict[str, frozenset[int]] = {}
+        # Our notification channel in each partition → that partition.
+        self._notify_partitions = {
+            self.keys.notify_channel(p, self.server_id): p for p in range(self.keys.partitions)
+        }
         # Clients that connected here, to wake after the listener missed notifications.
         self._held: set[str] = set()
         self._rechecks: dict[str, asyncio.TimerHandle] = {}
@@ -338,57 +350,111 @@ class RedisEngine(Engine):
         )
 
     async def destroy_client(self, client_id: str) -> list[str] | None:
+        """Remove the record (one script), then the client's other homes (one script
+        each, grouped per master): a publish in between queues into a home about to
+        be cleaned, never for a live client."""
         run = _GC_RUN.get()
         p = self.keys.partition(client_id)
+        cutoff = "" if run is None else run.cutoff_ms
         result = await self.redis.evalsha(
             "destroy",
             [self.keys.clients(p)],
-            [self.keys.prefix(p), self.server_id, client_id, "" if run is None else run.cutoff_ms],
+            [self.keys.prefix(p), self.server_id, client_id, cutoff, "1"],
             idempotent=False,
         )
         if result is None:
             return None
-        channels, bad = result
+        channels, homes, bad = result
         self._report(bad)
+        found = {_text(c) for c in channels}
+        others = sorted({int(h) for h in homes} - {p})
+        if others:
+            results = await self.redis.evalsha_many(
+                "destroy",
+                [
+                    (
+                        [self.keys.clients(h)],
+                        [self.keys.prefix(h), self.server_id, client_id, cutoff, "0"],
+                    )
+                    for h in others
+                ],
+                idempotent=True,
+            )
+            for home_channels, _, home_bad in results:
+                self._report(home_bad)
+                found.update(_text(c) for c in home_channels)
         self._forget(client_id)
         if run is not None:
             run.collected += 1
         self.host.on_close(client_id)
-        return sorted(_text(c) for c in channels)
+        return sorted(found)
 
     def _forget(self, client_id: str) -> None:
         self._unacked.pop(client_id, None)
-        self._acks.pop(client_id, None)
-        self._resend.discard(client_id)
+        self._homes.pop(client_id, None)
+        for p in self._partitions_of(client_id):
+            self._acks.pop((client_id, p), None)
+            self._resend.discard((client_id, p))
         self._held.discard(client_id)
         handle = self._rechecks.pop(client_id, None)
         if handle is not None:
             handle.cancel()
 
+    def _partitions_of(self, client_id: str) -> list[int]:
+        """The client's record partition, then its other homes as last seen."""
+        record = self.keys.partition(client_id)
+        return [record, *(h for h in self._homes.get(client_id, ()) if h != record)]
+
     # -- subscriptions -----------------------------------------------------------------
 
     async def subscribe(self, client_id: str, channel: str) -> bool:
+        """One script when the channel lives in the client's record partition (always on
+        a single Redis); else the record first (is the client known? who holds it?),
+        then the channel's home(s)."""
         p = self.keys.partition(client_id)
         ttl = self.config.subscription_ttl
-        added, bad = await self.redis.evalsha(
+        ttl_ms = int(ttl * 1000) if ttl else 0
+        homes = self.keys.homes(channel)
+        enrolled: list[Arg] = [] if self.keys.partitions == 1 else [*homes]
+        here = "1" if p in homes else "0"
+        added, owner, bad = await self.redis.evalsha(
             "subscribe",
             [self.keys.clients(p)],
-            [self.keys.prefix(p), client_id, channel, int(ttl * 1000) if ttl else 0],
+            [self.keys.prefix(p), client_id, channel, ttl_ms, "1", here, "", *enrolled],
             idempotent=True,
         )
         self._report(bad)
+        others = [h for h in homes if h != p]
+        if added < 0 or not others:  # an unknown client, or nothing more to do
+            return bool(added > 0)
+        holder = "" if owner is None else _text(owner)
+        results = await self.redis.evalsha_many(
+            "subscribe",
+            [
+                (
+                    [self.keys.clients(h)],
+                    [self.keys.prefix(h), client_id, channel, ttl_ms, "0", "1", holder],
+                )
+                for h in others
+            ],
+            idempotent=True,
+        )
+        for home_added, _, home_bad in results:
+            self._report(home_bad)
+            added = added or home_added
         return bool(added)
 
     async def unsubscribe(self, client_id: str, channel: str) -> bool:
-        p = self.keys.partition(client_id)
-        removed, bad = await self.redis.evalsha(
-            "unsubscribe",
-            [self.keys.clients(p)],
-            [self.keys.prefix(p), client_id, channel],
-            idempotent=True,
-        )
-        self._report(bad)
-        return bool(removed)
+        calls = [
+            ([self.keys.clients(h)], [self.keys.prefix(h), client_id, channel])
+            for h in self.keys.homes(channel)
+        ]
+        results = await self.redis.evalsha_many("unsubscribe", calls, idempotent=True)
+        removed = False
+        for home_removed, bad in results:
+            self._report(bad)
+            removed = removed or bool(home_removed)
+        return removed
 
     # -- publishing --------------------------------------------------------------------
 
@@ -436,38 +502,37 @@ class RedisEngine(Engine):
             self.config.max_queue,
             int(self.config.message_ttl * 1000),
         ]
-        partitions = range(self.keys.partitions)
+        records = "1" if self.keys.partitions == 1 else "0"
+        homes = [self._home_of(channels) for _, channels, _ in batch]
         calls = [
             (
-                [self.keys.clients(p)],
-                [self.keys.prefix(p), self.server_id, *limits, envelope.raw, *channels],
+                [self.keys.clients(h)],
+                [self.keys.prefix(h), self.server_id, *limits, records, envelope.raw, *channels],
             )
-            for envelope, channels, _ in batch
-            for p in partitions
+            for h, (envelope, channels, _) in zip(homes, batch, strict=True)
         ]
         # Never retried: had Redis run it, a second run would queue the message twice.
-        # On a Cluster a failing master fails only its partitions: the others' subscribers
-        # get the message, and the publisher still gets the error.
+        # On a Cluster a failing master fails only the publishes homed there.
         results = await self.redis.evalsha_many("publish", calls, idempotent=False, partial=True)
-        local: list[str] = []
-        width = len(partitions)
-        for index, (_, _, future) in enumerate(batch):
-            failure: EngineError | None = None
-            for result in results[index * width : (index + 1) * width]:
-                if isinstance(result, EngineError):
-                    failure = failure or result
-                    continue
-                _queued, mine, bad = result
-                self._report(bad)
-                local.extend(_text(cid) for cid in mine)
-            if future.done():
+        for h, result, (_, _, future) in zip(homes, results, batch, strict=True):
+            if isinstance(result, EngineError):
+                if not future.done():
+                    future.set_exception(result)
                 continue
-            if failure is None:
+            _queued, mine, bad = result
+            self._report(bad)
+            if not future.done():
                 future.set_result(None)
-            else:
-                future.set_exception(failure)
-        if local:
-            self._wake(local)
+            if mine:
+                self._wake((_text(cid) for cid in mine), h)
+
+    def _home_of(self, channels: Sequence[str]) -> int:
+        """The home of the published channel: the one name of ``channels`` (its
+        expansion) that is not a wildcard pattern."""
+        for channel in channels:
+            if "*" not in channel:
+                return self.keys.home(channel)
+        return 0
 
     # -- the delivery lane -------------------------------------------------------------
 
@@ -477,20 +542,41 @@ class RedisEngine(Engine):
         await self._claim(client_id)
 
     async def connect(self, client_id: str) -> None:
-        """Ping, take the client's connection and deliver its queue: one round trip."""
+        """Ping, take the client's connection and deliver its queues: one round trip per
+        master involved, unless the client has homes this server did not know of."""
         await self._claim(client_id)
 
     async def _claim(self, client_id: str) -> None:
         self._held.add(client_id)
-        future = self._submit("C", client_id, want_future=True)
-        assert future is not None
-        await future
+        futures = self._submit_claims(client_id, want_future=True)
+        results = await asyncio.gather(*futures)
+        # The record's answer names homes we did not claim: claim them too.
+        missing: frozenset[int] = results[0]
+        if missing:
+            await asyncio.gather(*self._submit_claims(client_id, missing, want_future=True))
 
-    def _wake(self, client_ids: Iterable[str]) -> None:
+    def _submit_claims(
+        self, client_id: str, homes: Iterable[int] | None = None, *, want_future: bool = False
+    ) -> list[asyncio.Future[Any]]:
+        """C in the record partition and H in the known other homes, or H in ``homes``."""
+        if homes is None:
+            record, *others = self._partitions_of(client_id)
+            ops = [("C", record), *(("H", h) for h in others)]
+        else:
+            ops = [("H", h) for h in homes]
+        futures = []
+        for code, partition in ops:
+            future = self._submit(code, client_id, partition, want_future=want_future)
+            if future is not None:
+                futures.append(future)
+        return futures
+
+    def _wake(self, client_ids: Iterable[str], partition: int) -> None:
         for client_id in client_ids:
-            if client_id not in self._waking and self.host.has_connection(client_id):
-                self._waking.add(client_id)
-                self._submit("W", client_id)
+            key = (client_id, partition)
+            if key not in self._waking and self.host.has_connection(client_id):
+                self._waking.add(key)
+                self._submit("W", client_id, partition)
 
     # acknowledge and requeue join the delivery lane when called (at the moment of the
     # write or its failure); a failed batch is logged by the lane.
@@ -500,23 +586,47 @@ class RedisEngine(Engine):
 
         Messages handed to a socket after those stay in flight until their own write.
         """
-        pending = self._unacked.get(client_id, 0)
-        count = min(count, pending)
-        if pending - count > 0:
-            self._unacked[client_id] = pending - count
-        else:
-            self._unacked.pop(client_id, None)
-        if count > 0 and not self._closed:
-            # Held back briefly: the client's next drain (in a fan-out, the next
-            # publish) carries it, which saves an operation and three Redis commands.
-            loop = asyncio.get_running_loop()
-            held = self._acks.get(client_id)
+        runs = self._take(client_id, count, oldest=True)
+        if not runs or self._closed:
+            return
+        # Held back briefly: the client's next drain (in a fan-out, the next publish)
+        # carries it, which saves an operation and three Redis commands.
+        loop = asyncio.get_running_loop()
+        for partition, n in runs:
+            key = (client_id, partition)
+            held = self._acks.get(key)
             # Reassigning an existing key keeps its place: the dict stays oldest first.
-            self._acks[client_id] = (
-                (count, loop.time()) if held is None else (held[0] + count, held[1])
-            )
-            if self._ack_timer is None:
-                self._ack_timer = loop.call_later(ACK_DELAY, self._flush_acks, ACK_DELAY)
+            self._acks[key] = (n, loop.time()) if held is None else (held[0] + n, held[1])
+        if self._ack_timer is None:
+            self._ack_timer = loop.call_later(ACK_DELAY, self._flush_acks, ACK_DELAY)
+
+    def _handed(self, client_id: str, partition: int, count: int) -> None:
+        runs = self._unacked.get(client_id)
+        if runs is None:
+            self._unacked[client_id] = [[partition, count]]
+        elif runs and runs[-1][0] == partition:
+            runs[-1][1] += count
+        else:
+            runs.append([partition, count])
+
+    def _take(self, client_id: str, count: int, *, oldest: bool) -> list[tuple[int, int]]:
+        """Remove ``count`` handed-out messages from the oldest (written) or the newest
+        (not written) end; returns the (partition, count) runs taken, in hand-out order."""
+        runs = self._unacked.get(client_id)
+        taken: list[tuple[int, int]] = []
+        while runs and count > 0:
+            run = runs[0] if oldest else runs[-1]
+            n = min(run[1], count)
+            taken.append((run[0], n))
+            count -= n
+            run[1] -= n
+            if not run[1]:
+                runs.pop(0 if oldest else -1)
+        if not runs:
+            self._unacked.pop(client_id, None)
+        if not oldest:
+            taken.reverse()
+        return taken
 
     def _flush_acks(self, older_than: float = 0.0) -> None:
         """Send the held-back acknowledgements at least ``older_than`` seconds old (all by
@@ -529,26 +639,30 @@ class RedisEngine(Engine):
         loop = asyncio.get_running_loop()
         cutoff = loop.time() - older_than
         due = []
-        for client_id, (count, since) in self._acks.items():
+        for key, (count, since) in self._acks.items():
             if since > cutoff:
                 self._ack_timer = loop.call_later(
                     max(since - cutoff, 0.001), self._flush_acks, ACK_DELAY
                 )
                 break
-            due.append((client_id, count))
-        for client_id, count in due:
-            del self._acks[client_id]
-            self._submit("A", client_id, [count])
+            due.append((key, count))
+        for key, count in due:
+            del self._acks[key]
+            self._submit("A", key[0], key[1], [count])
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
-        """These messages were not written: back to the head of the queue, in order."""
-        if messages and not self._closed:
-            left = self._unacked.get(client_id, 0) - len(messages)
-            if left > 0:
-                self._unacked[client_id] = left
-            else:
-                self._unacked.pop(client_id, None)
-            self._submit("R", client_id, [m.raw for m in messages])
+        """These messages (the last handed out) were not written: back to the head of
+        their queues, in order."""
+        if not messages or self._closed:
+            return
+        start = 0
+        for partition, n in self._take(client_id, len(messages), oldest=False):
+            part = messages[start : start + n]
+            start += n
+            self._submit("R", client_id, partition, [m.raw for m in part])
+        if start < len(messages):  # more than we handed out: their home is unknown
+            rest = messages[start:]
+            self._submit("R", client_id, self.keys.partition(client_id), [m.raw for m in rest])
 
     async def drained(self) -> None:
         """Wait until every queued delivery-lane operation has been sent (tests, shutdown)."""
@@ -562,7 +676,13 @@ class RedisEngine(Engine):
                 await asyncio.shield(lane)
 
     def _submit(
-        self, code: str, client_id: str, args: Sequence[Arg] = (), *, want_future: bool = False
+        self,
+        code: str,
+        client_id: str,
+        partition: int,
+        args: Sequence[Arg] = (),
+        *,
+        want_future: bool = False,
     ) -> asyncio.Future[Any] | None:
         if self._closed:
             if want_future:
@@ -570,16 +690,17 @@ class RedisEngine(Engine):
             return None
         future = asyncio.get_running_loop().create_future() if want_future else None
         resend = False
-        held = self._acks.pop(client_id, None) if code != "A" else None
+        key = (client_id, partition)
+        held = self._acks.pop(key, None) if code != "A" else None
         acked = held[0] if held is not None else 0
-        if code in "CW":
-            resend = client_id in self._resend
-            self._resend.discard(client_id)
+        if code in "CHW":
+            resend = key in self._resend
+            self._resend.discard(key)
             flag = "1" if resend else "0"
             args = [flag, acked] if acked else [flag]
         elif acked:
-            self._ops.append(_Op("A", client_id, [acked]))
-        self._ops.append(_Op(code, client_id, args, future, resend))
+            self._ops.append(_Op("A", client_id, partition, [acked]))
+        self._ops.append(_Op(code, client_id, partition, args, future, resend))
         if self._lane is None:
             self._lane = asyncio.ensure_future(self._run_lane())
         return future
@@ -597,7 +718,7 @@ class RedisEngine(Engine):
     async def _send(self, batch: list[_Op]) -> None:
         groups: dict[int, list[_Op]] = {}
         for op in batch:
-            groups.setdefault(self.keys.partition(op.client_id), []).append(op)
+            groups.setdefault(op.partition, []).append(op)
         now, _, dead = self._cutoffs()
         ttl = self.config.subscription_ttl
         calls: list[tuple[list[str], list[Arg]]] = []
@@ -630,58 +751,89 @@ class RedisEngine(Engine):
             op_results, bad = result
             self._report(bad)
             for op, op_result in zip(ops, op_results, strict=True):
+                value = None
                 try:
-                    self._finish(op, op_result, decoded)
+                    value = self._finish(op, op_result, decoded)
                 except Exception as exc:  # a host callback failed; keep the lane going
                     self.log.error("delivery to %s failed", op.client_id, exc_info=exc)
                 if op.future is not None and not op.future.done():
-                    op.future.set_result(None)
+                    op.future.set_result(value)
 
     def _fail_ops(self, ops: Sequence[_Op], error: EngineError) -> None:
         for op in ops:
-            if op.code in "CWR":
+            if op.code in "CHWR":
                 # The script may have run: messages may sit in our in-flight list
                 # without having been handed out. The next drain resends the list.
-                self._resend.add(op.client_id)
+                self._resend.add((op.client_id, op.partition))
             if op.future is not None and not op.future.done():
                 op.future.set_exception(error)
         if not any(op.future is not None for op in ops):
             self.log.warning("delivery batch failed: %s", error)
 
-    def _finish(self, op: _Op, result: Any, decoded: dict[bytes, Envelope | None]) -> None:
-        client_id = op.client_id
+    def _finish(
+        self, op: _Op, result: Any, decoded: dict[bytes, Envelope | None]
+    ) -> frozenset[int] | None:
+        """Hand a drain's messages to the host. For C, returns the client's homes that
+        were not claimed with it (claimed now unless someone waits to do it)."""
+        client_id, partition = op.client_id, op.partition
         if op.code == "R":
             if result == 1:
-                self._wake([client_id])
-            return
+                self._wake([client_id], partition)
+            return None
         if op.code in "AD":
-            return
+            return None
         status = int(result[0])
-        raws: list[bytes] = result[1:]
+        missing: frozenset[int] = frozenset()
+        if op.code == "C" and status:
+            missing = self._learn_homes(client_id, _text(result[1]))
+            if missing and op.future is None:
+                self._submit_claims(client_id, missing)
+        raws: list[bytes] = result[2:]
         if status == 2:
             self._schedule_recheck(client_id)
-        if not raws:
-            return
+        if raws:
+            self._hand_over(op, raws, decoded)
+        return missing
+
+    def _learn_homes(self, client_id: str, homes: str) -> frozenset[int]:
+        """Remember the client's homes (from its record); return those not known before."""
+        record = self.keys.partition(client_id)
+        found = frozenset(int(h) for h in homes.split(",") if h) - {record}
+        known = self._homes.get(client_id, frozenset())
+        if found:
+            self._homes[client_id] = found
+        else:
+            self._homes.pop(client_id, None)
+        return found - known
+
+    def _hand_over(self, op: _Op, raws: list[bytes], decoded: dict[bytes, Envelope | None]) -> None:
+        client_id, partition = op.client_id, op.partition
         envelopes = self._decode(client_id, raws, decoded)
         if len(envelopes) < len(raws):
             # Drop corrupt entries from the in-flight list so that acknowledging the
             # first N written messages trims exactly those.
             good = {e.raw for e in envelopes}
-            self._submit("D", client_id, [raw for raw in raws if raw not in good])
-        base = 0 if op.resend else self._unacked.get(client_id, 0)
+            self._submit("D", client_id, partition, [raw for raw in raws if raw not in good])
+        if op.resend:
+            # The drain sent this partition's whole in-flight list again.
+            self._forget_handed(client_id, partition)
         if not envelopes:
             return
         # Counted before the hand-over: a socket may write them, and acknowledge them,
         # before deliver() returns.
-        self._unacked[client_id] = base + len(envelopes)
+        self._handed(client_id, partition, len(envelopes))
         if self.host.deliver(client_id, envelopes):
             return
         # Nobody to hand them to after all (the connection went away meanwhile).
-        if base:
-            self._unacked[client_id] = base
-        else:
-            self._unacked.pop(client_id, None)
-        self._submit("R", client_id, [e.raw for e in envelopes])
+        self._take(client_id, len(envelopes), oldest=False)
+        self._submit("R", client_id, partition, [e.raw for e in envelopes])
+
+    def _forget_handed(self, client_id: str, partition: int) -> None:
+        runs = self._unacked.get(client_id)
+        if runs:
+            runs[:] = [run for run in runs if run[0] != partition]
+            if not runs:
+                del self._unacked[client_id]
 
     def _schedule_recheck(self, client_id: str) -> None:
         """Another live server holds messages of this client in flight; look again later.
@@ -696,7 +848,7 @@ class RedisEngine(Engine):
         def recheck() -> None:
             self._rechecks.pop(client_id, None)
             if self.host.has_connection(client_id):
-                self._submit("C", client_id)
+                self._submit_claims(client_id)
 
         self._rechecks[client_id] = asyncio.get_running_loop().call_later(delay, recheck)
 
@@ -734,7 +886,7 @@ class RedisEngine(Engine):
     # -- the listener ------------------------------------------------------------------
 
     def _channels(self) -> list[str]:
-        names = [self.keys.notify_channel(p, self.server_id) for p in range(self.keys.partitions)]
+        names = list(self._notify_partitions)
         names += [self.keys.close_channel(p) for p in range(self.keys.partitions)]
         return names
 
@@ -753,7 +905,9 @@ class RedisEngine(Engine):
                     failures = 0
                 if self._listening.is_set():
                     # Notifications sent while we were away are lost: look ourselves.
-                    self._wake(self._held)
+                    for client_id in self._held:
+                        for p in self._partitions_of(client_id):
+                            self._wake([client_id], p)
                 self._listening.set()
                 while True:
                     message = await listener.get_message(5.0)
@@ -785,7 +939,8 @@ class RedisEngine(Engine):
                     self._forget(client_id)
                     self.host.on_close(client_id)
             else:
-                self._wake(cid for cid in data.split(",") if cid)
+                partition = self._notify_partitions[channel]
+                self._wake((cid for cid in data.split(",") if cid), partition)
         except Exception as exc:
             self.log.warning("ignoring a bad notification on %s: %r (%s)", channel, data, exc)
 

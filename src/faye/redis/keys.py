@@ -1,9 +1,15 @@
-"""Key and channel names, and the client-id → partition function.
+"""Key and channel names, and which partition holds what.
 
-Every per-client key lives in a *partition* ``ns:{P}:`` whose hash tag ``{P}`` puts all of
-that partition's keys in one Redis Cluster slot, so each Lua script touches one slot.
-The scripts receive the partition prefix and build the other key names from it.
-Server-wide keys (the GC lock) sit outside the partitions.
+Keys live in *partitions* ``ns:{T}:`` whose hash tag ``{T}`` puts all of a partition's
+keys in one Redis Cluster slot, so each Lua script touches one slot. The scripts
+receive the partition prefix and build the other key names from it.
+
+A client's *record* (liveness, owner, the set of its homes) lives in the partition of
+its id. A channel's subscribers, and the queues of messages published on it, live in
+the channel's *home*, the partition of its name, so that a publish runs in one
+partition only; a client subscribed to channels of several homes has a queue in each.
+Wildcard subscriptions (``/a/*``, ``/**``) match channels of every home, so they are
+kept in every partition. Server-wide keys (the GC lock) sit outside the partitions.
 """
 
 from __future__ import annotations
@@ -60,6 +66,19 @@ class Keys:
             return 0
         return zlib.crc32(client_id.encode()) % self.partitions
 
+    def home(self, channel: str) -> int:
+        """The partition holding a channel's subscribers and its messages' queues."""
+        if self.partitions == 1:
+            return 0
+        return zlib.crc32(channel.encode()) % self.partitions
+
+    def homes(self, channel: str) -> tuple[int, ...]:
+        """Where a subscription to ``channel`` is kept: its home, or every partition
+        for a wildcard pattern."""
+        if "*" in channel:
+            return tuple(range(self.partitions))
+        return (self.home(channel),)
+
     def prefix(self, partition: int) -> str:
         """``ns:{T}:`` — ``T`` is the partition's hash tag (see the class)."""
         return self._prefixes[partition]
@@ -77,6 +96,10 @@ class Keys:
     def owner(self, partition: int) -> str:
         """hash: client id → id of the server holding its connection."""
         return self.prefix(partition) + "owner"
+
+    def homes_of(self, partition: int, client_id: str) -> str:
+        """set (record partition): the partitions holding the client's subscriptions."""
+        return f"{self.prefix(partition)}homes:{client_id}"
 
     def subscriptions(self, partition: int, client_id: str) -> str:
         return f"{self.prefix(partition)}subs:{client_id}"

@@ -3,19 +3,23 @@
 -- ARGV: prefix, server id, now (ms), dead-server cutoff (ms), subscription ttl (ms, 0 = none),
 --       message ttl (ms), then operations, each either
 --         code, client id, argument count, arguments...   (any operation), or
---         '#' .. lines '<code><digits>[+<digits>]:<client id>' (a run of C, W and A)
---   C (connect): ping, take ownership, recover in-flight of dead servers, drain the queue.
---                arguments: '1' to resend this server's own in-flight list first; then,
---                optionally, N: first acknowledge N written messages (as A does).
---   W (wake):    drain the queue if this server owns the client. Arguments as for C.
+--         '#' .. lines '<code><digits>[+<digits>]:<client id>' (a run of C, H, W and A)
+--   C (connect): in the client's record partition: ping, take ownership, and return the
+--                client's homes; then, as for H, drain its queue here.
+--   H (home):    take ownership of the client's queue in this home, recover in-flight
+--                messages of dead servers, drain the queue.
+--                C and H arguments: '1' to resend this server's own in-flight list first;
+--                then, optionally, N: first acknowledge N written messages (as A does).
+--   W (wake):    drain the queue if this server owns the client here. Arguments as for C.
 --   A (ack):     the first N in-flight messages were written. Argument: N.
 --   R (requeue): these in-flight messages were not written. Arguments: the messages.
 --   D (discard): drop these (corrupt) messages from the in-flight list.
 -- A drained message moves to the in-flight list <prefix>flight:<cid>:<server id> until
 -- it is acknowledged or requeued.
--- Returns {{result per operation}, {bad keys}}; a drain result is {status, message...}
--- with status 0 (unknown client or not the owner), 1, or 2 (another live server still
--- has in-flight messages for the client).
+-- Returns {{result per operation}, {bad keys}}; a drain result is {status, homes,
+-- message...} with status 0 (unknown client or not the owner), 1, or 2 (another live
+-- server still has in-flight messages for the client), and homes the client's other
+-- homes, comma-separated (C only, else '').
 local prefix, me, now = ARGV[1], ARGV[2], ARGV[3]
 local dead_cutoff = tonumber(ARGV[4])
 local sub_ttl, msg_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
@@ -42,14 +46,26 @@ local function refresh_subscriptions(cid)
   end
 end
 
-local function drain(cid, claim, resend)
-  if not redis.call('ZSCORE', clients, cid) then return {0} end
-  if claim then
+local function drain(cid, mode, resend)
+  local claim, homes = mode ~= 'W', ''
+  if mode == 'C' then
+    if not redis.call('ZSCORE', clients, cid) then return {0, homes} end
     redis.call('ZADD', clients, 'XX', now, cid)
+    local key = prefix .. 'homes:' .. cid
+    homes = table.concat(read_set(key, bad), ',')
+    if sub_ttl > 0 and homes ~= '' then redis.call('PEXPIRE', key, sub_ttl) end
+  elseif mode == 'H' then
+    -- Nothing of the client here (it was destroyed meanwhile): leave no owner entry.
+    local subs, queue = prefix .. 'subs:' .. cid, prefix .. 'queue:' .. cid
+    if redis.call('EXISTS', subs, queue, prefix .. 'flights:' .. cid) == 0 then
+      return {1, homes}
+    end
+  elseif redis.call('HGET', owners, cid) ~= me then
+    return {0, homes}
+  end
+  if claim then
     redis.call('HSET', owners, cid, me)
     if sub_ttl > 0 then refresh_subscriptions(cid) end
-  elseif redis.call('HGET', owners, cid) ~= me then
-    return {0}
   end
   local mine = mine_key(cid)
   local out = {}
@@ -79,7 +95,7 @@ local function drain(cid, claim, resend)
     if redis.pcall('RENAMENX', queue, mine) == 1 then
       redis.call('SADD', prefix .. 'flights:' .. cid, me)
       redis.call('SADD', prefix .. 'flying:' .. me, cid)
-      return append({status}, read_list(mine, bad))
+      return append({status, homes}, read_list(mine, bad))
     end
   end
   append(out, read_list(queue, bad))
@@ -92,8 +108,7 @@ local function drain(cid, claim, resend)
     end
     redis.call('PEXPIRE', mine, msg_ttl)
   end
-  local result = {status}
-  return append(result, out)
+  return append({status, homes}, out)
 end
 
 -- Drop the first `count` in-flight messages (written); returns the list's key.
@@ -114,10 +129,10 @@ end
 -- A drain carrying the acknowledgement of the client's previous messages: trim first,
 -- and keep the in-flight index unless the drain leaves the list empty (a drain that
 -- moves messages in would only add it back).
-local function ack_and_drain(cid, claim, resend, acked)
+local function ack_and_drain(cid, mode, resend, acked)
   if acked > 0 then trim(cid, acked) end
-  local result = drain(cid, claim, resend)
-  if acked > 0 and #result == 1 then forget_if_empty(cid, mine_key(cid)) end
+  local result = drain(cid, mode, resend)
+  if acked > 0 and #result == 2 then forget_if_empty(cid, mine_key(cid)) end
   return result
 end
 
@@ -130,7 +145,7 @@ end
 
 local function requeue(cid, messages)
   discard(cid, messages)
-  if not redis.call('ZSCORE', clients, cid) then return 0 end
+  if redis.call('HEXISTS', owners, cid) == 0 then return 0 end
   local queue = prefix .. 'queue:' .. cid
   if not prepend_all(queue, messages) then
     bad[#bad + 1] = queue
@@ -146,8 +161,8 @@ local function requeue(cid, messages)
 end
 
 local function run(code, cid, args)
-  if code == 'C' or code == 'W' then
-    return ack_and_drain(cid, code == 'C', args[1] == '1', tonumber(args[2] or '0'))
+  if code == 'C' or code == 'H' or code == 'W' then
+    return ack_and_drain(cid, code, args[1] == '1', tonumber(args[2] or '0'))
   elseif code == 'A' then
     return ack(cid, tonumber(args[1]))
   elseif code == 'R' then
@@ -163,7 +178,7 @@ local i = 7
 while i <= #ARGV do
   local item = ARGV[i]
   if string.byte(item, 1) == 35 then
-    -- '#' then lines '<code><arguments>:<client id>': a run of C, W and A operations in
+    -- '#' then lines '<code><arguments>:<client id>': a run of C, H, W and A operations in
     -- one argument, so that a burst of them costs the caller one argument to encode.
     -- Arguments are digits joined by '+' (a drain's resend flag, then what it acknowledges).
     for code, arg, cid in string.gmatch(item, '(%u)([%d+]*):([^\n]+)') do

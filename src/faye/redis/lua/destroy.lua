@@ -1,27 +1,23 @@
--- Forget a client: its subscriptions, queue, in-flight lists, owner entry and liveness,
--- then tell every server to close its connection.
+-- Forget a client in one partition.
 -- KEYS[1] = <prefix>clients
--- ARGV: prefix, server id, client id, cutoff (ms; '' = unconditional). With a cutoff
--- (the GC) a client that pinged after the cutoff is left alone.
--- Returns false if nothing was destroyed, else {{channels}, {bad keys}}.
-local prefix, me, cid, cutoff = ARGV[1], ARGV[2], ARGV[3], ARGV[4]
-local score = redis.call('ZSCORE', KEYS[1], cid)
-if not score then return false end
-if cutoff ~= '' and tonumber(score) > tonumber(cutoff) then return false end
-local bad = {}
-local subs = prefix .. 'subs:' .. cid
-local channels = read_set(subs, bad)
-for _, channel in ipairs(channels) do
-  local members = prefix .. 'chan:' .. channel
-  if failed(redis.pcall('SREM', members, cid)) then bad[#bad + 1] = members end
+-- ARGV: prefix, server id, client id, cutoff (ms; '' = unconditional), record.
+-- record '1': the partition holds the client's record. Unknown clients, and with a
+-- cutoff (the GC) clients that pinged after it, are left alone (returns false); else the
+-- record goes, every server is told to close the client's connection, and the other
+-- homes are returned for the caller to clean. Without it, the partition is one of the
+-- client's homes and is cleaned unconditionally.
+-- Returns {{channels subscribed here}, {other homes}, {bad keys}}.
+local prefix, me, cid, cutoff, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
+local bad, homes = {}, {}
+if record then
+  local score = redis.call('ZSCORE', KEYS[1], cid)
+  if not score then return false end
+  if cutoff ~= '' and tonumber(score) > tonumber(cutoff) then return false end
+  local key = prefix .. 'homes:' .. cid
+  homes = read_set(key, bad)
+  redis.call('DEL', key)
+  redis.call('ZREM', KEYS[1], cid)
 end
-local flights = prefix .. 'flights:' .. cid
-for _, sid in ipairs(read_set(flights, bad)) do
-  redis.call('DEL', prefix .. 'flight:' .. cid .. ':' .. sid)
-  redis.call('SREM', prefix .. 'flying:' .. sid, cid)
-end
-redis.call('DEL', subs, prefix .. 'queue:' .. cid, flights)
-redis.call('HDEL', prefix .. 'owner', cid)
-redis.call('ZREM', KEYS[1], cid)
-redis.call(NOTIFY, prefix .. 'close', me .. ' ' .. cid)
-return {channels, bad}
+local channels = drop_home(prefix, cid, bad)
+if record then redis.call(NOTIFY, prefix .. 'close', me .. ' ' .. cid) end
+return {channels, homes, bad}

@@ -1,5 +1,11 @@
 -- Helpers prepended to every script of the faye Redis engine (one slot per script:
 -- every key is built from the partition prefix passed as ARGV[1]).
+--
+-- A partition is either a client's *record* partition (its liveness entry, owner and
+-- the set of its homes) or one of its *homes*: the partitions of the channels it is
+-- subscribed to, which hold its subscriptions there, its queue of messages published
+-- on those channels, its in-flight lists and a copy of its owner. A publish runs in
+-- the home of its channel only; wildcard subscriptions are kept in every partition.
 
 -- How servers are woken: PUBLISH, or SPUBLISH (sharded pub/sub) on a Redis Cluster,
 -- where the notify and close channels carry the partition's hash tag like the keys.
@@ -59,3 +65,34 @@ local function read_set(key, bad)
   return got
 end
 
+
+-- SADD members to a set, replacing a key of another type (reported in `bad`).
+-- Returns how many were added.
+local function add_to_set(key, members, bad)
+  local added = redis.pcall('SADD', key, unpack(members))
+  if failed(added) then
+    bad[#bad + 1] = key
+    redis.call('DEL', key)
+    added = redis.call('SADD', key, unpack(members))
+  end
+  return added
+end
+
+-- Forget a client in one of its homes: its subscriptions there, its queue, its in-flight
+-- lists and its owner entry. Returns the channels it was subscribed to there.
+local function drop_home(prefix, cid, bad)
+  local subs = prefix .. 'subs:' .. cid
+  local channels = read_set(subs, bad)
+  for _, channel in ipairs(channels) do
+    local members = prefix .. 'chan:' .. channel
+    if failed(redis.pcall('SREM', members, cid)) then bad[#bad + 1] = members end
+  end
+  local flights = prefix .. 'flights:' .. cid
+  for _, sid in ipairs(read_set(flights, bad)) do
+    redis.call('DEL', prefix .. 'flight:' .. cid .. ':' .. sid)
+    redis.call('SREM', prefix .. 'flying:' .. sid, cid)
+  end
+  redis.call('DEL', subs, prefix .. 'queue:' .. cid, flights)
+  redis.call('HDEL', prefix .. 'owner', cid)
+  return channels
+end

@@ -1,18 +1,22 @@
--- Queue one message for every live subscriber of any of the given channels, in one
--- partition, and wake the servers holding their connections (one PUBLISH per server).
+-- Queue one message for every subscriber of any of the given channels, in the home
+-- partition of the published channel (where wildcard subscriptions are kept too), and
+-- wake the servers holding their connections (one PUBLISH per server).
 -- KEYS[1] = <prefix>clients
 -- ARGV: prefix, server id, alive cutoff (ms), dead-server cutoff (ms), max queue,
---       message ttl (ms), message, channel...
+--       message ttl (ms), records, message, channel...
+-- records '1': every client's record lives here (a single partition): clients idle past
+-- the cutoff or unknown get nothing. Otherwise records live elsewhere and only clients
+-- whose record is here are checked; the GC removes the others' subscriptions.
 -- Returns {queued, {clients held by the calling server}, {bad keys}}.
 local prefix, me = ARGV[1], ARGV[2]
 local alive_cutoff, dead_cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local message = ARGV[7]
+local records, message = ARGV[7] == '1', ARGV[8]
 local bad = {}
 
 -- The union of the channel sets: each client once, however many channels match.
 local recipients, seen = {}, {}
-for i = 8, #ARGV do
+for i = 9, #ARGV do
   for _, cid in ipairs(read_set(prefix .. 'chan:' .. ARGV[i], bad)) do
     if not seen[cid] then
       seen[cid] = true
@@ -26,7 +30,9 @@ local queued, mine = 0, {}
 local woken, servers = {}, {}
 for _, cid in ipairs(recipients) do
   local score = redis.call('ZSCORE', clients, cid)
-  if score and tonumber(score) > alive_cutoff then
+  local alive
+  if score then alive = tonumber(score) > alive_cutoff else alive = not records end
+  if alive then
     local queue = prefix .. 'queue:' .. cid
     local length = redis.pcall('RPUSH', queue, message)
     if failed(length) then

@@ -14,7 +14,7 @@ for _, cid in ipairs(read_set(flying, bad)) do
   local items = read_list(theirs, bad)
   redis.call('DEL', theirs)
   redis.call('SREM', prefix .. 'flights:' .. cid, sid)
-  if #items > 0 and redis.call('ZSCORE', KEYS[1], cid) then
+  if #items > 0 and redis.call('HEXISTS', prefix .. 'owner', cid) == 1 then
     local queue = prefix .. 'queue:' .. cid
     if prepend_all(queue, items) then
       redis.call('PEXPIRE', queue, msg_ttl)
