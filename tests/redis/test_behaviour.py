@@ -149,6 +149,72 @@ async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
     assert data(await proxy.connect(alice, hold=1.0)) == [0, 1, 2, 3]
 
 
+def two_homes(engine: Any) -> tuple[str, str]:
+    """Two channel names homed in different partitions."""
+    first = "/home/0"
+    other = next(
+        f"/home/{n}"
+        for n in range(1, 100)
+        if engine.keys.home(f"/home/{n}") != engine.keys.home(first)
+    )
+    return first, other
+
+
+async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    proxy = await fleet.proxy(partitions=4)
+    engine = engine_of(proxy)
+    a, b = two_homes(engine)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, a)
+    await proxy.subscribe(alice, b)
+    inbox = await attach(proxy, alice)
+    for n, channel in enumerate([a, b, a, b]):
+        await proxy.publish({"channel": channel, "data": n})
+        await wait_for(lambda n=n: len(inbox.messages) == n + 1)
+    flight = {
+        c: engine.keys.in_flight(engine.keys.home(c), alice, engine.server_id) for c in (a, b)
+    }
+    assert [await raw_redis.llen(flight[c]) for c in (a, b)] == [2, 2]
+    proxy.delivered(alice, 3)  # 0 (a), 1 (b), 2 (a) written; 3 (b) not yet
+    await engine.drained()
+    assert await raw_redis.exists(flight[a]) == 0
+    assert [orjson.loads(m)["data"] for m in await raw_redis.lrange(flight[b], 0, -1)] == [3]
+    proxy.delivered(alice, 1)
+    await engine.drained()
+    assert await raw_redis.exists(flight[b]) == 0
+
+
+async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis: Redis) -> None:
+    proxy = await fleet.proxy(partitions=4)
+    engine = engine_of(proxy)
+    a, b = two_homes(engine)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, a)
+    await proxy.subscribe(alice, b)
+    for n, channel in enumerate([a, b, a, b]):
+        await proxy.publish({"channel": channel, "data": n})
+    taken = await proxy.connect(alice, hold=1.0)
+    while len(taken) < 4:  # the first connect may answer before every home is drained
+        taken += await proxy.connect(alice, hold=1.0)
+    assert sorted(data(taken)) == [0, 1, 2, 3]
+    proxy.backend.requeue(alice, taken)
+    await engine.drained()
+    for channel in (a, b):
+        home = engine.keys.home(channel)
+        assert await raw_redis.exists(engine.keys.in_flight(home, alice, engine.server_id)) == 0
+        queued = [
+            orjson.loads(m) for m in await raw_redis.lrange(engine.keys.queue(home, alice), 0, -1)
+        ]
+        assert {m["channel"] for m in queued} == {channel}
+    again = await proxy.connect(alice, hold=1.0)
+    while len(again) < 4:
+        again += await proxy.connect(alice, hold=1.0)
+    assert [m.message["data"] for m in again if m.message["channel"] == a] == [0, 2]
+    assert [m.message["data"] for m in again if m.message["channel"] == b] == [1, 3]
+
+
 async def test_connect_hook_costs_one_round_trip(fleet: Fleet) -> None:
     proxy = await fleet.proxy()
     engine = engine_of(proxy)
