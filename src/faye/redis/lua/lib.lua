@@ -31,6 +31,19 @@ local function rpush_all(key, items, from)
   return length
 end
 
+-- A multi-member read (ZMSCORE, HMGET) of `members` of `key`, in chunks small enough
+-- for unpack(); returns the answers in order (false where there is none).
+local function read_all(command, key, members)
+  local out, i = {}, 1
+  while i <= #members do
+    local j = math.min(i + 999, #members)
+    local got = redis.call(command, key, unpack(members, i, j))
+    for k = 1, #got do out[#out + 1] = got[k] end
+    i = j + 1
+  end
+  return out
+end
+
 -- Put items back at the head of a list, keeping their order. Returns false on a bad key.
 local function prepend_all(key, items)
   for i = #items, 1, -1 do

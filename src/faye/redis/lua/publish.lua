@@ -14,13 +14,21 @@ local max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local records, message = ARGV[7] == '1', ARGV[8]
 local bad = {}
 
--- The union of the channel sets: each client once, however many channels match.
-local recipients, seen = {}, {}
-for i = 9, #ARGV do
-  for _, cid in ipairs(read_set(prefix .. 'chan:' .. ARGV[i], bad)) do
-    if not seen[cid] then
-      seen[cid] = true
-      recipients[#recipients + 1] = cid
+-- The union of the channel sets: each client once, however many channels match. One
+-- SUNION (most of the sets are usually missing); a key of another type makes it fail,
+-- and then each set is read on its own so that only the bad key is skipped.
+local names = {}
+for i = 9, #ARGV do names[#names + 1] = prefix .. 'chan:' .. ARGV[i] end
+local recipients = redis.pcall('SUNION', unpack(names))
+if failed(recipients) then
+  local seen = {}
+  recipients = {}
+  for _, name in ipairs(names) do
+    for _, cid in ipairs(read_set(name, bad)) do
+      if not seen[cid] then
+        seen[cid] = true
+        recipients[#recipients + 1] = cid
+      end
     end
   end
 end
@@ -28,8 +36,11 @@ end
 local clients, owners = KEYS[1], prefix .. 'owner'
 local queued, mine = 0, {}
 local woken, servers = {}, {}
-for _, cid in ipairs(recipients) do
-  local score = redis.call('ZSCORE', clients, cid)
+-- Liveness and owners of all recipients in two commands, not two per recipient.
+local scores = read_all('ZMSCORE', clients, recipients)
+local holders = read_all('HMGET', owners, recipients)
+for i, cid in ipairs(recipients) do
+  local score = scores[i]
   local alive
   if score then alive = tonumber(score) > alive_cutoff else alive = not records end
   if alive then
@@ -41,7 +52,7 @@ for _, cid in ipairs(recipients) do
       queued = queued + 1
       if length > max_queue then redis.call('LTRIM', queue, -max_queue, -1) end
       redis.call('PEXPIRE', queue, ttl)
-      local owner = redis.call('HGET', owners, cid)
+      local owner = holders[i]
       if owner == me then
         mine[#mine + 1] = cid
       elseif owner then
