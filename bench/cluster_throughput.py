@@ -3,13 +3,16 @@
     python bench/cluster_throughput.py                  # all three, 10 s each
     python bench/cluster_throughput.py --seconds 5 --workers 2 --subscribers 200
     python bench/cluster_throughput.py --memory         # INFO memory per client/subscription
+    python bench/cluster_throughput.py --command-cost   # Redis's price for cluster mode
     python bench/cluster_throughput.py --replicas 0     # a Cluster without replicas
+    python bench/cluster_throughput.py --fanout --window 1  # one channel, all subscribers
 
 Each setup is started fresh on free loopback ports (never the machine's 6379): one
 ``redis-server``, or 6 cluster nodes (3 masters, 3 replicas). ``--workers`` processes
 each run two engine proxies (two "servers" in one process, as in the tests): one holds
-``--subscribers`` clients, each subscribed to a channel of its own, the other publishes
-to those channels at random, closed loop with ``--window`` publishes in flight. A
+``--subscribers`` clients, each subscribed to a channel of its own (``--fanout``: all to
+one channel), the other publishes to those channels at random, closed loop with
+``--window`` publishes in flight. A
 delivery is a message pushed to a subscriber's socket. Redis CPU per master is the
 ``INFO cpu`` delta (user + sys) over the run, less what the same master used while
 idle just before (a Cluster's nodes gossip and a master feeds its replica, which at
@@ -21,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import itertools
 import multiprocessing as mp
 import random
 import sys
@@ -33,10 +37,13 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 import redis  # noqa: E402
+from redis.crc import key_slot  # noqa: E402
 
 from faye.proxy import EngineProxy  # noqa: E402
 from faye.redis import RedisEngine  # noqa: E402
-from tests.support.redis_cluster import ClusterTopology, SentinelTopology  # noqa: E402
+from faye.redis.keys import Keys  # noqa: E402
+from faye.redis.options import CLUSTER_PARTITIONS  # noqa: E402
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology, cluster_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
 #: How long each master's idle CPU is measured before the load starts.
@@ -80,14 +87,19 @@ async def worker_main(url: str, namespace: str, args: argparse.Namespace, out: A
     await publisher.start()
     counter = Counter()
     tag = uuid.uuid4().hex[:6]
-    channels = []
-    for i in range(args.subscribers):
+    channels: list[str] = []
+    keys = engine_of(holder).keys
+    names = (f"/p2p/{tag}/{n}" for n in itertools.count())
+    if args.homes is not None:  # only channels homed in these partitions
+        names = (name for name in names if keys.home(name) in args.homes)
+    for _ in range(args.subscribers):
         client_id = await holder.create_client()
-        channel = f"/p2p/{tag}/{i}"
+        channel = f"/fan/{tag}" if args.fanout else next(names)
         await holder.subscribe(client_id, channel)
         holder.open_socket(client_id, Socket(counter, holder, client_id))
         await holder.backend.empty_queue(client_id)
-        channels.append(channel)
+        if channel not in channels:
+            channels.append(channel)
     out.put(("ready", 0))
     await asyncio.sleep(0.5 + IDLE_SECONDS)
     published = 0
@@ -107,6 +119,11 @@ async def worker_main(url: str, namespace: str, args: argparse.Namespace, out: A
     out.put(("result", (published, counter.count - start_count, elapsed)))
     await publisher.close()
     await holder.close()
+
+
+def engine_of(proxy: EngineProxy) -> RedisEngine:
+    assert isinstance(proxy.backend, RedisEngine)
+    return proxy.backend
 
 
 def worker(url: str, namespace: str, args: argparse.Namespace, out: Any) -> None:
@@ -183,6 +200,50 @@ def command_stats(masters: list[int]) -> dict[str, tuple[int, int]]:
     return total
 
 
+#: Scripts timed by --command-cost: a script's own overhead, then 10 calls of a read,
+#: a write and a notification, run inside it.
+COST_SCRIPTS = {
+    "empty script": "return 1",
+    "10 x ZSCORE": "for i = 1, 10 do redis.call('ZSCORE', KEYS[1], 'a') end return 1",
+    "10 x PEXPIRE": "for i = 1, 10 do redis.call('PEXPIRE', KEYS[1], 100000) end return 1",
+}
+
+
+def command_cost() -> None:
+    """Microseconds per script call on a plain redis-server and on a one-node Cluster
+    (every slot on it) on this machine: Redis's own price for cluster mode."""
+    plain = RedisServer().start()
+    node = RedisServer(
+        "--cluster-enabled", "yes", "--cluster-config-file", "nodes.conf", port=cluster_port()
+    ).start()
+    try:
+        clustered = redis.Redis(host="127.0.0.1", port=node.port, decode_responses=True)
+        clustered.execute_command("CLUSTER", "ADDSLOTSRANGE", 0, 16383)
+        deadline = time.monotonic() + 10
+        while clustered.cluster("info")["cluster_state"] != "ok":
+            if time.monotonic() > deadline:
+                raise RuntimeError("the one-node cluster did not come up")
+            time.sleep(0.1)
+        for label, port in (("plain", plain.port), ("cluster", node.port)):
+            client = redis.Redis(host="127.0.0.1", port=port)
+            client.zadd("z", {"a": 1})
+            for name, source in COST_SCRIPTS.items():
+                sha = client.script_load(source)
+                best = float("inf")
+                for _ in range(5):  # the best of 5 rounds of 2000 calls
+                    client.config_resetstat()
+                    for _ in range(2000):
+                        client.evalsha(sha, 1, "z")
+                    stat = client.info("commandstats")["cmdstat_evalsha"]
+                    best = min(best, float(stat["usec_per_call"]))
+                print(f"{label:8s} {name:14s} {best:6.2f} us per call")
+            client.close()
+        clustered.close()
+    finally:
+        plain.cleanup()
+        node.cleanup()
+
+
 def memory(args: argparse.Namespace) -> None:
     server = RedisServer().start()
     try:
@@ -223,17 +284,32 @@ def main() -> None:
     parser.add_argument("--workers", type=int, default=2)
     parser.add_argument("--subscribers", type=int, default=200)
     parser.add_argument("--window", type=int, default=8)
+    parser.add_argument(
+        "--fanout", action="store_true", help="every subscriber on one channel (not one each)"
+    )
     parser.add_argument("--memory", action="store_true")
+    parser.add_argument(
+        "--command-cost", action="store_true", help="script call costs, plain vs cluster mode"
+    )
     parser.add_argument("--memory-clients", type=int, default=10000)
     parser.add_argument("--only", choices=["single", "sentinel", "cluster"])
     parser.add_argument("--replicas", type=int, default=1, help="per Cluster master")
+    parser.add_argument(
+        "--one-master",
+        action="store_true",
+        help="Cluster: only channels homed on one master, which then takes the whole load",
+    )
     parser.add_argument("--partitions", type=int, help="the engine's option (default: its own)")
     parser.add_argument(
         "--commandstats", action="store_true", help="Redis commands per delivery (INFO)"
     )
     args = parser.parse_args()
+    args.homes = None
     if args.memory:
         memory(args)
+        return
+    if args.command_cost:
+        command_cost()
         return
     rows = []
     if args.only in (None, "single"):
@@ -254,7 +330,18 @@ def main() -> None:
         cluster = ClusterTopology(replicas_per_master=args.replicas).start()
         try:
             masters = [n.port for n in cluster.masters()]
+            if args.one_master:
+                # Every channel homed on the first master: it alone gets the whole load,
+                # as the single Redis does.
+                keys = Keys("bench", args.partitions or CLUSTER_PARTITIONS, balanced=True)
+                args.homes = {
+                    p
+                    for p in range(keys.partitions)
+                    if cluster.master_of_slot(key_slot(keys.clients(p).encode())).port == masters[0]
+                }
             label = f"Cluster, 3 masters, {args.replicas} replica(s) each"
+            if args.one_master:
+                label += f", channels homed on one master ({len(args.homes)} partitions)"
             rows.append(run(label, cluster.url, masters, args))
         finally:
             cluster.cleanup()
