@@ -10,13 +10,14 @@ from __future__ import annotations
 from pathlib import Path
 from typing import Any
 
-SETUP_ORDER = ["py-memory", "node-memory", "py-redis", "node-redis"]
+SETUP_ORDER = ["py-memory", "node-memory", "py-redis", "node-redis", "py-redis-cluster"]
 PEERS = {"py-memory": "node-memory", "py-redis": "node-redis"}
 COLORS = {
     "py-memory": "#1f77b4",
     "node-memory": "#ff7f0e",
     "py-redis": "#2ca02c",
     "node-redis": "#d62728",
+    "py-redis-cluster": "#9467bd",
 }
 
 
@@ -30,6 +31,38 @@ def _f(value: Any, digits: int = 1) -> str:
     if isinstance(value, int):
         return f"{value:,}"
     return str(value)
+
+
+def cluster_table(result: dict[str, Any], message_rows: list[dict[str, Any]]) -> list[str]:
+    """py-redis-cluster against py-redis, scenario by scenario (issue: the Cluster must
+    not be slower per master). Redis CPU is the masters' (replicas apart): the same
+    cost per delivery summed over 3 masters means each carries a third of the load at
+    one Redis's price."""
+    lines: list[str] = []
+    for scenario in [s for s in _ordered_scenarios(message_rows) if not s.startswith("redis-cost")]:
+        rows = _rows(result, scenario)
+        one, cluster = rows.get("py-redis"), rows.get("py-redis-cluster")
+        if not one or not cluster:
+            continue
+        if not lines:
+            lines = [
+                "",
+                "### Redis Cluster (3 masters + 3 replicas) / one Redis, same run",
+                "",
+                "| scenario | deliveries/s | p99 latency | server CPU per delivery "
+                "| Redis CPU per delivery (masters summed / one Redis) "
+                "| replicas' CPU per 1000 deliveries |",
+                "|---|--:|--:|--:|--:|--:|",
+            ]
+        ratios = [
+            _ratio(cluster["deliveries_per_s"], one["deliveries_per_s"]),
+            _ratio(cluster["latency_ms"]["p99"], one["latency_ms"]["p99"]),
+            _ratio(cluster["server_cpu_s_per_1000"], one["server_cpu_s_per_1000"]),
+            _ratio(cluster.get("redis_cpu_s_per_1000"), one.get("redis_cpu_s_per_1000")),
+        ]
+        cells = " | ".join(_f(r, 2) for r in ratios)
+        lines.append(f"| {scenario} | {cells} | {_f(cluster.get('replica_cpu_s_per_1000'), 3)} |")
+    return lines
 
 
 def one_line(row: dict[str, Any]) -> str:
@@ -142,6 +175,20 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"publishing server: {publish_path} script call per publish; all servers "
             f"incl. delivery and acks: {total} (Node+faye-redis: {node_total})",
         )
+    for scenario in ("fanout-rate", "fanout-flat", "p2p-rate", "p2p-flat"):
+        rows = _rows(result, scenario)
+        one, cluster = rows.get("py-redis"), rows.get("py-redis-cluster")
+        if one and cluster:
+            a, b = cluster.get("redis_cpu_s_per_1000"), one.get("redis_cpu_s_per_1000")
+            add(
+                f"Cluster not slower per master ({scenario}): Redis CPU per 1000 deliveries, "
+                "masters summed, <= one Redis",
+                a,
+                b,
+                None if a is None or b is None else a <= b,
+                f"ratio {_ratio(a, b)}; deliveries/s ratio "
+                f"{_ratio(cluster['deliveries_per_s'], one['deliveries_per_s'])}",
+            )
     idle = {r["setup"]: r for r in result["rows"] if r["scenario"] == "idle-10000"}
     if "py-memory" in idle:
         kb = idle["py-memory"]["rss_per_client_kb"]
@@ -217,6 +264,7 @@ def render(result: dict[str, Any]) -> str:
                 f"| {_f(_ratio(a['deliveries_per_server_cpu_s'], per_cpu), 2)} "
                 f"| {_f(_ratio(a['latency_ms']['p99'], b['latency_ms']['p99']), 2)} |"
             )
+    lines += cluster_table(result, message_rows)
     churn = _rows(result, "churn")
     for ours, theirs in PEERS.items():
         a, b = churn.get(ours), churn.get(theirs)

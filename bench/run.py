@@ -11,6 +11,8 @@ Redis setup with a private redis-server (never the machine's 6379):
     py-redis     faye serve --redis, 2 processes
     node-memory  Node Faye 1.4.3 NodeAdapter, memory engine, 1 process
     node-redis   Node Faye 1.4.3 + faye-redis 0.2.0, 2 processes
+    py-redis-cluster  faye serve --redis redis+cluster://, 2 processes, on a private
+                 Cluster of 3 masters and 3 replicas (compared with py-redis)
 
 Scenarios (WebSocket unless stated; subscribers spread over the setup's processes, the
 publisher on the first):
@@ -181,13 +183,18 @@ class Bench:
             "runner": sum(os.times()[:2]),
             "machine": servers.machine_cpu(),
             "all": servers.all_process_cpu(),
-            "pids": [*running.pids, *([running.redis_pid] if running.redis_pid else [])],
+            "pids": [
+                *running.pids,
+                *running.redis_pids("masters"),
+                *running.redis_pids("replicas"),
+            ],
             "rss": [servers.rss_bytes(p) for p in running.pids],
         }
-        if running.redis_pid:
-            snap["redis_cpu"] = servers.cpu_seconds(running.redis_pid)
-            assert running.redis is not None
-            snap["redis"] = servers.redis_info(running.redis.port)
+        if running.redis_ports:
+            snap["redis_cpu"] = sum(map(servers.cpu_seconds, running.redis_pids("masters")))
+            snap["replica_cpu"] = sum(map(servers.cpu_seconds, running.redis_pids("replicas")))
+            snap["redis"] = servers.redis_info_all(running.redis_ports)
+            snap["cluster"] = running.cluster is not None
         return snap
 
     def usage(self, before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
@@ -209,8 +216,12 @@ class Bench:
         }
         if "redis" in after:
             redis_cpu = after["redis_cpu"] - before["redis_cpu"]
-            ours += redis_cpu
-            result["redis_cpu_s"] = round(redis_cpu, 3)
+            replica_cpu = after["replica_cpu"] - before["replica_cpu"]
+            ours += redis_cpu + replica_cpu
+            result["redis_cpu_s"] = round(redis_cpu, 3)  # the master(s)
+            if after["cluster"]:
+                result["replica_cpu_s"] = round(replica_cpu, 3)
+                result["masters"] = after["redis"]["_nodes"]
             result["redis"] = servers.redis_delta(before["redis"], after["redis"])
         result["other_cpu_s"] = round(busy - ours, 3)
         mine = {os.getpid(), *self.pool.pids(), *after["pids"]}
@@ -319,7 +330,7 @@ class Bench:
         phase = f"{scenario}-{self.phase_no}"
         self.broadcast(self.all_workers(), "begin", [phase] * len(self.all_workers()), 30)
         mon = None
-        if monitor and running.redis is not None:
+        if monitor and running.redis is not None and running.cluster is None:
             mon = servers.Monitor(running.redis.port, servers.our_script_names())
         profilers = self.start_profilers(running, scenario)
         before = self.snapshot(running)
@@ -385,6 +396,10 @@ class Bench:
             redis = usage["redis"]
             row["redis_commands_per_publish"] = round(redis["commands"] / published, 2)
             row["redis_round_trips_per_publish"] = round(redis["reads"] / published, 2)
+            if "replica_cpu_s" in usage:
+                row["replica_cpu_s_per_1000"] = (
+                    round(usage["replica_cpu_s"] / delivered * 1000, 4) if delivered else None
+                )
             row["redis_cpu_s_per_1000"] = (
                 round(usage["redis_cpu_s"] / delivered * 1000, 4) if delivered else None
             )

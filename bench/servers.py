@@ -1,9 +1,10 @@
 """The servers under test, their private Redis, and what /proc and Redis say about them.
 
-Four setups, each started fresh by ``bench/run.py`` on free loopback ports:
+Five setups, each started fresh by ``bench/run.py`` on free loopback ports:
 
 * ``py-memory``   this project, memory engine, 1 process (``faye serve``)
 * ``py-redis``    this project, Redis engine, 2 processes sharing one private redis-server
+* ``py-redis-cluster``  the same on a private Redis Cluster (3 masters, 3 replicas)
 * ``node-memory`` Node Faye 1.4.3, memory engine, 1 process (bench/node/server.js)
 * ``node-redis``  Node Faye 1.4.3 + faye-redis 0.2.0, 2 processes, one private redis-server
 
@@ -31,6 +32,7 @@ BENCH = Path(__file__).resolve().parent
 ROOT = BENCH.parent
 sys.path.insert(0, str(ROOT))
 
+from tests.support.redis_cluster import ClusterTopology  # noqa: E402
 from tests.support.redis_server import RedisServer, free_port  # noqa: E402
 
 CLK_TCK = os.sysconf("SC_CLK_TCK")
@@ -47,6 +49,7 @@ class Setup:
     runtime: str  # "python" | "node"
     redis: bool
     processes: int
+    cluster: bool = False
 
 
 SETUPS = {
@@ -56,6 +59,14 @@ SETUPS = {
         Setup("py-redis", "this project, Redis engine (2 processes)", "python", True, 2),
         Setup("node-memory", "Node Faye 1.4.3, memory engine (1 process)", "node", False, 1),
         Setup("node-redis", "Node Faye 1.4.3 + faye-redis 0.2.0 (2 processes)", "node", True, 2),
+        Setup(
+            "py-redis-cluster",
+            "this project, Redis engine on a Cluster of 3 masters + 3 replicas (2 processes)",
+            "python",
+            True,
+            2,
+            cluster=True,
+        ),
     )
 }
 
@@ -180,12 +191,35 @@ def redis_info(port: int) -> dict[str, Any]:
     return info
 
 
+def redis_info_all(ports: list[int]) -> dict[str, Any]:
+    """INFO of several nodes (a Cluster's masters), counters and commands summed."""
+    merged: dict[str, Any] = {"cmd": {}, "_nodes": len(ports)}
+    for port in ports:
+        info = redis_info(port)
+        for name, calls in info.pop("cmd").items():
+            merged["cmd"][name] = merged["cmd"].get(name, 0) + calls
+        for key in SUMMED:
+            merged[key] = int(merged.get(key, 0)) + int(info.get(key, 0))
+    return merged
+
+
+#: INFO fields redis_delta reads, summed over the nodes by redis_info_all.
+SUMMED = (
+    "total_commands_processed",
+    "total_reads_processed",
+    "total_connections_received",
+    "connected_clients",
+    "used_memory",
+)
+
+
 def redis_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]:
     """What happened between two INFO snapshots, minus our own INFO and QUIT."""
 
     def num(info: dict[str, Any], key: str) -> int:
         return int(info.get(key, 0))
 
+    nodes = int(after.get("_nodes", 1))  # each node counts our INFO and QUIT
     commands = {
         name: calls - before["cmd"].get(name, 0)
         for name, calls in after["cmd"].items()
@@ -194,18 +228,20 @@ def redis_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
     # Our INFO (1 counted between the snapshots) and the QUIT after the first one.
     for own in ("info", "quit"):
         if own in commands:
-            commands[own] -= 1
+            commands[own] -= nodes
             if commands[own] <= 0:
                 del commands[own]
     return {
         "commands": num(after, "total_commands_processed")
         - num(before, "total_commands_processed")
-        - 2,
-        "reads": num(after, "total_reads_processed") - num(before, "total_reads_processed") - 2,
+        - 2 * nodes,
+        "reads": num(after, "total_reads_processed")
+        - num(before, "total_reads_processed")
+        - 2 * nodes,
         "connections_opened": num(after, "total_connections_received")
         - num(before, "total_connections_received")
-        - 1,
-        "connected_clients": num(after, "connected_clients") - 1,
+        - nodes,
+        "connected_clients": num(after, "connected_clients") - nodes,
         "by_command": commands,
         "used_memory": num(after, "used_memory"),
     }
@@ -306,6 +342,10 @@ class Running:
     processes: list[subprocess.Popen[bytes]]
     ports: list[int]
     logs: list[Path] = field(default_factory=list)
+    cluster: ClusterTopology | None = None
+    #: Cluster: the master nodes' and the replicas' ports, as at start.
+    master_ports: list[int] = field(default_factory=list)
+    replica_ports: list[int] = field(default_factory=list)
 
     @property
     def urls(self) -> list[str]:
@@ -325,6 +365,24 @@ class Running:
             return None
         return self.redis.process.pid
 
+    def redis_pids(self, which: str = "masters") -> list[int]:
+        """The redis-server processes doing the work (``masters``: the single Redis or
+        the Cluster's masters) or feeding on it (``replicas``)."""
+        if self.cluster is None:
+            pid = self.redis_pid
+            return [pid] if pid is not None and which == "masters" else []
+        ports = set(self.master_ports if which == "masters" else self.replica_ports)
+        return [
+            n.process.pid for n in self.cluster.nodes if n.process is not None and n.port in ports
+        ]
+
+    @property
+    def redis_ports(self) -> list[int]:
+        """Where INFO is read: the single Redis, or every master of the Cluster."""
+        if self.cluster is not None:
+            return self.master_ports
+        return [self.redis.port] if self.redis is not None else []
+
     def alive(self) -> bool:
         return all(p.poll() is None for p in self.processes)
 
@@ -340,6 +398,8 @@ class Running:
                 process.wait(5)
         if self.redis is not None:
             self.redis.cleanup()
+        if self.cluster is not None:
+            self.cluster.cleanup()
 
 
 def server_command(
@@ -364,20 +424,27 @@ def server_command(
 def start(setup: Setup, log_dir: Path, cpus: set[int] | None = None) -> Running:
     log_dir.mkdir(parents=True, exist_ok=True)
     redis = None
-    if setup.redis:
+    cluster = None
+    url = None
+    if setup.cluster:
+        cluster = ClusterTopology().start()
+        url = cluster.url
+    elif setup.redis:
         redis = RedisServer().start()
-        if cpus:
+        url = redis.url
+    running = Running(setup, redis, [], [], cluster=cluster)
+    if cluster is not None:
+        running.master_ports = [n.port for n in cluster.masters()]
+        running.replica_ports = [n.port for n in cluster.replicas()]
+    if cpus:
+        for pid in running.redis_pids("masters") + running.redis_pids("replicas"):
             with contextlib.suppress(OSError):
-                assert redis.process is not None
-                os.sched_setaffinity(redis.process.pid, cpus)
-    running = Running(setup, redis, [], [])
+                os.sched_setaffinity(pid, cpus)
     try:
         for i in range(setup.processes):
             port = free_port()
             log = log_dir / f"{setup.name}-{i}-{port}.log"
-            command = server_command(
-                setup, port, redis.url if redis else None, redis.port if redis else None
-            )
+            command = server_command(setup, port, url, redis.port if redis else None)
             with log.open("wb") as out:
                 process = subprocess.Popen(
                     command,
