@@ -39,6 +39,9 @@ def cluster_table(result: dict[str, Any], message_rows: list[dict[str, Any]]) ->
     cost per delivery summed over 3 masters means each carries a third of the load at
     one Redis's price."""
     lines: list[str] = []
+    shape = result["meta"].get("cluster", {"masters": 3, "replicas_per_master": 1})
+    replicas = shape["replicas_per_master"]
+    topology = f"{shape['masters']} masters, {replicas} replica(s) each"
     for scenario in [s for s in _ordered_scenarios(message_rows) if not s.startswith("redis-cost")]:
         rows = _rows(result, scenario)
         one, cluster = rows.get("py-redis"), rows.get("py-redis-cluster")
@@ -47,7 +50,7 @@ def cluster_table(result: dict[str, Any], message_rows: list[dict[str, Any]]) ->
         if not lines:
             lines = [
                 "",
-                "### Redis Cluster (3 masters + 3 replicas) / one Redis, same run",
+                f"### Redis Cluster ({topology}) / one Redis, same run",
                 "",
                 "| scenario | deliveries/s | p99 latency | server CPU per delivery "
                 "| Redis CPU per delivery (masters summed / one Redis) "

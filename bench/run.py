@@ -12,7 +12,8 @@ Redis setup with a private redis-server (never the machine's 6379):
     node-memory  Node Faye 1.4.3 NodeAdapter, memory engine, 1 process
     node-redis   Node Faye 1.4.3 + faye-redis 0.2.0, 2 processes
     py-redis-cluster  faye serve --redis redis+cluster://, 2 processes, on a private
-                 Cluster of 3 masters and 3 replicas (compared with py-redis)
+                 Cluster of 3 masters (--cluster-replicas N adds replicas; compared
+                 with py-redis, whose one Redis has no replica)
 
 Scenarios (WebSocket unless stated; subscribers spread over the setup's processes, the
 publisher on the first):
@@ -721,7 +722,9 @@ class Bench:
 
     def start(self, setup: servers.Setup) -> servers.Running:
         """Start a setup; note which code of ours its processes loaded."""
-        running = servers.start(setup, self.log_dir, self.server_cpus)
+        running = servers.start(
+            setup, self.log_dir, self.server_cpus, cluster_replicas=self.args.cluster_replicas
+        )
         if setup.runtime == "python":
             digest = servers.source_state()["src_digest"]
             self.source_by_start.append({"setup": setup.name, "src_digest": digest})
@@ -788,6 +791,7 @@ class Bench:
                 "publisher_workers": PUB_WORKERS,
             },
             "payload_bytes": PAYLOAD,
+            "cluster": {"masters": 3, "replicas_per_master": self.args.cluster_replicas},
         }
         errors: list[str] = []
         for name in self.args.setups:
@@ -826,6 +830,13 @@ def main() -> None:
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
     parser.add_argument("--quick", action="store_true", help="smaller sizes (about 2 minutes)")
+    parser.add_argument(
+        "--cluster-replicas",
+        type=int,
+        default=0,
+        help="replicas per master of py-redis-cluster's Cluster (default 0: like the one "
+        "Redis of py-redis, which has none; a replica's feed costs its master CPU)",
+    )
     parser.add_argument(
         "--setups",
         nargs="+",

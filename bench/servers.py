@@ -4,7 +4,8 @@ Five setups, each started fresh by ``bench/run.py`` on free loopback ports:
 
 * ``py-memory``   this project, memory engine, 1 process (``faye serve``)
 * ``py-redis``    this project, Redis engine, 2 processes sharing one private redis-server
-* ``py-redis-cluster``  the same on a private Redis Cluster (3 masters, 3 replicas)
+* ``py-redis-cluster``  the same on a private Redis Cluster (3 masters; replicas with
+  ``bench/run.py --cluster-replicas N``)
 * ``node-memory`` Node Faye 1.4.3, memory engine, 1 process (bench/node/server.js)
 * ``node-redis``  Node Faye 1.4.3 + faye-redis 0.2.0, 2 processes, one private redis-server
 
@@ -61,7 +62,7 @@ SETUPS = {
         Setup("node-redis", "Node Faye 1.4.3 + faye-redis 0.2.0 (2 processes)", "node", True, 2),
         Setup(
             "py-redis-cluster",
-            "this project, Redis engine on a Cluster of 3 masters + 3 replicas (2 processes)",
+            "this project, Redis engine on a 3-master Redis Cluster (2 processes)",
             "python",
             True,
             2,
@@ -421,13 +422,15 @@ def server_command(
     return command
 
 
-def start(setup: Setup, log_dir: Path, cpus: set[int] | None = None) -> Running:
+def start(
+    setup: Setup, log_dir: Path, cpus: set[int] | None = None, cluster_replicas: int = 1
+) -> Running:
     log_dir.mkdir(parents=True, exist_ok=True)
     redis = None
     cluster = None
     url = None
     if setup.cluster:
-        cluster = ClusterTopology().start()
+        cluster = ClusterTopology(replicas_per_master=cluster_replicas).start()
         url = cluster.url
     elif setup.redis:
         redis = RedisServer().start()
