@@ -90,13 +90,15 @@ class _Op:
 
 
 def _as_line(op: _Op) -> str | None:
+    """C, H, W and A take digits only (flags and counts the engine itself makes)."""
     if op.code not in "CHWA" or not op.client_id or not op.args:
-        return None
-    if not all(isinstance(arg, str | int) for arg in op.args):
         return None
     if "\n" in op.client_id:  # never in ids we issue; a line must not break
         return None
-    return f"{op.code}{'+'.join(map(str, op.args))}:{op.client_id}"
+    args = op.args
+    if len(args) == 1:
+        return f"{op.code}{args[0]!s}:{op.client_id}"
+    return f"{op.code}{'+'.join(map(str, args))}:{op.client_id}"
 
 
 def _encode_ops(ops: Sequence[_Op]) -> list[Arg]:
@@ -586,13 +588,20 @@ class RedisEngine(Engine):
 
         Messages handed to a socket after those stay in flight until their own write.
         """
-        runs = self._take(client_id, count, oldest=True)
-        if not runs or self._closed:
+        runs = self._unacked.get(client_id)
+        if runs is None or count <= 0:
+            return
+        if len(runs) == 1 and runs[0][1] <= count:  # the usual case: one home, all written
+            del self._unacked[client_id]
+            taken: Sequence[tuple[int, int]] | Sequence[list[int]] = runs
+        else:
+            taken = self._take(client_id, count, oldest=True)
+        if self._closed:
             return
         # Held back briefly: the client's next drain (in a fan-out, the next publish)
         # carries it, which saves an operation and three Redis commands.
         loop = asyncio.get_running_loop()
-        for partition, n in runs:
+        for partition, n in taken:
             key = (client_id, partition)
             held = self._acks.get(key)
             # Reassigning an existing key keeps its place: the dict stays oldest first.
