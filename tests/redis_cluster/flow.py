@@ -18,6 +18,9 @@ from faye.envelope import Envelope
 from faye.proxy import EngineProxy
 from tests.redis.conftest import Fleet
 
+#: The channel the flow publishes on.
+FLOW_CHANNEL = "/flow"
+
 
 class TimedSocket:
     """A push target recording when each message arrived."""
@@ -103,7 +106,7 @@ async def run_flow(
     sockets: list[TimedSocket] = []
     for _ in range(subscribers):
         client_id = await holder.create_client()
-        await holder.subscribe(client_id, "/flow")
+        await holder.subscribe(client_id, FLOW_CHANNEL)
         sockets.append(await attach_timed(holder, client_id))
 
     report = FlowReport()
@@ -119,7 +122,7 @@ async def run_flow(
         seq += 1
         report.sent += 1
         try:
-            await asyncio.wait_for(publisher.publish({"channel": "/flow", "data": seq}), 3)
+            await asyncio.wait_for(publisher.publish({"channel": FLOW_CHANNEL, "data": seq}), 3)
         except Exception:
             report.failed.append((time.monotonic(), seq))
         else:

@@ -12,17 +12,19 @@ from redis.crc import key_slot
 
 from faye.redis import RedisEngine
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis_cluster.flow import run_flow
+from tests.redis_cluster.flow import FLOW_CHANNEL, run_flow
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology
 
 
 async def test_cluster_master_killed_while_messages_flow(doomed_cluster: ClusterTopology) -> None:
     fleet = Fleet(doomed_cluster.url)
     try:
-        # The master owning the first partition of the namespace dies.
+        # The master holding the flow's channel (its home partition) dies, and with it
+        # the records of the subscribers whose partitions it holds.
         probe = await fleet.proxy()
         engine: RedisEngine = engine_of(probe)
-        victim = doomed_cluster.master_of_slot(key_slot(engine.keys.clients(0).encode()))
+        home = engine.keys.home(FLOW_CHANNEL)
+        victim = doomed_cluster.master_of_slot(key_slot(engine.keys.clients(home).encode()))
         partitions_on_victim = sum(
             1
             for p in range(engine.keys.partitions)
