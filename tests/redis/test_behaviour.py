@@ -186,6 +186,25 @@ async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
     assert await raw_redis.exists(flight[b]) == 0
 
 
+async def test_a_destroyed_client_leaves_no_held_acknowledgement_in_any_home(
+    fleet: Fleet,
+) -> None:
+    proxy = await fleet.proxy(partitions=4)
+    engine = engine_of(proxy)
+    a, b = two_homes(engine)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, a)
+    await proxy.subscribe(alice, b)
+    inbox = await attach(proxy, alice)
+    for n, channel in enumerate([a, b]):
+        await proxy.publish({"channel": channel, "data": n})
+        await wait_for(lambda n=n: len(inbox.messages) == n + 1)
+    proxy.delivered(alice, 2)  # held back, one acknowledgement per home
+    assert {key[0] for key in engine._acks} == {alice} and len(engine._acks) == 2
+    await proxy.destroy_client(alice)
+    assert engine._acks == {}
+
+
 async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis: Redis) -> None:
     proxy = await fleet.proxy(partitions=4)
     engine = engine_of(proxy)

@@ -392,11 +392,11 @@ class RedisEngine(Engine):
         return sorted(found)
 
     def _forget(self, client_id: str) -> None:
-        self._unacked.pop(client_id, None)
-        self._homes.pop(client_id, None)
-        for p in self._partitions_of(client_id):
+        for p in self._partitions_of(client_id):  # before its homes are forgotten
             self._acks.pop((client_id, p), None)
             self._resend.discard((client_id, p))
+        self._unacked.pop(client_id, None)
+        self._homes.pop(client_id, None)
         self._held.discard(client_id)
         handle = self._rechecks.pop(client_id, None)
         if handle is not None:
