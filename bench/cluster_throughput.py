@@ -3,6 +3,7 @@
     python bench/cluster_throughput.py                  # all three, 10 s each
     python bench/cluster_throughput.py --seconds 5 --workers 2 --subscribers 200
     python bench/cluster_throughput.py --memory         # INFO memory per client/subscription
+    python bench/cluster_throughput.py --memory --only cluster   # the same on a Cluster
     python bench/cluster_throughput.py --command-cost   # Redis's price for cluster mode
     python bench/cluster_throughput.py --replicas 0     # a Cluster without replicas
     python bench/cluster_throughput.py --fanout --window 1  # one channel, all subscribers
@@ -257,37 +258,51 @@ def command_cost() -> None:
 
 
 def memory(args: argparse.Namespace) -> None:
+    """Redis memory per client and per subscription, on one Redis or (``--only
+    cluster``) summed over the masters of a Cluster."""
+    if args.only == "cluster":
+        cluster = ClusterTopology(replicas_per_master=0).start()
+        try:
+            asyncio.run(_memory(cluster.url, [n.port for n in cluster.masters()], args))
+        finally:
+            cluster.cleanup()
+        return
     server = RedisServer().start()
     try:
-        asyncio.run(_memory(server, args))
+        asyncio.run(_memory(server.url, [server.port], args))
     finally:
         server.cleanup()
 
 
-async def _memory(server: RedisServer, args: argparse.Namespace) -> None:
-    client = redis.Redis(host="127.0.0.1", port=server.port)
-    spec = {"url": server.url, "namespace": "mem", "log_level": "error", "gc_interval": None}
+async def _memory(url: str, ports: list[int], args: argparse.Namespace) -> None:
+    nodes = [redis.Redis(host="127.0.0.1", port=port) for port in ports]
+
+    def used() -> int:
+        return sum(int(node.info("memory")["used_memory"]) for node in nodes)
+
+    spec = {"url": url, "namespace": "mem", "log_level": "error", "gc_interval": None}
     proxy = EngineProxy(RedisEngine.create, spec, timeout=60)
     await proxy.start()
     n = args.memory_clients
-    base = client.info("memory")["used_memory"]
+    base = used()
     ids = [await proxy.create_client() for _ in range(n)]
-    clients_mem = client.info("memory")["used_memory"]
+    clients_mem = used()
     for cid in ids:
         await proxy.subscribe(cid, f"/own/{cid}")
-    own_mem = client.info("memory")["used_memory"]
+    own_mem = used()
     for cid in ids:
         await proxy.subscribe(cid, "/shared/all")
-    shared_mem = client.info("memory")["used_memory"]
+    shared_mem = used()
     for cid in ids:
-        await proxy.backend.connect(cid)  # owner entry (what a /meta/connect adds)
-    owner_mem = client.info("memory")["used_memory"]
+        await proxy.backend.connect(cid)  # owner entries (what a /meta/connect adds)
+    owner_mem = used()
     print(f"{n} clients: {(clients_mem - base) / n:.0f} B per client (liveness zset entry)")
     print(f"own channel each: {(own_mem - clients_mem) / n:.0f} B per subscription")
     print(f"one shared channel: {(shared_mem - own_mem) / n:.0f} B per subscription")
-    print(f"after a connect: +{(owner_mem - shared_mem) / n:.0f} B per client (owner entry)")
+    print(f"after a connect: +{(owner_mem - shared_mem) / n:.0f} B per client (owner entries)")
     await proxy.close()
-    client.close()
+    for node in nodes:
+        node.close()
 
 
 def main() -> None:
