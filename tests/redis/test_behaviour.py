@@ -10,6 +10,7 @@ import orjson
 import pytest
 from redis.asyncio import Redis
 
+from faye.engine import EngineError
 from faye.envelope import Envelope
 from faye.proxy import EngineProxy
 from faye.redis import collect_garbage
@@ -203,6 +204,39 @@ async def test_a_destroyed_client_leaves_no_held_acknowledgement_in_any_home(
     assert {key[0] for key in engine._acks} == {alice} and len(engine._acks) == 2
     await proxy.destroy_client(alice)
     assert engine._acks == {}
+
+
+async def test_a_destroy_cut_short_is_finished_by_the_gc(
+    fleet: Fleet, raw_redis: Redis, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    proxy = await fleet.proxy(partitions=4)
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    record = engine.keys.partition(alice)
+    channel = next(c for c in (f"/cut/{n}" for n in range(100)) if engine.keys.home(c) != record)
+    home = engine.keys.home(channel)
+    await proxy.subscribe(alice, channel)
+    # Redis failing between the two steps of a destroy cannot be timed for real: the
+    # call that cleans the other homes is made to fail instead.
+    real = engine.redis.evalsha_many
+
+    async def failing(name: str, *args: Any, **kwargs: Any) -> Any:
+        if name == "destroy":
+            raise EngineError("Redis went away")
+        return await real(name, *args, **kwargs)
+
+    monkeypatch.setattr(engine.redis, "evalsha_many", failing)
+    await proxy.destroy_client(alice)  # the client is gone all the same
+    monkeypatch.undo()
+    assert not await proxy.backend.client_exists(alice)
+    assert await raw_redis.sismember(engine.keys.channel(home, channel), alice)
+    assert await raw_redis.hexists(engine.keys.dying(record), alice)
+    await engine.cleanup_expired()
+    assert not await raw_redis.exists(engine.keys.channel(home, channel))
+    assert not await raw_redis.exists(engine.keys.subscriptions(home, alice))
+    assert not await raw_redis.exists(engine.keys.dying(record))
+    await proxy.publish({"channel": channel, "data": "nobody"})
+    assert not await raw_redis.exists(engine.keys.queue(home, alice))
 
 
 async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis: Redis) -> None:

@@ -361,7 +361,7 @@ class RedisEngine(Engine):
         result = await self.redis.evalsha(
             "destroy",
             [self.keys.clients(p)],
-            [self.keys.prefix(p), self.server_id, client_id, cutoff, "1"],
+            [self.keys.prefix(p), self.server_id, client_id, cutoff, "1", p],
             idempotent=False,
         )
         if result is None:
@@ -369,27 +369,44 @@ class RedisEngine(Engine):
         channels, homes, bad = result
         self._report(bad)
         found = {_text(c) for c in channels}
-        others = sorted({int(h) for h in homes} - {p})
-        if others:
-            results = await self.redis.evalsha_many(
-                "destroy",
-                [
-                    (
-                        [self.keys.clients(h)],
-                        [self.keys.prefix(h), self.server_id, client_id, cutoff, "0"],
-                    )
-                    for h in others
-                ],
-                idempotent=True,
-            )
-            for home_channels, _, home_bad in results:
-                self._report(home_bad)
-                found.update(_text(c) for c in home_channels)
+        found |= await self._clean_homes(client_id, p, {int(h) for h in homes} - {p})
         self._forget(client_id)
         if run is not None:
             run.collected += 1
         self.host.on_close(client_id)
         return sorted(found)
+
+    async def _clean_homes(self, client_id: str, record: int, homes: set[int]) -> set[str]:
+        """Clean a destroyed client's other homes; returns the channels found there.
+
+        A failure is logged and left in the record partition's ``dying`` hash, which
+        the GC goes through: the client is gone either way, and its leftovers would
+        otherwise receive every publish on their channels.
+        """
+        if not homes:
+            return set()
+        calls: list[tuple[list[str], list[Arg]]] = [
+            (
+                [self.keys.clients(h)],
+                [self.keys.prefix(h), self.server_id, client_id, "", "0", h],
+            )
+            for h in sorted(homes)
+        ]
+        try:
+            results = await self.redis.evalsha_many("destroy", calls, idempotent=True)
+        except EngineError as exc:
+            self.log.warning(
+                "could not clean up after client %s (%s); the GC will finish it", client_id, exc
+            )
+            return set()
+        found: set[str] = set()
+        for home_channels, _, home_bad in results:
+            self._report(home_bad)
+            found.update(_text(c) for c in home_channels)
+        key = self.keys.dying(record)
+        with contextlib.suppress(EngineError):
+            await self.redis.call("dying", lambda c: c.hdel(key, client_id), idempotent=True)
+        return found
 
     def _forget(self, client_id: str) -> None:
         for p in self._partitions_of(client_id):  # before its homes are forgotten
@@ -987,6 +1004,7 @@ class RedisEngine(Engine):
             collected = 0
             for p in range(self.keys.partitions):
                 await self._recover_dead_servers(p)
+                await self._finish_destroys(p)
                 collected += await self._collect(p)
             return collected
         finally:
@@ -1012,6 +1030,16 @@ class RedisEngine(Engine):
             self._report(bad)
             if moved >= 0:
                 self.log.info("server %s is gone; %d in-flight message(s) requeued", sid, moved)
+
+    async def _finish_destroys(self, p: int) -> None:
+        """Clean the homes of clients whose destroy did not get that far."""
+        if self.keys.partitions == 1:
+            return
+        key = self.keys.dying(p)
+        pending = await self.redis.call("dying", lambda c: c.hgetall(key), idempotent=True)
+        for raw_id, raw_homes in pending.items():
+            homes = {int(h) for h in _text(raw_homes).split(",") if h} - {p}
+            await self._clean_homes(_text(raw_id), p, homes)
 
     async def _collect(self, p: int) -> int:
         run = _GcRun(now_ms() - int(self.gc_window * 1000))

@@ -101,6 +101,11 @@ class Keys:
         """set (record partition): the partitions holding the client's subscriptions."""
         return f"{self.prefix(partition)}homes:{client_id}"
 
+    def dying(self, partition: int) -> str:
+        """hash (record partition): destroyed client id → its other homes, until they
+        are cleaned (the GC finishes what a failed destroy left)."""
+        return self.prefix(partition) + "dying"
+
     def subscriptions(self, partition: int, client_id: str) -> str:
         return f"{self.prefix(partition)}subs:{client_id}"
 
