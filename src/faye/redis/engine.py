@@ -605,15 +605,8 @@ class RedisEngine(Engine):
 
         Messages handed to a socket after those stay in flight until their own write.
         """
-        runs = self._unacked.get(client_id)
-        if runs is None or count <= 0:
-            return
-        if len(runs) == 1 and runs[0][1] <= count:  # the usual case: one home, all written
-            del self._unacked[client_id]
-            taken: Sequence[tuple[int, int]] | Sequence[list[int]] = runs
-        else:
-            taken = self._take(client_id, count, oldest=True)
-        if self._closed:
+        taken = self._take(client_id, count, oldest=True)
+        if not taken or self._closed:
             return
         # Held back briefly: the client's next drain (in a fan-out, the next publish)
         # carries it, which saves an operation and three Redis commands.
@@ -639,6 +632,11 @@ class RedisEngine(Engine):
         """Remove ``count`` handed-out messages from the oldest (written) or the newest
         (not written) end; returns the (partition, count) runs taken, in hand-out order."""
         runs = self._unacked.get(client_id)
+        if runs is None or count <= 0:
+            return []
+        if len(runs) == 1 and runs[0][1] <= count:  # the usual case: one home, all of it
+            del self._unacked[client_id]
+            return [(runs[0][0], runs[0][1])]
         taken: list[tuple[int, int]] = []
         while runs and count > 0:
             run = runs[0] if oldest else runs[-1]
