@@ -44,6 +44,7 @@ from faye.proxy import EngineProxy  # noqa: E402
 from faye.redis import RedisEngine  # noqa: E402
 from faye.redis.keys import Keys  # noqa: E402
 from faye.redis.options import CLUSTER_PARTITIONS  # noqa: E402
+from tests.support.engines import engine_of  # noqa: E402
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology, cluster_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
 
@@ -120,11 +121,6 @@ async def worker_main(url: str, namespace: str, args: argparse.Namespace, out: A
     out.put(("result", (published, counter.count - start_count, elapsed)))
     await publisher.close()
     await holder.close()
-
-
-def engine_of(proxy: EngineProxy) -> RedisEngine:
-    assert isinstance(proxy.backend, RedisEngine)
-    return proxy.backend
 
 
 def worker(url: str, namespace: str, args: argparse.Namespace, out: Any) -> None:

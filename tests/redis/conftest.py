@@ -11,15 +11,12 @@ from redis.asyncio import Redis
 
 from faye.proxy import EngineProxy
 from faye.redis import RedisEngine
+from tests.support.engines import engine_of
 from tests.support.redis_server import RedisServer
 
+__all__ = ["Fleet", "engine_of"]
+
 ProxyFactory = Callable[..., Awaitable[EngineProxy]]
-
-
-def engine_of(proxy: EngineProxy) -> RedisEngine:
-    backend = proxy.backend
-    assert isinstance(backend, RedisEngine)
-    return backend
 
 
 class Fleet:

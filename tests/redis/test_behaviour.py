@@ -150,26 +150,27 @@ async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
     assert data(await proxy.connect(alice, hold=1.0)) == [0, 1, 2, 3]
 
 
-def two_homes(engine: Any) -> tuple[str, str]:
-    """Two channel names homed in different partitions."""
+async def client_of_two_homes(fleet: Fleet) -> tuple[EngineProxy, Any, str, tuple[str, str]]:
+    """A client of a 4-partition engine subscribed to two channels homed in different
+    partitions (returned as well)."""
+    proxy = await fleet.proxy(partitions=4)
+    engine = engine_of(proxy)
     first = "/home/0"
     other = next(
         f"/home/{n}"
         for n in range(1, 100)
         if engine.keys.home(f"/home/{n}") != engine.keys.home(first)
     )
-    return first, other
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, first)
+    await proxy.subscribe(alice, other)
+    return proxy, engine, alice, (first, other)
 
 
 async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
     fleet: Fleet, raw_redis: Redis
 ) -> None:
-    proxy = await fleet.proxy(partitions=4)
-    engine = engine_of(proxy)
-    a, b = two_homes(engine)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, a)
-    await proxy.subscribe(alice, b)
+    proxy, engine, alice, (a, b) = await client_of_two_homes(fleet)
     inbox = await attach(proxy, alice)
     for n, channel in enumerate([a, b, a, b]):
         await proxy.publish({"channel": channel, "data": n})
@@ -190,12 +191,7 @@ async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
 async def test_a_destroyed_client_leaves_no_held_acknowledgement_in_any_home(
     fleet: Fleet,
 ) -> None:
-    proxy = await fleet.proxy(partitions=4)
-    engine = engine_of(proxy)
-    a, b = two_homes(engine)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, a)
-    await proxy.subscribe(alice, b)
+    proxy, engine, alice, (a, b) = await client_of_two_homes(fleet)
     inbox = await attach(proxy, alice)
     for n, channel in enumerate([a, b]):
         await proxy.publish({"channel": channel, "data": n})
@@ -240,12 +236,7 @@ async def test_a_destroy_cut_short_is_finished_by_the_gc(
 
 
 async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis: Redis) -> None:
-    proxy = await fleet.proxy(partitions=4)
-    engine = engine_of(proxy)
-    a, b = two_homes(engine)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, a)
-    await proxy.subscribe(alice, b)
+    proxy, engine, alice, (a, b) = await client_of_two_homes(fleet)
     for n, channel in enumerate([a, b, a, b]):
         await proxy.publish({"channel": channel, "data": n})
     taken = await proxy.connect(alice, hold=1.0)

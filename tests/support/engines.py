@@ -10,6 +10,14 @@ from typing import Any
 from faye.adapter import resolve_engine
 from faye.envelope import Envelope
 from faye.proxy import EngineProxy
+from faye.redis import RedisEngine
+
+
+def engine_of(proxy: EngineProxy) -> RedisEngine:
+    """The Redis engine behind a proxy (tests and benchmarks look inside it)."""
+    backend = proxy.backend
+    assert isinstance(backend, RedisEngine)
+    return backend
 
 
 class CollectingSocket:
