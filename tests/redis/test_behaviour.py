@@ -93,6 +93,16 @@ async def handed_out(fleet: Fleet, count: int) -> tuple[EngineProxy, Any, str, A
     return proxy, engine_of(proxy), alice, inbox
 
 
+async def assert_nothing_in_flight(
+    raw_redis: Redis, engine: Any, client_id: str, partition: int = 0
+) -> None:
+    """This server holds no message of the client in flight, and neither index names it."""
+    sid = engine.server_id
+    assert await raw_redis.exists(engine.keys.in_flight(partition, client_id, sid)) == 0
+    assert await raw_redis.sismember(engine.keys.flying(partition, sid), client_id) == 0
+    assert await raw_redis.sismember(engine.keys.flights(partition, client_id), sid) == 0
+
+
 async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis: Redis) -> None:
     proxy, engine, alice, _ = await handed_out(fleet, 3)
     key = engine.keys.in_flight(0, alice, engine.server_id)
@@ -104,8 +114,7 @@ async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis
     assert orjson.loads(left)["data"] == 2
     proxy.delivered(alice, 1)
     await engine_of(proxy).drained()
-    assert await raw_redis.exists(key) == 0
-    assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
+    await assert_nothing_in_flight(raw_redis, engine, alice)
 
 
 async def test_the_next_drain_carries_a_held_back_acknowledgement(
@@ -123,8 +132,7 @@ async def test_the_next_drain_carries_a_held_back_acknowledgement(
     # The last one is acknowledged on its own once no drain comes to carry it.
     proxy.delivered(alice, 1)
     await asyncio.sleep(0.5)
-    assert await raw_redis.exists(key) == 0
-    assert await raw_redis.sismember(engine.keys.flying(0, engine.server_id), alice) == 0
+    await assert_nothing_in_flight(raw_redis, engine, alice)
 
 
 async def test_a_drain_that_finds_nothing_still_clears_the_index(
@@ -133,8 +141,7 @@ async def test_a_drain_that_finds_nothing_still_clears_the_index(
     proxy, engine, alice, _ = await handed_out(fleet, 1)
     proxy.delivered(alice, 1)
     await engine.connect(alice)  # drains an empty queue, carrying the acknowledgement
-    assert await raw_redis.exists(engine.keys.in_flight(0, alice, engine.server_id)) == 0
-    assert await raw_redis.sismember(engine.keys.flights(0, alice), engine.server_id) == 0
+    await assert_nothing_in_flight(raw_redis, engine, alice)
 
 
 async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
@@ -247,7 +254,7 @@ async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis
     await engine.drained()
     for channel in (a, b):
         home = engine.keys.home(channel)
-        assert await raw_redis.exists(engine.keys.in_flight(home, alice, engine.server_id)) == 0
+        await assert_nothing_in_flight(raw_redis, engine, alice, home)
         queued = [
             orjson.loads(m) for m in await raw_redis.lrange(engine.keys.queue(home, alice), 0, -1)
         ]
