@@ -179,7 +179,7 @@ def redis_info(port: int) -> dict[str, Any]:
                     break
         sock.sendall(b"*1\r\n$4\r\nQUIT\r\n")
     text = data.partition(b"\r\n")[2].decode()
-    info: dict[str, Any] = {"cmd": {}}
+    info: dict[str, Any] = {"cmd": {}, "usec": {}}
     for line in text.splitlines():
         if not line or line.startswith("#") or ":" not in line:
             continue
@@ -187,6 +187,8 @@ def redis_info(port: int) -> dict[str, Any]:
         if key.startswith("cmdstat_"):
             calls = re.search(r"calls=(\d+)", value)
             info["cmd"][key[8:]] = int(calls.group(1)) if calls else 0
+            usec = re.search(r"usec=(\d+)", value)
+            info["usec"][key[8:]] = int(usec.group(1)) if usec else 0
         else:
             info[key] = value
     return info
@@ -194,11 +196,12 @@ def redis_info(port: int) -> dict[str, Any]:
 
 def redis_info_all(ports: list[int]) -> dict[str, Any]:
     """INFO of several nodes (a Cluster's masters), counters and commands summed."""
-    merged: dict[str, Any] = {"cmd": {}, "_nodes": len(ports)}
+    merged: dict[str, Any] = {"cmd": {}, "usec": {}, "_nodes": len(ports)}
     for port in ports:
         info = redis_info(port)
-        for name, calls in info.pop("cmd").items():
-            merged["cmd"][name] = merged["cmd"].get(name, 0) + calls
+        for table in ("cmd", "usec"):
+            for name, count in info.pop(table).items():
+                merged[table][name] = merged[table].get(name, 0) + count
         for key in SUMMED:
             merged[key] = int(merged.get(key, 0)) + int(info.get(key, 0))
     return merged
@@ -244,6 +247,12 @@ def redis_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         - nodes,
         "connected_clients": num(after, "connected_clients") - nodes,
         "by_command": commands,
+        # Redis's own time inside each command (a script's includes its commands').
+        "usec_by_command": {
+            name: usec - before.get("usec", {}).get(name, 0)
+            for name, usec in after.get("usec", {}).items()
+            if usec - before.get("usec", {}).get(name, 0) > 0
+        },
         "used_memory": num(after, "used_memory"),
     }
 

@@ -12,6 +12,7 @@ from websockets.asyncio.client import connect
 
 from faye.adapter import ASGIAdapter
 from faye.client import Client, InProcessTransport
+from faye.redis.keys import split_queue
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import wait_for
@@ -71,7 +72,14 @@ async def test_websocket_deliveries_leave_nothing_in_flight(
                 assert [m["data"] for m in frame] == [n]
             engine = engine_of(adapter.proxy)
             await wait_for(lambda: not engine._unacked, timeout=3)
-            await wait_for(lambda: not store.keys(f"{namespace}:*flight:*"), timeout=3)
+            queues = store.keys(f"{namespace}:*queue:*")
+            assert queues  # the queue outlives its deliveries (its header stays)
+
+            def nothing_in_flight() -> bool:
+                heads = [split_queue(store.lrange(q, 0, -1))[1] for q in queues]
+                return not any(heads) and not store.keys(f"{namespace}:*flight:*")
+
+            await wait_for(nothing_in_flight, timeout=3)
     finally:
         store.close()
         server.stop()

@@ -15,7 +15,7 @@ from faye.envelope import Envelope
 from faye.proxy import EngineProxy
 from faye.redis import collect_garbage
 from tests.redis.conftest import Fleet, engine_of
-from tests.support.engines import attach, settle
+from tests.support.engines import attach, in_flight, queued, settle
 from tests.support.redis_server import RedisServer
 
 
@@ -96,21 +96,21 @@ async def handed_out(fleet: Fleet, count: int) -> tuple[EngineProxy, Any, str, A
 async def assert_nothing_in_flight(
     raw_redis: Redis, engine: Any, client_id: str, partition: int = 0
 ) -> None:
-    """This server holds no message of the client in flight, and neither index names it."""
+    """This server holds no message of the client in flight, has no list of them and
+    is not named as holding one."""
     sid = engine.server_id
+    assert await in_flight(raw_redis, engine, client_id, partition) == []
     assert await raw_redis.exists(engine.keys.in_flight(partition, client_id, sid)) == 0
-    assert await raw_redis.sismember(engine.keys.flying(partition, sid), client_id) == 0
     assert await raw_redis.sismember(engine.keys.flights(partition, client_id), sid) == 0
 
 
 async def test_messages_are_in_flight_until_acknowledged(fleet: Fleet, raw_redis: Redis) -> None:
     proxy, engine, alice, _ = await handed_out(fleet, 3)
-    key = engine.keys.in_flight(0, alice, engine.server_id)
-    assert await raw_redis.llen(key) == 3
+    assert len(await in_flight(raw_redis, engine, alice)) == 3
     proxy.delivered(alice, 2)
     await engine_of(proxy).drained()
     # Only the message not yet written stays in flight.
-    (left,) = await raw_redis.lrange(key, 0, -1)
+    (left,) = await in_flight(raw_redis, engine, alice)
     assert orjson.loads(left)["data"] == 2
     proxy.delivered(alice, 1)
     await engine_of(proxy).drained()
@@ -121,13 +121,12 @@ async def test_the_next_drain_carries_a_held_back_acknowledgement(
     fleet: Fleet, raw_redis: Redis
 ) -> None:
     proxy, engine, alice, inbox = await handed_out(fleet, 1)
-    key = engine.keys.in_flight(0, alice, engine.server_id)
     proxy.delivered(alice, 1)  # written: its acknowledgement waits for the next drain
     assert engine._acks[(alice, 0)][0] == 1
     await proxy.publish({"channel": "/f", "data": 1})
     await wait_for(lambda: len(inbox.messages) == 2)
     assert engine._acks == {}
-    (left,) = await raw_redis.lrange(key, 0, -1)
+    (left,) = await in_flight(raw_redis, engine, alice)
     assert orjson.loads(left)["data"] == 1
     # The last one is acknowledged on its own once no drain comes to carry it.
     proxy.delivered(alice, 1)
@@ -182,17 +181,19 @@ async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
     for n, channel in enumerate([a, b, a, b]):
         await proxy.publish({"channel": channel, "data": n})
         await wait_for(lambda n=n: len(inbox.messages) == n + 1)
-    flight = {
-        c: engine.keys.in_flight(engine.keys.home(c), alice, engine.server_id) for c in (a, b)
-    }
-    assert [await raw_redis.llen(flight[c]) for c in (a, b)] == [2, 2]
+    home = {c: engine.keys.home(c) for c in (a, b)}
+
+    async def flying(channel: str) -> list[Any]:
+        messages = await in_flight(raw_redis, engine, alice, home[channel])
+        return [orjson.loads(m)["data"] for m in messages]
+
+    assert [await flying(c) for c in (a, b)] == [[0, 2], [1, 3]]
     proxy.delivered(alice, 3)  # 0 (a), 1 (b), 2 (a) written; 3 (b) not yet
     await engine.drained()
-    assert await raw_redis.exists(flight[a]) == 0
-    assert [orjson.loads(m)["data"] for m in await raw_redis.lrange(flight[b], 0, -1)] == [3]
+    assert [await flying(c) for c in (a, b)] == [[], [3]]
     proxy.delivered(alice, 1)
     await engine.drained()
-    assert await raw_redis.exists(flight[b]) == 0
+    assert await flying(b) == []
 
 
 async def test_a_destroyed_client_leaves_no_held_acknowledgement_in_any_home(
@@ -255,10 +256,8 @@ async def test_requeue_puts_messages_back_in_their_homes(fleet: Fleet, raw_redis
     for channel in (a, b):
         home = engine.keys.home(channel)
         await assert_nothing_in_flight(raw_redis, engine, alice, home)
-        queued = [
-            orjson.loads(m) for m in await raw_redis.lrange(engine.keys.queue(home, alice), 0, -1)
-        ]
-        assert {m["channel"] for m in queued} == {channel}
+        waiting = [orjson.loads(m) for m in await queued(raw_redis, engine, alice, home)]
+        assert {m["channel"] for m in waiting} == {channel}
     again = await proxy.connect(alice, hold=1.0)
     while len(again) < 4:
         again += await proxy.connect(alice, hold=1.0)
@@ -331,7 +330,7 @@ async def test_corrupt_queue_entries_are_skipped(
     # the two written messages empties it.
     proxy.delivered(alice, 2)
     await engine_of(proxy).drained()
-    assert await raw_redis.llen(engine.keys.in_flight(0, alice, engine.server_id)) == 0
+    await assert_nothing_in_flight(raw_redis, engine, alice)
 
 
 async def test_keys_of_the_wrong_type_are_skipped(
@@ -491,7 +490,7 @@ async def test_gc_moves_a_dead_servers_in_flight_back_to_the_queue(fleet: Fleet)
     engine = engine_of(b)
     client = Redis.from_url(fleet.url)
     try:
-        assert await client.llen(engine.keys.queue(0, alice)) == 3
+        assert len(await queued(client, engine, alice)) == 3
         assert await client.zscore(engine.keys.servers(0), engine_of(a).server_id) is None
     finally:
         await client.aclose()
@@ -502,3 +501,73 @@ async def test_graceful_close_hands_in_flight_over_at_once(fleet: Fleet) -> None
     a, b, alice, _ = await setup_victim(fleet)
     await a.close()
     assert data(await b.connect(alice, hold=1.0)) == [0, 1, 2]
+
+
+# -- a client moving between live servers ---------------------------------------------
+
+
+async def moved_with_messages_in_flight(
+    fleet: Fleet,
+) -> tuple[EngineProxy, EngineProxy, str, list[Envelope], Any]:
+    """Alice took 0..2 through server a (in flight there), then connected to server b,
+    which handed her 3: each server holds its own messages in flight."""
+    a, b = await fleet.proxy(), await fleet.proxy()
+    alice = await a.create_client()
+    await a.subscribe(alice, "/m")
+    for n in range(3):
+        await a.publish({"channel": "/m", "data": n})
+    taken = await a.connect(alice, hold=1.0)
+    assert data(taken) == [0, 1, 2]
+    inbox = await attach(b, alice)  # a is alive: its messages wait for its write there
+    await b.publish({"channel": "/m", "data": 3})
+    await wait_for(lambda: len(inbox.messages) == 1)
+    return a, b, alice, taken, inbox
+
+
+async def flown(raw_redis: Redis, proxy: EngineProxy, client_id: str) -> list[Any]:
+    return [
+        orjson.loads(m)["data"] for m in await in_flight(raw_redis, engine_of(proxy), client_id)
+    ]
+
+
+async def test_a_moving_client_leaves_its_in_flight_messages_with_the_old_server(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    a, b, alice, _, inbox = await moved_with_messages_in_flight(fleet)
+    assert (await flown(raw_redis, a, alice), await flown(raw_redis, b, alice)) == ([0, 1, 2], [3])
+    a.delivered(alice, 3)  # the old server wrote them after all
+    await engine_of(a).drained()
+    await assert_nothing_in_flight(raw_redis, engine_of(a), alice)
+    b.delivered(alice, 1)
+    await engine_of(b).drained()
+    await assert_nothing_in_flight(raw_redis, engine_of(b), alice)
+    await settle(0.3)
+    assert data(inbox.messages) == [3]  # nothing sent twice
+
+
+async def test_messages_the_old_server_could_not_write_go_to_the_new_one(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    a, b, alice, taken, inbox = await moved_with_messages_in_flight(fleet)
+    a.backend.requeue(alice, taken)  # queued behind b's message in flight, and b woken
+    await wait_for(lambda: len(inbox.messages) == 4)
+    assert data(inbox.messages) == [3, 0, 1, 2]
+    await assert_nothing_in_flight(raw_redis, engine_of(a), alice)
+    assert await flown(raw_redis, b, alice) == [3, 0, 1, 2]
+
+
+async def test_a_client_back_on_its_old_server_finds_its_messages_in_flight_there(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    a, b, alice, _, inbox = await moved_with_messages_in_flight(fleet)
+    await a.publish({"channel": "/m", "data": 4})
+    await wait_for(lambda: len(inbox.messages) == 2)
+    # Back on a: 0..2 are in flight there again (not sent twice), 3 and 4 stay with b.
+    assert await a.connect(alice, hold=0.2) == []
+    assert await flown(raw_redis, a, alice) == [0, 1, 2]
+    assert await flown(raw_redis, b, alice) == [3, 4]
+    await a.publish({"channel": "/m", "data": 5})
+    assert data(await a.connect(alice, hold=1.0)) == [5]
+    a.delivered(alice, 4)  # 0..2 and 5: the in-flight part of the queue ends
+    await engine_of(a).drained()
+    await assert_nothing_in_flight(raw_redis, engine_of(a), alice)

@@ -11,6 +11,7 @@ from faye.adapter import resolve_engine
 from faye.envelope import Envelope
 from faye.proxy import EngineProxy
 from faye.redis import RedisEngine
+from faye.redis.keys import split_queue
 
 
 def engine_of(proxy: EngineProxy) -> RedisEngine:
@@ -74,6 +75,25 @@ class EngineKit:
     async def close(self) -> None:
         for proxy in self.proxies:
             await proxy.close()
+
+
+async def in_flight(
+    raw: Any, engine: RedisEngine, client_id: str, partition: int = 0, server_id: str = ""
+) -> list[bytes]:
+    """The client's messages in flight on a server (the engine's own by default), from
+    the head of its queue and from the server's own list (kept there after a move)."""
+    sid = server_id or engine.server_id
+    holder, flying, _ = split_queue(
+        await raw.lrange(engine.keys.queue(partition, client_id), 0, -1)
+    )
+    own: list[bytes] = await raw.lrange(engine.keys.in_flight(partition, client_id, sid), 0, -1)
+    return own + (flying if holder == sid else [])
+
+
+async def queued(raw: Any, engine: RedisEngine, client_id: str, partition: int = 0) -> list[bytes]:
+    """The client's messages not handed out yet, in one home."""
+    _, _, rest = split_queue(await raw.lrange(engine.keys.queue(partition, client_id), 0, -1))
+    return rest
 
 
 async def attach(proxy: EngineProxy, client_id: str) -> CollectingSocket:

@@ -113,9 +113,13 @@ class Keys:
         return f"{self.prefix(partition)}chan:{channel}"
 
     def queue(self, partition: int, client_id: str) -> str:
+        """list: a header naming the server holding the next N messages in flight (see
+        :func:`split_queue`), those messages, then the ones not handed out yet."""
         return f"{self.prefix(partition)}queue:{client_id}"
 
     def in_flight(self, partition: int, client_id: str, server_id: str) -> str:
+        """list: the server's in-flight messages of the client while another server
+        holds the client's queue (the client moved)."""
         return f"{self.prefix(partition)}flight:{client_id}:{server_id}"
 
     def flights(self, partition: int, client_id: str) -> str:
@@ -123,7 +127,8 @@ class Keys:
         return f"{self.prefix(partition)}flights:{client_id}"
 
     def flying(self, partition: int, server_id: str) -> str:
-        """set: ids of the clients with messages in flight on the server."""
+        """set: ids of the clients whose queues the server holds or held (a superset of
+        those with messages in flight there), or that have an in-flight list of it."""
         return f"{self.prefix(partition)}flying:{server_id}"
 
     # Pub/sub channels, also inside the partition tag (ready for sharded pub/sub).
@@ -133,3 +138,18 @@ class Keys:
 
     def close_channel(self, partition: int) -> str:
         return f"{self.prefix(partition)}close"
+
+
+def split_queue(items: list[bytes]) -> tuple[str | None, list[bytes], list[bytes]]:
+    """A queue list read whole → (holding server, its in-flight messages, the rest).
+
+    The header ``|<server id>|<n>`` at the head, written by the delivery script, keeps
+    drained messages in place instead of moving them into a list of their own: a
+    delivery then creates and deletes no key (which costs extra on a Cluster master).
+    """
+    if items and items[0][:1] == b"|":
+        sid, _, count = items[0][1:].decode().rpartition("|")
+        if sid and count.isdigit():
+            n = int(count)
+            return sid, items[1 : 1 + n], items[1 + n :]
+    return None, [], items

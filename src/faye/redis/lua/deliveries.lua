@@ -14,8 +14,10 @@
 --   A (ack):     the first N in-flight messages were written. Argument: N.
 --   R (requeue): these in-flight messages were not written. Arguments: the messages.
 --   D (discard): drop these (corrupt) messages from the in-flight list.
--- A drained message moves to the in-flight list <prefix>flight:<cid>:<server id> until
--- it is acknowledged or requeued.
+-- A drained message stays where it is, in the client's queue, counted in flight by the
+-- queue's header (see lib.lua) until it is acknowledged or requeued; only while another
+-- server holds the queue do a server's in-flight messages wait in a list of its own,
+-- <prefix>flight:<cid>:<server id>.
 -- Returns {{result per operation}, {bad keys}}; a drain result is {status, homes,
 -- message...} with status 0 (unknown client or not the owner), 1, or 2 (another live
 -- server still has in-flight messages for the client), and homes the client's other
@@ -26,6 +28,9 @@ local sub_ttl, msg_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
 local clients, owners = KEYS[1], prefix .. 'owner'
 local bad = {}
 
+local function queue_of(cid) return prefix .. 'queue:' .. cid end
+-- This server's own list of in-flight messages, used only while another server holds
+-- the client's queue (the client moved; these wait for their write or requeue here).
 local function mine_key(cid) return prefix .. 'flight:' .. cid .. ':' .. me end
 
 local function forget_if_empty(cid, mine)
@@ -46,7 +51,88 @@ local function refresh_subscriptions(cid)
   end
 end
 
-local function drain(cid, mode, resend)
+-- LTRIM the first `count` messages off a list; returns the list's key.
+local function trim_list(key, count)
+  if failed(redis.pcall('LTRIM', key, count, -1)) then
+    bad[#bad + 1] = key
+    redis.call('DEL', key)
+  end
+  return key
+end
+
+-- Drop the first `count` elements after the header and write the header (this server,
+-- `left` in flight) in place of the last of them. A list shorter than the header says
+-- (not made by these scripts) holds nothing worth keeping: it goes.
+local function cut(queue, count, left)
+  if failed(redis.pcall('LSET', queue, count, header(me, left))) then
+    redis.call('DEL', queue)
+    return
+  end
+  redis.call('LTRIM', queue, count, -1)
+end
+
+-- Make this server the queue's holder. Another live server's in-flight messages move to
+-- a list of their own (they await its write or requeue there: status 2); a dead one's
+-- are queued again where they are. Returns status, n, h for the queue now.
+local function take_over(cid, queue, holder, n, h)
+  local status = 1
+  if holder then
+    local flights = prefix .. 'flights:' .. cid
+    if n > 0 and server_alive(prefix, holder, dead_cutoff) then
+      local theirs = prefix .. 'flight:' .. cid .. ':' .. holder
+      rpush_all(theirs, redis.call('LRANGE', queue, 1, n))
+      redis.call('PEXPIRE', theirs, msg_ttl)
+      redis.call('SADD', flights, holder)
+      redis.call('SADD', prefix .. 'flying:' .. holder, cid)
+      cut(queue, n, 0)
+      status = 2
+    else
+      redis.call('LSET', queue, 0, header(me, 0))
+      if redis.call('SISMEMBER', flights, holder) == 0 then
+        redis.call('SREM', prefix .. 'flying:' .. holder, cid)
+      end
+    end
+    redis.call('SADD', prefix .. 'flying:' .. me, cid)
+    return status, 0, 1
+  end
+  return status, 0, 0
+end
+
+-- On a claim: messages left in flight on other servers (their own lists) come back if
+-- those servers are dead; this server's own such list becomes its in-flight part again.
+local function gather(cid, queue, n, h)
+  local status = 1
+  local flights = prefix .. 'flights:' .. cid
+  for _, sid in ipairs(read_set(flights, bad)) do
+    local theirs = prefix .. 'flight:' .. cid .. ':' .. sid
+    if sid == me or not server_alive(prefix, sid, dead_cutoff) then
+      local items = read_list(theirs, bad)
+      redis.call('DEL', theirs)
+      redis.call('SREM', flights, sid)
+      if sid ~= me then redis.call('SREM', prefix .. 'flying:' .. sid, cid) end
+      if #items > 0 then
+        if sid == me then
+          -- Handed out before any message now in flight: first in the in-flight part.
+          if h == 1 then redis.call('LPOP', queue) end
+          prepend_all(queue, items)
+          n = n + #items
+          redis.call('LPUSH', queue, header(me, n))
+          h = 1
+          redis.call('SADD', prefix .. 'flying:' .. me, cid)
+        else
+          insert_queued(queue, items, h + n, msg_ttl)
+        end
+      end
+    else
+      status = 2
+    end
+  end
+  return status, n, h
+end
+
+-- Hand out the client's queue here. `acked` of the messages in flight here were written
+-- (they go first); with `resend`, the rest of those in flight are sent again.
+local function drain(cid, mode, resend, acked)
   local claim, homes = mode ~= 'W', ''
   if mode == 'C' then
     if not redis.call('ZSCORE', clients, cid) then return {0, homes} end
@@ -56,7 +142,7 @@ local function drain(cid, mode, resend)
     if sub_ttl > 0 and homes ~= '' then redis.call('PEXPIRE', key, sub_ttl) end
   elseif mode == 'H' then
     -- Nothing of the client here (it was destroyed meanwhile): leave no owner entry.
-    local subs, queue = prefix .. 'subs:' .. cid, prefix .. 'queue:' .. cid
+    local subs, queue = prefix .. 'subs:' .. cid, queue_of(cid)
     if redis.call('EXISTS', subs, queue, prefix .. 'flights:' .. cid) == 0 then
       return {1, homes}
     end
@@ -67,91 +153,91 @@ local function drain(cid, mode, resend)
     redis.call('HSET', owners, cid, me)
     if sub_ttl > 0 then refresh_subscriptions(cid) end
   end
-  local mine = mine_key(cid)
-  local out = {}
-  if resend then out = read_list(mine, bad) end
-  local kept = #out
+  local queue = queue_of(cid)
+  local holder, n, h = read_head(queue, bad)
   local status = 1
+  if holder ~= me then
+    if acked > 0 then
+      -- Written from this server's own list (the queue was taken over meanwhile).
+      forget_if_empty(cid, trim_list(mine_key(cid), acked))
+      acked = 0
+    end
+    status, n, h = take_over(cid, queue, holder, n, h)
+  end
   if claim then
-    local flights = prefix .. 'flights:' .. cid
-    for _, sid in ipairs(read_set(flights, bad)) do
-      if sid ~= me then
-        if server_alive(prefix, sid, dead_cutoff) then
-          status = 2
-        else
-          local theirs = prefix .. 'flight:' .. cid .. ':' .. sid
-          append(out, read_list(theirs, bad))
-          redis.call('DEL', theirs)
-          redis.call('SREM', flights, sid)
-          redis.call('SREM', prefix .. 'flying:' .. sid, cid)
-        end
-      end
-    end
+    local gathered
+    gathered, n, h = gather(cid, queue, n, h)
+    if gathered == 2 then status = 2 end
   end
-  local queue = prefix .. 'queue:' .. cid
-  if #out == 0 then
-    -- Nothing in flight here (the usual case): the queue becomes the in-flight list
-    -- whole, with the TTL it has, instead of being copied, deleted and expired.
-    if redis.pcall('RENAMENX', queue, mine) == 1 then
-      redis.call('SADD', prefix .. 'flights:' .. cid, me)
-      redis.call('SADD', prefix .. 'flying:' .. me, cid)
-      return append({status, homes}, read_list(mine, bad))
+  if acked > n then acked = n end
+  local out = {}
+  if resend and n > acked then out = redis.call('LRANGE', queue, h + acked, h + n - 1) end
+  local new = redis.call('LRANGE', queue, h + n, -1)
+  append(out, new)
+  local left = n - acked + #new
+  if h == 1 then
+    if acked > 0 then
+      cut(queue, acked, left)
+    elseif #new > 0 then
+      redis.call('LSET', queue, 0, header(me, left))
     end
-  end
-  append(out, read_list(queue, bad))
-  redis.call('DEL', queue)
-  if #out > kept then
-    if rpush_all(mine, out, kept + 1) == #out - kept then
-      -- A new in-flight list: index it (an existing one is indexed already).
-      redis.call('SADD', prefix .. 'flights:' .. cid, me)
-      redis.call('SADD', prefix .. 'flying:' .. me, cid)
-    end
-    redis.call('PEXPIRE', mine, msg_ttl)
+  elseif #new > 0 then
+    redis.call('LPUSH', queue, header(me, left))
+    redis.call('SADD', prefix .. 'flying:' .. me, cid)
   end
   return append({status, homes}, out)
 end
 
--- Drop the first `count` in-flight messages (written); returns the list's key.
-local function trim(cid, count)
-  local mine = mine_key(cid)
-  if failed(redis.pcall('LTRIM', mine, count, -1)) then
-    bad[#bad + 1] = mine
-    redis.call('DEL', mine)
-  end
-  return mine
-end
-
+-- The first `count` messages in flight here were written: drop them.
 local function ack(cid, count)
-  forget_if_empty(cid, trim(cid, count))
-  return 1
-end
-
--- A drain carrying the acknowledgement of the client's previous messages: trim first,
--- and keep the in-flight index unless the drain leaves the list empty (a drain that
--- moves messages in would only add it back).
-local function ack_and_drain(cid, mode, resend, acked)
-  if acked > 0 then trim(cid, acked) end
-  local result = drain(cid, mode, resend)
-  if acked > 0 and #result == 2 then forget_if_empty(cid, mine_key(cid)) end
-  return result
-end
-
-local function discard(cid, messages)
-  local mine = mine_key(cid)
-  for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
-  forget_if_empty(cid, mine)
-  return 1
-end
-
-local function requeue(cid, messages)
-  discard(cid, messages)
-  if redis.call('HEXISTS', owners, cid) == 0 then return 0 end
-  local queue = prefix .. 'queue:' .. cid
-  if not prepend_all(queue, messages) then
-    bad[#bad + 1] = queue
-    return 0
+  local queue = queue_of(cid)
+  local holder, n = read_head(queue, bad)
+  if holder ~= me then
+    forget_if_empty(cid, trim_list(mine_key(cid), count))
+  elseif n > 0 then
+    if count > n then count = n end
+    cut(queue, count, n - count)
   end
-  redis.call('PEXPIRE', queue, msg_ttl)
+  return 1
+end
+
+-- Drop these (corrupt) messages from those in flight here.
+local function discard(cid, messages)
+  local queue = queue_of(cid)
+  local holder, n = read_head(queue, bad)
+  if holder ~= me then
+    local mine = mine_key(cid)
+    for _, message in ipairs(messages) do redis.pcall('LREM', mine, 1, message) end
+    forget_if_empty(cid, mine)
+    return 1
+  end
+  for _, message in ipairs(messages) do
+    n = n - redis.call('LREM', queue, 1, message)
+  end
+  if n < 0 then n = 0 end
+  redis.call('LSET', queue, 0, header(me, n))
+  return 1
+end
+
+-- These messages, the last handed out here, were not written: queued again, first.
+-- Returns 1 if this server holds the client (it drains again), else 0.
+local function requeue(cid, messages)
+  local queue = queue_of(cid)
+  local holder, n, h = read_head(queue, bad)
+  if holder == me then
+    -- They are the end of the in-flight part: it just ends before them.
+    n = n - #messages
+    if n < 0 then n = 0 end
+    redis.call('LSET', queue, 0, header(me, n))
+    redis.call('PEXPIRE', queue, msg_ttl)
+  else
+    discard(cid, messages)
+    if redis.call('HEXISTS', owners, cid) == 0 then return 0 end
+    if not insert_queued(queue, messages, h + n, msg_ttl) then
+      bad[#bad + 1] = queue
+      return 0
+    end
+  end
   local owner = redis.call('HGET', owners, cid)
   if owner == me then return 1 end
   if owner and server_alive(prefix, owner, dead_cutoff) then
@@ -162,7 +248,7 @@ end
 
 local function run(code, cid, args)
   if code == 'C' or code == 'H' or code == 'W' then
-    return ack_and_drain(cid, code, args[1] == '1', tonumber(args[2] or '0'))
+    return drain(cid, code, args[1] == '1', tonumber(args[2] or '0'))
   elseif code == 'A' then
     return ack(cid, tonumber(args[1]))
   elseif code == 'R' then

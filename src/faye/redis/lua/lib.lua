@@ -91,8 +91,47 @@ local function add_to_set(key, members, bad)
   return added
 end
 
--- Forget a client in one of its homes: its subscriptions there, its queue, its in-flight
--- lists and its owner entry. Returns the channels it was subscribed to there.
+-- A client's queue in a home holds, in order: an optional header '|<server id>|<n>'
+-- naming the server that holds the next n messages in flight, those n messages, then
+-- the messages not handed out yet. The list outlives its deliveries (a header is left
+-- when everything is acknowledged), so that a delivery creates and deletes no key.
+
+local HEADER = 124 -- '|': messages are JSON objects, so they never start with it
+
+local function header(sid, n) return '|' .. sid .. '|' .. n end
+
+-- The queue's holder, its in-flight count and 1 if a header is there (else nil, 0, 0).
+-- A key of another type is reported in `bad` and deleted.
+local function read_head(queue, bad)
+  local first = redis.pcall('LINDEX', queue, 0)
+  if failed(first) then
+    bad[#bad + 1] = queue
+    redis.call('DEL', queue)
+    return nil, 0, 0
+  end
+  if first and string.byte(first, 1) == HEADER then
+    local sid, n = string.match(first, '^|(.+)|(%d+)$')
+    if sid then return sid, tonumber(n), 1 end
+  end
+  return nil, 0, 0
+end
+
+-- Put items at the start of the queued part, behind the header and the in-flight
+-- messages (`before` = how many elements those are). Returns false on a bad key.
+local function insert_queued(queue, items, before, ttl)
+  local head = {}
+  if before > 0 then
+    head = redis.call('LPOP', queue, before)
+    if not head then head = {} end
+  end
+  if not prepend_all(queue, items) or not prepend_all(queue, head) then return false end
+  redis.call('PEXPIRE', queue, ttl)
+  return true
+end
+
+-- Forget a client in one of its homes: its subscriptions there, its queue, in-flight
+-- lists and index entries, and its owner entry. Returns the channels it was subscribed
+-- to there.
 local function drop_home(prefix, cid, bad)
   local subs = prefix .. 'subs:' .. cid
   local channels = read_set(subs, bad)
@@ -100,12 +139,15 @@ local function drop_home(prefix, cid, bad)
     local members = prefix .. 'chan:' .. channel
     if failed(redis.pcall('SREM', members, cid)) then bad[#bad + 1] = members end
   end
+  local queue = prefix .. 'queue:' .. cid
+  local holder = read_head(queue, bad)
+  if holder then redis.call('SREM', prefix .. 'flying:' .. holder, cid) end
   local flights = prefix .. 'flights:' .. cid
   for _, sid in ipairs(read_set(flights, bad)) do
     redis.call('DEL', prefix .. 'flight:' .. cid .. ':' .. sid)
     redis.call('SREM', prefix .. 'flying:' .. sid, cid)
   end
-  redis.call('DEL', subs, prefix .. 'queue:' .. cid, flights)
+  redis.call('DEL', subs, queue, flights)
   redis.call('HDEL', prefix .. 'owner', cid)
   return channels
 end

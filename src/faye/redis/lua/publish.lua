@@ -33,6 +33,18 @@ if failed(recipients) then
   end
 end
 
+-- Keep the newest max_queue messages not handed out yet (the header and the messages
+-- in flight stay).
+local function trim_queued(queue, length)
+  local _, n, h = read_head(queue, bad)
+  local drop = length - h - n - max_queue
+  if drop <= 0 then return end
+  local head = {}
+  if h + n > 0 then head = redis.call('LPOP', queue, h + n) end
+  redis.call('LTRIM', queue, drop, -1)
+  prepend_all(queue, head)
+end
+
 local clients, owners = KEYS[1], prefix .. 'owner'
 local queued, mine = 0, {}
 local woken, servers = {}, {}
@@ -50,7 +62,7 @@ for i, cid in ipairs(recipients) do
       bad[#bad + 1] = queue
     else
       queued = queued + 1
-      if length > max_queue then redis.call('LTRIM', queue, -max_queue, -1) end
+      if length > max_queue then trim_queued(queue, length) end
       redis.call('PEXPIRE', queue, ttl)
       local owner = holders[i]
       if owner == me then
