@@ -13,8 +13,9 @@ The moving parts, each described with its Redis commands in docs/redis.md:
   one batch at a time, so deliveries stay in order and a burst costs one round trip.
   An operation names the client and the partition (one of the client's homes, or its
   record partition) it concerns.
-* drained messages stay in an in-flight list until the transport reports them written;
-  if the server dies first, another server hands them out again (at-least-once).
+* drained messages stay in their queue, counted as in flight by its header, until the
+  transport reports them written; if the server dies first, another server hands them
+  out again (at-least-once).
 * a heartbeat per server and a GC under a lock, driven by the clients' last pings.
 """
 
@@ -168,15 +169,15 @@ class RedisEngine(Engine):
         self._lane: asyncio.Task[None] | None = None
         # Per client: messages handed to the host and not yet acknowledged, as runs of
         # [partition, count] in hand-out order (each run is the head of this server's
-        # in-flight list for the client in that partition).
+        # in-flight messages of the client in that partition).
         self._unacked: dict[str, list[list[int]]] = {}
         # Per (client, partition): written messages whose acknowledgement waits (at
         # most ACK_DELAY) for the client's next drain there to carry it: (count, loop
         # time of the first), oldest first.
         self._acks: dict[tuple[str, int], tuple[int, float]] = {}
         self._ack_timer: asyncio.TimerHandle | None = None
-        # (client, partition) whose in-flight list may hold messages we never handed out
-        # (a lane batch failed mid-way): their next drain sends the whole list again.
+        # (client, partition) whose in-flight part may hold messages we never handed out
+        # (a lane batch failed mid-way): their next drain sends all of it again.
         self._resend: set[tuple[str, int]] = set()
         # Per client: its homes other than its record partition, as last seen.
         self._homes: dict[str, frozenset[int]] = {}
@@ -221,7 +222,7 @@ class RedisEngine(Engine):
         await self._stop()
         if self._background:
             with contextlib.suppress(EngineError):
-                # Count as long dead: our in-flight lists are recovered at once by the
+                # Count as long dead: our in-flight messages are recovered at once by the
                 # next connect of their clients, or by the next GC.
                 await self.redis.call(
                     "leave", lambda c: self._each_partition(c, "leave"), idempotent=True
@@ -786,8 +787,8 @@ class RedisEngine(Engine):
     def _fail_ops(self, ops: Sequence[_Op], error: EngineError) -> None:
         for op in ops:
             if op.code in "CHWR":
-                # The script may have run: messages may sit in our in-flight list
-                # without having been handed out. The next drain resends the list.
+                # The script may have run: messages may be in flight here
+                # without having been handed out. The next drain resends them.
                 self._resend.add((op.client_id, op.partition))
             if op.future is not None and not op.future.done():
                 op.future.set_exception(error)

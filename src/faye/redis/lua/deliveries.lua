@@ -130,9 +130,57 @@ local function gather(cid, queue, n, h)
   return status, n, h
 end
 
--- Hand out the client's queue here. `acked` of the messages in flight here were written
--- (they go first); with `resend`, the rest of those in flight are sent again.
+-- Hand out what follows the in-flight part of a queue read whole (`items`; h, n as
+-- read_head gives them), after cutting the first `acked` in-flight messages (written);
+-- with `resend`, the rest of those in flight are sent again first.
+local function hand_out(cid, queue, items, n, h, acked, resend, status, homes)
+  if acked > n then acked = n end
+  local out = {status, homes}
+  if resend then
+    for i = h + acked + 1, h + n do out[#out + 1] = items[i] end
+  end
+  local new = #items - h - n
+  for i = h + n + 1, #items do out[#out + 1] = items[i] end
+  if new < 0 then new = 0 end
+  local left = n - acked + new
+  if h == 1 then
+    if acked > 0 then
+      cut(queue, acked, left)
+    elseif new > 0 then
+      redis.call('LSET', queue, 0, header(me, left))
+    end
+  elseif new > 0 then
+    redis.call('LPUSH', queue, header(me, left))
+    redis.call('SADD', prefix .. 'flying:' .. me, cid)
+  end
+  return out
+end
+
+-- LRANGE a whole queue; a key of another type is reported in `bad`, deleted, and false
+-- returned.
+local function read_queue(queue)
+  local items = redis.pcall('LRANGE', queue, 0, -1)
+  if failed(items) then
+    bad[#bad + 1] = queue
+    redis.call('DEL', queue)
+    return false
+  end
+  return items
+end
+
+-- Drain the client's queue here (C, H or W; see the top of this file). `acked` of the
+-- messages in flight here were written and go first.
 local function drain(cid, mode, resend, acked)
+  local queue = queue_of(cid)
+  if mode == 'W' then
+    -- The usual wake-up: this server holds the queue (a claim by another server would
+    -- have taken its header, so it is still the owner too): one read, one write.
+    local items = read_queue(queue)
+    if items then
+      local holder, n, h = parse_head(items[1])
+      if holder == me then return hand_out(cid, queue, items, n, h, acked, resend, 1, '') end
+    end
+  end
   local claim, homes = mode ~= 'W', ''
   if mode == 'C' then
     if not redis.call('ZSCORE', clients, cid) then return {0, homes} end
@@ -142,7 +190,7 @@ local function drain(cid, mode, resend, acked)
     if sub_ttl > 0 and homes ~= '' then redis.call('PEXPIRE', key, sub_ttl) end
   elseif mode == 'H' then
     -- Nothing of the client here (it was destroyed meanwhile): leave no owner entry.
-    local subs, queue = prefix .. 'subs:' .. cid, queue_of(cid)
+    local subs = prefix .. 'subs:' .. cid
     if redis.call('EXISTS', subs, queue, prefix .. 'flights:' .. cid) == 0 then
       return {1, homes}
     end
@@ -153,7 +201,6 @@ local function drain(cid, mode, resend, acked)
     redis.call('HSET', owners, cid, me)
     if sub_ttl > 0 then refresh_subscriptions(cid) end
   end
-  local queue = queue_of(cid)
   local holder, n, h = read_head(queue, bad)
   local status = 1
   if holder ~= me then
@@ -169,23 +216,9 @@ local function drain(cid, mode, resend, acked)
     gathered, n, h = gather(cid, queue, n, h)
     if gathered == 2 then status = 2 end
   end
-  if acked > n then acked = n end
-  local out = {}
-  if resend and n > acked then out = redis.call('LRANGE', queue, h + acked, h + n - 1) end
-  local new = redis.call('LRANGE', queue, h + n, -1)
-  append(out, new)
-  local left = n - acked + #new
-  if h == 1 then
-    if acked > 0 then
-      cut(queue, acked, left)
-    elseif #new > 0 then
-      redis.call('LSET', queue, 0, header(me, left))
-    end
-  elseif #new > 0 then
-    redis.call('LPUSH', queue, header(me, left))
-    redis.call('SADD', prefix .. 'flying:' .. me, cid)
-  end
-  return append({status, homes}, out)
+  local items = read_queue(queue) or {}
+  if #items == 0 then h, n = 0, 0 end
+  return hand_out(cid, queue, items, n, h, acked, resend, status, homes)
 end
 
 -- The first `count` messages in flight here were written: drop them.

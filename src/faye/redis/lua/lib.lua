@@ -100,8 +100,18 @@ local HEADER = 124 -- '|': messages are JSON objects, so they never start with i
 
 local function header(sid, n) return '|' .. sid .. '|' .. n end
 
--- The queue's holder, its in-flight count and 1 if a header is there (else nil, 0, 0).
--- A key of another type is reported in `bad` and deleted.
+-- The holder, in-flight count and 1 if `first` (a queue's first element) is a header;
+-- else nil, 0, 0.
+local function parse_head(first)
+  if first and string.byte(first, 1) == HEADER then
+    local sid, n = string.match(first, '^|(.+)|(%d+)$')
+    if sid then return sid, tonumber(n), 1 end
+  end
+  return nil, 0, 0
+end
+
+-- parse_head of a queue's first element. A key of another type is reported in `bad`
+-- and deleted.
 local function read_head(queue, bad)
   local first = redis.pcall('LINDEX', queue, 0)
   if failed(first) then
@@ -109,11 +119,7 @@ local function read_head(queue, bad)
     redis.call('DEL', queue)
     return nil, 0, 0
   end
-  if first and string.byte(first, 1) == HEADER then
-    local sid, n = string.match(first, '^|(.+)|(%d+)$')
-    if sid then return sid, tonumber(n), 1 end
-  end
-  return nil, 0, 0
+  return parse_head(first)
 end
 
 -- Put items at the start of the queued part, behind the header and the in-flight
