@@ -54,14 +54,23 @@ def cluster_table(result: dict[str, Any], message_rows: list[dict[str, Any]]) ->
                 "",
                 "| scenario | deliveries/s | p99 latency | server CPU per delivery "
                 "| Redis CPU per delivery (masters summed / one Redis) "
+                "| … above idle | … above idle, busiest master "
                 "| replicas' CPU per 1000 deliveries |",
-                "|---|--:|--:|--:|--:|--:|",
+                "|---|--:|--:|--:|--:|--:|--:|--:|",
             ]
         ratios = [
             _ratio(cluster["deliveries_per_s"], one["deliveries_per_s"]),
             _ratio(cluster["latency_ms"]["p99"], one["latency_ms"]["p99"]),
             _ratio(cluster["server_cpu_s_per_1000"], one["server_cpu_s_per_1000"]),
             _ratio(cluster.get("redis_cpu_s_per_1000"), one.get("redis_cpu_s_per_1000")),
+            _ratio(
+                cluster.get("redis_cpu_above_idle_s_per_1000"),
+                one.get("redis_cpu_above_idle_s_per_1000"),
+            ),
+            _ratio(
+                cluster.get("redis_busiest_master_above_idle_s_per_1000"),
+                one.get("redis_cpu_above_idle_s_per_1000"),
+            ),
         ]
         cells = " | ".join(_f(r, 2) for r in ratios)
         lines.append(f"| {scenario} | {cells} | {_f(cluster.get('replica_cpu_s_per_1000'), 3)} |")
@@ -182,14 +191,19 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         rows = _rows(result, scenario)
         one, cluster = rows.get("py-redis"), rows.get("py-redis-cluster")
         if one and cluster:
-            a, b = cluster.get("redis_cpu_s_per_1000"), one.get("redis_cpu_s_per_1000")
+            # A master's capacity is what it can spend above its fixed upkeep (idle
+            # window with the clients connected): judged on that; the gross figure,
+            # upkeep of every master included, is in the note.
+            key = "redis_cpu_above_idle_s_per_1000"
+            a, b = cluster.get(key), one.get(key)
+            gross = _ratio(cluster.get("redis_cpu_s_per_1000"), one.get("redis_cpu_s_per_1000"))
             add(
-                f"Cluster not slower per master ({scenario}): Redis CPU per 1000 deliveries, "
-                "masters summed, <= one Redis",
+                f"Cluster not slower per master ({scenario}): Redis CPU per 1000 deliveries "
+                "above idle, masters summed, <= one Redis",
                 a,
                 b,
                 None if a is None or b is None else a <= b,
-                f"ratio {_ratio(a, b)}; deliveries/s ratio "
+                f"ratio {_ratio(a, b)} (with idle upkeep: {gross}); deliveries/s ratio "
                 f"{_ratio(cluster['deliveries_per_s'], one['deliveries_per_s'])}",
             )
     idle = {r["setup"]: r for r in result["rows"] if r["scenario"] == "idle-10000"}

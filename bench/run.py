@@ -192,7 +192,10 @@ class Bench:
             "rss": [servers.rss_bytes(p) for p in running.pids],
         }
         if running.redis_ports:
-            snap["redis_cpu"] = sum(map(servers.cpu_seconds, running.redis_pids("masters")))
+            snap["redis_cpu_each"] = [
+                servers.cpu_seconds(pid) for pid in running.redis_pids("masters")
+            ]
+            snap["redis_cpu"] = sum(snap["redis_cpu_each"])
             snap["replica_cpu"] = sum(map(servers.cpu_seconds, running.redis_pids("replicas")))
             snap["redis"] = servers.redis_info_all(running.redis_ports)
             snap["cluster"] = running.cluster is not None
@@ -220,6 +223,10 @@ class Bench:
             replica_cpu = after["replica_cpu"] - before["replica_cpu"]
             ours += redis_cpu + replica_cpu
             result["redis_cpu_s"] = round(redis_cpu, 3)  # the master(s)
+            result["redis_cpu_each_s"] = [
+                round(a - b, 4)
+                for a, b in zip(after["redis_cpu_each"], before["redis_cpu_each"], strict=True)
+            ]
             if after["cluster"]:
                 result["replica_cpu_s"] = round(replica_cpu, 3)
                 result["masters"] = after["redis"]["_nodes"]
@@ -442,6 +449,47 @@ class Bench:
         if not ok:
             raise RuntimeError(f"{running.setup.name}: smoke test failed: {row}")
 
+    def redis_idle(self, running: servers.Running) -> list[float] | None:
+        """Each master's CPU-seconds per second with the clients connected and no
+        traffic: heartbeats, GC, connect renewals and a Cluster's own upkeep, costs that
+        do not grow with the load (a master's capacity is what it spends above them)."""
+        if not running.redis_ports:
+            return None
+        row = self.phase(
+            running,
+            "redis-idle",
+            [
+                {
+                    "url": running.urls[0],
+                    "targets": [["/bench/none", 0]],
+                    "duration": self.profile["cost_duration"],
+                    "rate": 1.0,
+                    "payload": PAYLOAD,
+                    "max_messages": 0,
+                }
+            ],
+            0,
+        )
+        wall = max(row["usage"]["wall_s"], 1e-3)
+        return [cpu / wall for cpu in row["usage"]["redis_cpu_each_s"]]
+
+    @staticmethod
+    def above_idle(row: dict[str, Any], idle: list[float] | None) -> dict[str, Any]:
+        """Add the Redis CPU per delivery above the idle rate: all masters, and the
+        busiest one (which, for one channel's fan-out, carries the whole load)."""
+        delivered = row["delivered"]
+        if idle is None or not delivered or "redis_cpu_each_s" not in row["usage"]:
+            return row
+        wall = row["usage"]["wall_s"]
+        each = [
+            cpu - rate * wall
+            for cpu, rate in zip(row["usage"]["redis_cpu_each_s"], idle, strict=True)
+        ]
+        row["redis_idle_cpu_per_s"] = round(sum(idle), 4)
+        row["redis_cpu_above_idle_s_per_1000"] = round(sum(each) / delivered * 1000, 4)
+        row["redis_busiest_master_above_idle_s_per_1000"] = round(max(each) / delivered * 1000, 4)
+        return row
+
     def fanout(self, running: servers.Running) -> None:
         p = self.profile
         urls = running.urls
@@ -449,36 +497,39 @@ class Bench:
         clients = [(i, urls[i % len(urls)], "/bench/fanout") for i in range(size)]
         joined = self.subscribe(clients)
         fan = joined["connected"]
+        idle = self.redis_idle(running)
         common = {"url": urls[0], "targets": [["/bench/fanout", fan]], "payload": PAYLOAD}
         for scenario, rate in (
             ("fanout-rate-low", p["fanout_low_rate"]),
             ("fanout-rate", p["fanout_rate"]),
         ):
             self.add(
-                self.phase(
-                    running,
-                    scenario,
-                    [dict(common, duration=p["fanout_duration"], rate=rate)],
-                    fan,
-                    {"offered_publishes_per_s": rate, "offered_deliveries_per_s": rate * fan},
+                self.above_idle(
+                    self.phase(
+                        running,
+                        scenario,
+                        [dict(common, duration=p["fanout_duration"], rate=rate)],
+                        fan,
+                        {"offered_publishes_per_s": rate, "offered_deliveries_per_s": rate * fan},
+                    ),
+                    idle,
                 )
             )
-        self.add(
-            self.phase(
-                running,
-                "fanout-flat",
-                [
-                    dict(
-                        common,
-                        duration=p["fanout_flat_duration"],
-                        rate=0,
-                        window=p["fanout_window"],
-                    )
-                ],
-                fan,
-                {"window_messages": p["fanout_window"]},
-            )
+        flat = self.phase(
+            running,
+            "fanout-flat",
+            [
+                dict(
+                    common,
+                    duration=p["fanout_flat_duration"],
+                    rate=0,
+                    window=p["fanout_window"],
+                )
+            ],
+            fan,
+            {"window_messages": p["fanout_window"]},
         )
+        self.add(self.above_idle(flat, idle))
         self.close_subscribers()
 
     def cost(self, running: servers.Running) -> None:
@@ -594,6 +645,7 @@ class Bench:
         size = p["p2p_clients"]
         clients = [(i, urls[i % len(urls)], f"/bench/p2p/{i}") for i in range(size)]
         self.subscribe(clients)
+        idle = self.redis_idle(running)
         halves = [
             [[f"/bench/p2p/{i}", 1] for i in range(size) if i % len(self.pubs) == k]
             for k in range(len(self.pubs))
@@ -620,7 +672,7 @@ class Bench:
                 if mode == "rate"
                 else {"window_messages": p["p2p_window"]}
             )
-            self.add(self.phase(running, f"p2p-{mode}", publishes, 1, extra))
+            self.add(self.above_idle(self.phase(running, f"p2p-{mode}", publishes, 1, extra), idle))
         self.close_subscribers()
 
     def churn(self, running: servers.Running) -> None:

@@ -179,6 +179,52 @@ async def test_a_client_with_many_homes_gets_everything_on_a_server_new_to_it(
     assert all(n == 1 for n in sent.values()), sent
 
 
+async def test_a_drain_is_one_script_call_per_master_and_survives_a_stale_slot_map(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A connect drains the client's homes with one deliveries call per master (its
+    partitions' slots differ). The grouping comes from redis-py's slot map; if that is
+    stale (a resharding moved a slot in between, a timing no test can cause on purpose,
+    so here the map is made to lie), the call does nothing and each partition is sent on
+    its own: everything is delivered, once."""
+    first = await cluster_fleet.proxy()
+    publisher = await cluster_fleet.proxy()
+    engine = engine_of(first)
+    keys = engine.keys
+    alice = await first.create_client()
+    channels = [f"/stale/{n}" for n in range(12)]
+    for channel in channels:
+        await first.subscribe(alice, channel)
+    homes = {keys.home(c) for c in channels} | {keys.partition(alice)}
+    masters = {redis_cluster.master_of_slot(key_slot(keys.clients(p).encode())) for p in homes}
+    assert len(masters) > 1 and len(homes) > len(masters)
+    for n, channel in enumerate(channels):
+        await publisher.publish({"channel": channel, "data": n})
+
+    async def one_master(keys: Any) -> list[list[int]]:
+        lied.append(len(keys))
+        return [list(range(len(keys)))]
+
+    lied: list[int] = []
+    monkeypatch.setattr(engine.redis, "group_by_master", one_master)
+    inbox = CollectingSocket()
+    first.open_socket(alice, inbox)
+    await first.backend.connect(alice)
+    monkeypatch.undo()
+    assert lied and max(lied) > len(masters)  # batches that spanned masters
+    assert sorted(m["data"] for m in inbox.messages) == list(range(12))
+    # With the true map: one script call per master, however many partitions it holds.
+    before = {m.port: commandstat(m.port, "evalsha") for m in masters}
+    for n, channel in enumerate(channels):
+        await publisher.publish({"channel": channel, "data": 12 + n})
+    await asyncio.sleep(0.2)  # the wake-ups drain what the publishes queued
+    calls = {m.port: commandstat(m.port, "evalsha") - before[m.port] for m in masters}
+    await first.backend.connect(alice)
+    after = {m.port: commandstat(m.port, "evalsha") - before[m.port] for m in masters}
+    assert all(after[port] - calls[port] == 1 for port in after), (calls, after)
+    assert sorted(m["data"] for m in inbox.messages) == list(range(24))
+
+
 async def test_destroying_a_client_leaves_no_key_in_any_partition(
     cluster_fleet: Fleet, redis_cluster: ClusterTopology
 ) -> None:

@@ -330,19 +330,27 @@ class RedisConnection:
 
         return await self.call(name, run, idempotent=idempotent)
 
-    async def _evalsha_per_master(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
-    ) -> list[Any]:
+    async def group_by_master(self, keys: Sequence[str]) -> list[list[int]]:
+        """Indices of ``keys`` grouped by the master serving them, as the slot map last
+        read says (no round trip once it is known); one group off Cluster."""
+        if self._cluster is None:
+            return [list(range(len(keys)))]
+
         async def group(client: RedisCluster) -> list[list[int]]:
             await client.initialize()
             masters: dict[str, list[int]] = {}
-            for index, (keys, _) in enumerate(calls):
-                node = client.get_node_from_key(keys[0])
+            for index, key in enumerate(keys):
+                node = client.get_node_from_key(key)
                 masters.setdefault(node.name if node else "", []).append(index)
             return list(masters.values())
 
+        return await self.call("slot map", group, idempotent=True)
+
+    async def _evalsha_per_master(
+        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
+    ) -> list[Any]:
         try:
-            groups = await self.call("slot map", group, idempotent=True)
+            groups = await self.group_by_master([keys[0] for keys, _ in calls])
         except EngineError as exc:
             return [exc] * len(calls)
         parts = await asyncio.gather(

@@ -744,20 +744,49 @@ class RedisEngine(Engine):
         groups: dict[int, list[_Op]] = {}
         for op in batch:
             groups.setdefault(op.partition, []).append(op)
+        partitions = list(groups)
+        together = [partitions]
+        if len(partitions) > 1:
+            # One call per master serves all its partitions (their slots differ).
+            try:
+                keys = [self.keys.clients(p) for p in partitions]
+                together = [
+                    [partitions[i] for i in indices]
+                    for indices in await self.redis.group_by_master(keys)
+                ]
+            except EngineError:
+                together = [[p] for p in partitions]
+        decoded: dict[bytes, Envelope | None] = {}
+        alone = await self._send_calls(groups, together, decoded)
+        if alone:  # a master no longer serves them (resharding): one call each
+            for p in await self._send_calls(groups, [[p] for p in alone], decoded):
+                # (A lone partition has nothing to find elsewhere; never leave a wait.)
+                self._fail_ops(groups[p], EngineError("delivery: the partition moved"))
+
+    async def _send_calls(
+        self,
+        groups: dict[int, list[_Op]],
+        together: list[list[int]],
+        decoded: dict[bytes, Envelope | None],
+    ) -> list[int]:
+        """One deliveries call per list of partitions; returns the partitions of calls
+        that found one of theirs elsewhere (and did nothing)."""
         now, _, dead = self._cutoffs()
         ttl = self.config.subscription_ttl
+        common: list[Arg] = [
+            self.server_id,
+            now,
+            dead,
+            int(ttl * 1000) if ttl else 0,
+            int(self.config.message_ttl * 1000),
+        ]
         calls: list[tuple[list[str], list[Arg]]] = []
-        for p, ops in groups.items():
-            args: list[Arg] = [
-                self.keys.prefix(p),
-                self.server_id,
-                now,
-                dead,
-                int(ttl * 1000) if ttl else 0,
-                int(self.config.message_ttl * 1000),
-            ]
-            args += _encode_ops(ops)
-            calls.append(([self.keys.clients(p)], args))
+        for members in together:
+            first = members[0]
+            args: list[Arg] = [self.keys.prefix(first), *common, *_encode_ops(groups[first])]
+            for p in members[1:]:
+                args += ["P", self.keys.prefix(p), 0, *_encode_ops(groups[p])]
+            calls.append(([self.keys.clients(first)], args))
         try:
             results = await self.redis.evalsha_many(
                 "deliveries", calls, idempotent=False, partial=True
@@ -765,13 +794,19 @@ class RedisEngine(Engine):
         except Exception as exc:
             results = [EngineError(f"delivery: {exc!r}")] * len(calls)
         except BaseException as exc:  # cancelled while on the wire
-            self._fail_ops(batch, EngineError(f"delivery: {exc!r}"))
+            for members in together:
+                for p in members:
+                    self._fail_ops(groups[p], EngineError(f"delivery: {exc!r}"))
             raise
-        decoded: dict[bytes, Envelope | None] = {}
-        for ops, result in zip(groups.values(), results, strict=True):
+        elsewhere: list[int] = []
+        for members, result in zip(together, results, strict=True):
+            ops = [op for p in members for op in groups[p]]
             if isinstance(result, EngineError):
-                # On a Cluster only this partition's master failed; the others went on.
+                # On a Cluster only this master failed; the others went on.
                 self._fail_ops(ops, result)
+                continue
+            if len(result) == 1:  # {-1}: a partition is not on that master any more
+                elsewhere += members
                 continue
             op_results, bad = result
             self._report(bad)
@@ -783,6 +818,7 @@ class RedisEngine(Engine):
                     self.log.error("delivery to %s failed", op.client_id, exc_info=exc)
                 if op.future is not None and not op.future.done():
                     op.future.set_result(value)
+        return elsewhere
 
     def _fail_ops(self, ops: Sequence[_Op], error: EngineError) -> None:
         for op in ops:

@@ -6,7 +6,10 @@ restart or SCRIPT FLUSH): a NOSCRIPT reply means the script did not run, so runn
 it again after loading cannot duplicate anything.
 
 On a Redis Cluster the scripts notify with SPUBLISH instead of PUBLISH (sharded
-pub/sub): the same sources with ``lib.lua``'s ``NOTIFY`` constant switched.
+pub/sub): the same sources with ``lib.lua``'s ``NOTIFY`` constant switched, and a
+first line declaring ``allow-cross-slot-keys`` (Redis 7.0+, which sharded pub/sub needs
+anyway): one ``deliveries`` call serves all the partitions a master holds, whose keys
+sit in different slots of that master.
 """
 
 from __future__ import annotations
@@ -32,6 +35,7 @@ def _read(name: str) -> str:
 
 _PLAIN = "local NOTIFY = 'PUBLISH'\n"
 _SHARDED = "local NOTIFY = 'SPUBLISH'\n"
+_CROSS_SLOT = "#!lua flags=allow-cross-slot-keys\n"
 
 
 @cache
@@ -40,7 +44,7 @@ def load_all(sharded: bool = False) -> dict[str, Script]:
     if sharded:
         if _PLAIN not in lib:
             raise AssertionError("lib.lua lost its NOTIFY constant")
-        lib = lib.replace(_PLAIN, _SHARDED)
+        lib = _CROSS_SLOT + lib.replace(_PLAIN, _SHARDED)
     scripts = {}
     for name in NAMES:
         source = lib + _read(name)

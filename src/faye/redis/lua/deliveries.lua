@@ -14,6 +14,10 @@
 --   A (ack):     the first N in-flight messages were written. Argument: N.
 --   R (requeue): these in-flight messages were not written. Arguments: the messages.
 --   D (discard): drop these (corrupt) messages from the in-flight list.
+--   P (partition): the operations after it concern partition <prefix> (given in place of
+--                the client id, with no argument): one call serves every partition of a
+--                master. If one of them is not on this node (a Cluster resharded), the
+--                call does nothing and returns {-1}: the caller sends them one by one.
 -- A drained message stays where it is, in the client's queue, counted in flight by the
 -- queue's header (see lib.lua) until it is acknowledged or requeued; only while another
 -- server holds the queue do a server's in-flight messages wait in a list of its own,
@@ -292,6 +296,23 @@ local function run(code, cid, args)
   return nil
 end
 
+-- The partitions after the first: checked before anything is done (a key of a slot
+-- this node does not serve makes the read fail).
+do
+  local k = 7
+  while k <= #ARGV do
+    local item = ARGV[k]
+    if string.byte(item, 1) == 35 then
+      k = k + 1
+    else
+      if item == 'P' and failed(redis.pcall('EXISTS', ARGV[k + 1] .. 'clients')) then
+        return {-1}
+      end
+      k = k + 3 + tonumber(ARGV[k + 2])
+    end
+  end
+end
+
 local results = {}
 local i = 7
 while i <= #ARGV do
@@ -313,9 +334,14 @@ while i <= #ARGV do
     local args = {}
     for k = 1, count do args[k] = ARGV[i + 2 + k] end
     i = i + 3 + count
-    local result = run(item, cid, args)
-    if result == nil then return redis.error_reply('unknown operation ' .. tostring(item)) end
-    results[#results + 1] = result
+    if item == 'P' then
+      prefix = cid
+      clients, owners = prefix .. 'clients', prefix .. 'owner'
+    else
+      local result = run(item, cid, args)
+      if result == nil then return redis.error_reply('unknown operation ' .. tostring(item)) end
+      results[#results + 1] = result
+    end
   end
 end
 return {results, bad}
