@@ -91,3 +91,37 @@ async def test_publish_round_trips(quiet_redis: RedisServer, subscribers: int) -
     finally:
         await raw.aclose()
         await fleet.close()
+
+
+async def test_a_burst_of_publishes_is_one_script_call_and_one_wake_up_per_server(
+    quiet_redis: RedisServer,
+) -> None:
+    """Publishes of one event-loop turn share one publish script call, and each holding
+    server is woken once for all of them (point-to-point traffic is mostly that)."""
+    fleet = Fleet(quiet_redis.url)
+    options: dict[str, Any] = {"timeout": 60, "heartbeat_interval": 60, "gc_interval": None}
+    raw = Redis.from_url(quiet_redis.url)
+    try:
+        publisher = await fleet.proxy(**options)
+        holder = await fleet.proxy(**options)
+        inboxes = []
+        for n in range(10):
+            client_id = await holder.create_client()
+            await holder.subscribe(client_id, f"/burst/{n}")
+            inboxes.append(await attach(holder, client_id))
+        sends = count_sends(engine_of(publisher))
+        await raw.config_resetstat()
+        await asyncio.gather(
+            *(publisher.publish({"channel": f"/burst/{n}", "data": n}) for n in range(10))
+        )
+        await wait_for(lambda: all(inbox.messages for inbox in inboxes), timeout=5)
+        assert sends() == 1
+        stats = await command_stats(raw)
+        assert stats["publish"] == 1  # one notification naming the 10 clients
+        assert stats["evalsha"] == 2  # the publishes, then the holder's one drain
+        assert [[m["data"] for m in inbox.messages] for inbox in inboxes] == [
+            [n] for n in range(10)
+        ]
+    finally:
+        await raw.aclose()
+        await fleet.close()

@@ -225,6 +225,45 @@ async def test_a_drain_is_one_script_call_per_master_and_survives_a_stale_slot_m
     assert sorted(m["data"] for m in inbox.messages) == list(range(24))
 
 
+async def test_a_burst_of_publishes_survives_a_stale_slot_map(
+    cluster_fleet: Fleet, redis_cluster: ClusterTopology, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Publishes of one turn share one call per master; with a stale slot map (made to
+    lie, as above) the call queues nothing and each partition's publishes go on their
+    own: every message arrives, once."""
+    publisher = await cluster_fleet.proxy()
+    holder = await cluster_fleet.proxy()
+    keys = engine_of(publisher).keys
+    channels = [f"/burst/{n}" for n in range(12)]
+    masters = {
+        redis_cluster.master_of_slot(key_slot(keys.clients(keys.home(c)).encode()))
+        for c in channels
+    }
+    assert len(masters) > 1
+    alice = await holder.create_client()
+    for channel in channels:
+        await holder.subscribe(alice, channel)
+    inbox = await attach(holder, alice)
+
+    async def one_master(keys: Any) -> list[list[int]]:
+        lied.append(len(keys))
+        return [list(range(len(keys)))]
+
+    lied: list[int] = []
+    monkeypatch.setattr(engine_of(publisher).redis, "group_by_master", one_master)
+    await asyncio.gather(
+        *(publisher.publish({"channel": c, "data": n}) for n, c in enumerate(channels))
+    )
+    monkeypatch.undo()
+    assert lied and max(lied) > len(masters)
+    for _ in range(100):
+        if len(inbox.messages) >= len(channels):
+            break
+        await asyncio.sleep(0.02)
+    await asyncio.sleep(0.1)
+    assert sorted(m["data"] for m in inbox.messages) == list(range(len(channels)))
+
+
 async def test_destroying_a_client_leaves_no_key_in_any_partition(
     cluster_fleet: Fleet, redis_cluster: ClusterTopology
 ) -> None:

@@ -90,6 +90,11 @@ class _Op:
         self.resend = resend
 
 
+#: A publish waiting in the publish lane: the message, its channel's expansion (the
+#: names a subscription may have matched) and its caller's future.
+_Publish = tuple[Envelope, Sequence[str], "asyncio.Future[None]"]
+
+
 def _as_line(op: _Op) -> str | None:
     """C, H, W and A take digits only (flags and counts the engine itself makes)."""
     if op.code not in "CHWA" or not op.client_id or not op.args:
@@ -161,7 +166,7 @@ class RedisEngine(Engine):
         self._started = False
         self._listening = asyncio.Event()
         # The publish lane.
-        self._publishes: list[tuple[Envelope, Sequence[str], asyncio.Future[None]]] = []
+        self._publishes: list[_Publish] = []
         self._publish_lane: asyncio.Task[None] | None = None
         # The delivery lane.
         self._ops: list[_Op] = []
@@ -512,39 +517,75 @@ class RedisEngine(Engine):
         finally:
             self._publish_lane = None
 
-    async def _send_publishes(
-        self, batch: list[tuple[Envelope, Sequence[str], asyncio.Future[None]]]
-    ) -> None:
+    async def _send_publishes(self, batch: list[_Publish]) -> None:
+        homes: dict[int, list[_Publish]] = {}
+        for item in batch:
+            homes.setdefault(self._home_of(item[1]), []).append(item)
+        elsewhere = await self._publish_calls(homes, await self._by_master(list(homes)))
+        if elsewhere:  # a master no longer serves them (resharding): one call each
+            for p in await self._publish_calls(homes, [[p] for p in elsewhere]):
+                for _, _, future in homes[p]:  # (cannot happen: nothing to find elsewhere)
+                    if not future.done():
+                        future.set_exception(EngineError("publish: the partition moved"))
+
+    async def _publish_calls(
+        self, homes: dict[int, list[_Publish]], together: list[list[int]]
+    ) -> list[int]:
+        """One publish call per list of partitions (a master's); returns the partitions
+        of calls that found one of theirs elsewhere (and did nothing)."""
         _, alive, dead = self._cutoffs()
-        limits: list[Arg] = [
+        head: list[Arg] = [
+            self.server_id,
             alive,
             dead,
             self.config.max_queue,
             int(self.config.message_ttl * 1000),
+            "1" if self.keys.partitions == 1 else "0",
         ]
-        records = "1" if self.keys.partitions == 1 else "0"
-        homes = [self._home_of(channels) for _, channels, _ in batch]
-        calls = [
-            (
-                [self.keys.clients(h)],
-                [self.keys.prefix(h), self.server_id, *limits, records, envelope.raw, *channels],
-            )
-            for h, (envelope, channels, _) in zip(homes, batch, strict=True)
-        ]
+        calls: list[tuple[list[str], list[Arg]]] = []
+        for members in together:
+            args: list[Arg] = [self.keys.prefix(members[0]), *head]
+            for k, p in enumerate(members):
+                if k:
+                    args += ["P", self.keys.prefix(p)]
+                for envelope, channels, _ in homes[p]:
+                    args += ["M", envelope.raw, len(channels), *channels]
+            calls.append(([self.keys.clients(members[0])], args))
         # Never retried: had Redis run it, a second run would queue the message twice.
         # On a Cluster a failing master fails only the publishes homed there.
         results = await self.redis.evalsha_many("publish", calls, idempotent=False, partial=True)
-        for h, result, (_, _, future) in zip(homes, results, batch, strict=True):
+        elsewhere: list[int] = []
+        for members, result in zip(together, results, strict=True):
+            items = [(p, item) for p in members for item in homes[p]]
             if isinstance(result, EngineError):
-                if not future.done():
-                    future.set_exception(result)
+                for _, (_, _, future) in items:
+                    if not future.done():
+                        future.set_exception(result)
                 continue
-            _queued, mine, bad = result
+            if len(result) == 1:  # {-1}: a partition is not on that master any more
+                elsewhere += members
+                continue
+            per_message, bad = result
             self._report(bad)
-            if not future.done():
-                future.set_result(None)
-            if mine:
-                self._wake((_text(cid) for cid in mine), h)
+            for (p, (_, _, future)), (_queued, mine) in zip(items, per_message, strict=True):
+                if not future.done():
+                    future.set_result(None)
+                if mine:
+                    self._wake((_text(cid) for cid in mine), p)
+        return elsewhere
+
+    async def _by_master(self, partitions: list[int]) -> list[list[int]]:
+        """The partitions grouped by the master serving them: one script call each
+        serves them all (their slots differ; the scripts may cross slots)."""
+        if len(partitions) <= 1:
+            return [partitions]
+        try:
+            keys = [self.keys.clients(p) for p in partitions]
+            return [
+                [partitions[i] for i in group] for group in await self.redis.group_by_master(keys)
+            ]
+        except EngineError:
+            return [[p] for p in partitions]
 
     def _home_of(self, channels: Sequence[str]) -> int:
         """The home of the published channel: the one name of ``channels`` (its
@@ -744,20 +785,8 @@ class RedisEngine(Engine):
         groups: dict[int, list[_Op]] = {}
         for op in batch:
             groups.setdefault(op.partition, []).append(op)
-        partitions = list(groups)
-        together = [partitions]
-        if len(partitions) > 1:
-            # One call per master serves all its partitions (their slots differ).
-            try:
-                keys = [self.keys.clients(p) for p in partitions]
-                together = [
-                    [partitions[i] for i in indices]
-                    for indices in await self.redis.group_by_master(keys)
-                ]
-            except EngineError:
-                together = [[p] for p in partitions]
         decoded: dict[bytes, Envelope | None] = {}
-        alone = await self._send_calls(groups, together, decoded)
+        alone = await self._send_calls(groups, await self._by_master(list(groups)), decoded)
         if alone:  # a master no longer serves them (resharding): one call each
             for p in await self._send_calls(groups, [[p] for p in alone], decoded):
                 # (A lone partition has nothing to find elsewhere; never leave a wait.)

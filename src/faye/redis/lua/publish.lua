@@ -1,35 +1,31 @@
--- Queue one message for every subscriber of any of the given channels, in the home
--- partition of the published channel (where wildcard subscriptions are kept too), and
--- wake the servers holding their connections (one PUBLISH per server).
+-- Queue messages for every subscriber of any of their channels, each in the home
+-- partition of its published channel (where wildcard subscriptions are kept too), and
+-- wake the servers holding those subscribers: one PUBLISH per server and partition for
+-- the whole call, naming every client it has to drain.
 -- KEYS[1] = <prefix>clients
 -- ARGV: prefix, server id, alive cutoff (ms), dead-server cutoff (ms), max queue,
---       message ttl (ms), records, message, channel...
+--       message ttl (ms), records, then items, each either
+--         'M', message, channel count, channel...   (a message, in the current partition)
+--         'P', prefix                                (the next messages' partition)
 -- records '1': every client's record lives here (a single partition): clients idle past
 -- the cutoff or unknown get nothing. Otherwise records live elsewhere and only clients
 -- whose record is here are checked; the GC removes the others' subscriptions.
--- Returns {queued, {clients held by the calling server}, {bad keys}}.
+-- Returns {{{queued, {clients held by the calling server}} per message}, {bad keys}},
+-- or {-1} when a partition named by P is not on this node (a Cluster resharded): then
+-- nothing was done, and the caller sends each partition's messages on its own.
 local prefix, me = ARGV[1], ARGV[2]
 local alive_cutoff, dead_cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
 local max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local records, message = ARGV[7] == '1', ARGV[8]
+local records = ARGV[7] == '1'
 local bad = {}
 
--- The union of the channel sets: each client once, however many channels match. One
--- SUNION (most of the sets are usually missing); a key of another type makes it fail,
--- and then each set is read on its own so that only the bad key is skipped.
-local names = {}
-for i = 9, #ARGV do names[#names + 1] = prefix .. 'chan:' .. ARGV[i] end
-local recipients = redis.pcall('SUNION', unpack(names))
-if failed(recipients) then
-  local seen = {}
-  recipients = {}
-  for _, name in ipairs(names) do
-    for _, cid in ipairs(read_set(name, bad)) do
-      if not seen[cid] then
-        seen[cid] = true
-        recipients[#recipients + 1] = cid
-      end
-    end
+local i = 8
+while i <= #ARGV do
+  if ARGV[i] == 'P' then
+    if failed(redis.pcall('EXISTS', ARGV[i + 1] .. 'clients')) then return {-1} end
+    i = i + 2
+  else
+    i = i + 3 + tonumber(ARGV[i + 2])
   end
 end
 
@@ -45,45 +41,88 @@ local function trim_queued(queue, length)
   prepend_all(queue, head)
 end
 
-local clients, owners = KEYS[1], prefix .. 'owner'
-local queued, mine = 0, {}
-local woken, servers = {}, {}
--- Liveness and owners of all recipients in two commands, not two per recipient.
-local scores = read_all('ZMSCORE', clients, recipients)
-local holders = read_all('HMGET', owners, recipients)
-for i, cid in ipairs(recipients) do
-  local score = scores[i]
-  local alive
-  if score then alive = tonumber(score) > alive_cutoff else alive = not records end
-  if alive then
-    local queue = prefix .. 'queue:' .. cid
-    local length = redis.pcall('RPUSH', queue, message)
-    if failed(length) then
-      bad[#bad + 1] = queue
-    else
-      queued = queued + 1
-      if length > max_queue then trim_queued(queue, length) end
-      redis.call('PEXPIRE', queue, ttl)
-      local owner = holders[i]
-      if owner == me then
-        mine[#mine + 1] = cid
-      elseif owner then
-        local list = woken[owner]
-        if not list then
-          list = {}
-          woken[owner] = list
-          servers[#servers + 1] = owner
+-- Clients to wake in the current partition, per server holding them (each once).
+local woken, servers, seen = {}, {}, {}
+
+local function wake()
+  for _, sid in ipairs(servers) do
+    if server_alive(prefix, sid, dead_cutoff) then
+      redis.call(NOTIFY, prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
+    end
+  end
+  woken, servers, seen = {}, {}, {}
+end
+
+local function publish(message, channels)
+  -- The union of the channel sets: each client once, however many channels match. One
+  -- SUNION (most of the sets are usually missing); a key of another type makes it fail,
+  -- and then each set is read on its own so that only the bad key is skipped.
+  local names = {}
+  for k, channel in ipairs(channels) do names[k] = prefix .. 'chan:' .. channel end
+  local recipients = redis.pcall('SUNION', unpack(names))
+  if failed(recipients) then
+    local once = {}
+    recipients = {}
+    for _, name in ipairs(names) do
+      for _, cid in ipairs(read_set(name, bad)) do
+        if not once[cid] then
+          once[cid] = true
+          recipients[#recipients + 1] = cid
         end
-        list[#list + 1] = cid
       end
     end
   end
+  local queued, mine = 0, {}
+  -- Liveness and owners of all recipients in two commands, not two per recipient.
+  local scores = read_all('ZMSCORE', prefix .. 'clients', recipients)
+  local holders = read_all('HMGET', prefix .. 'owner', recipients)
+  for k, cid in ipairs(recipients) do
+    local score = scores[k]
+    local alive
+    if score then alive = tonumber(score) > alive_cutoff else alive = not records end
+    if alive then
+      local queue = prefix .. 'queue:' .. cid
+      local length = redis.pcall('RPUSH', queue, message)
+      if failed(length) then
+        bad[#bad + 1] = queue
+      else
+        queued = queued + 1
+        if length > max_queue then trim_queued(queue, length) end
+        redis.call('PEXPIRE', queue, ttl)
+        local owner = holders[k]
+        if owner == me then
+          mine[#mine + 1] = cid
+        elseif owner then
+          local list = woken[owner]
+          if not list then
+            list = {}
+            woken[owner] = list
+            servers[#servers + 1] = owner
+            seen[owner] = {}
+          end
+          if not seen[owner][cid] then
+            seen[owner][cid] = true
+            list[#list + 1] = cid
+          end
+        end
+      end
+    end
+  end
+  return {queued, mine}
 end
 
-for _, sid in ipairs(servers) do
-  if server_alive(prefix, sid, dead_cutoff) then
-    redis.call(NOTIFY, prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
+local results = {}
+i = 8
+while i <= #ARGV do
+  if ARGV[i] == 'P' then
+    wake()
+    prefix = ARGV[i + 1]
+    i = i + 2
+  else
+    local count = tonumber(ARGV[i + 2])
+    results[#results + 1] = publish(ARGV[i + 1], {unpack(ARGV, i + 3, i + 2 + count)})
+    i = i + 3 + count
   end
 end
-
-return {queued, mine, bad}
+wake()
+return {results, bad}
