@@ -363,7 +363,10 @@ async def test_foreign_notifications_are_ignored(fleet: Fleet, raw_redis: Redis)
     await proxy.subscribe(alice, "/n")
     inbox = await attach(proxy, alice)
     await raw_redis.publish(engine.keys.close_channel(0), "no-space-here")
-    await raw_redis.publish(engine.keys.notify_channel(0, engine.server_id), ",,unknown,")
+    notify = engine.keys.notify_channel(0, engine.server_id)
+    await raw_redis.publish(notify, ",,unknown,")
+    for bad in ("7/" + alice, "x/" + alice, "/"):  # no partition 7 (there is one), not one
+        await raw_redis.publish(notify, bad)
     await proxy.publish({"channel": "/n", "data": "ok"})
     await wait_for(lambda: inbox.messages)
     assert not inbox.closed

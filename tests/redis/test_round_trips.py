@@ -93,13 +93,20 @@ async def test_publish_round_trips(quiet_redis: RedisServer, subscribers: int) -
         await fleet.close()
 
 
+@pytest.mark.parametrize("partitions", [1, 4])
 async def test_a_burst_of_publishes_is_one_script_call_and_one_wake_up_per_server(
-    quiet_redis: RedisServer,
+    quiet_redis: RedisServer, partitions: int
 ) -> None:
     """Publishes of one event-loop turn share one publish script call, and each holding
-    server is woken once for all of them (point-to-point traffic is mostly that)."""
+    server is woken once for all of them (point-to-point traffic is mostly that), also
+    when their channels live in several partitions of the server."""
     fleet = Fleet(quiet_redis.url)
-    options: dict[str, Any] = {"timeout": 60, "heartbeat_interval": 60, "gc_interval": None}
+    options: dict[str, Any] = {
+        "timeout": 60,
+        "heartbeat_interval": 60,
+        "gc_interval": None,
+        "partitions": partitions,
+    }
     raw = Redis.from_url(quiet_redis.url)
     try:
         publisher = await fleet.proxy(**options)
@@ -119,6 +126,8 @@ async def test_a_burst_of_publishes_is_one_script_call_and_one_wake_up_per_serve
         stats = await command_stats(raw)
         assert stats["publish"] == 1  # one notification naming the 10 clients
         assert stats["evalsha"] == 2  # the publishes, then the holder's one drain
+        homes = {engine_of(holder).keys.home(f"/burst/{n}") for n in range(10)}
+        assert len(homes) == partitions
         assert [[m["data"] for m in inbox.messages] for inbox in inboxes] == [
             [n] for n in range(10)
         ]

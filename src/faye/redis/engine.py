@@ -547,7 +547,7 @@ class RedisEngine(Engine):
             args: list[Arg] = [self.keys.prefix(members[0]), *head]
             for k, p in enumerate(members):
                 if k:
-                    args += ["P", self.keys.prefix(p)]
+                    args += ["P", self.keys.prefix(p), p]
                 for envelope, channels, _ in homes[p]:
                     args += ["M", envelope.raw, len(channels), *channels]
             calls.append(([self.keys.clients(members[0])], args))
@@ -1029,8 +1029,22 @@ class RedisEngine(Engine):
                     self._forget(client_id)
                     self.host.on_close(client_id)
             else:
+                # '<cid>' is of the channel's partition, '<partition>/<cid>' of another
+                # one on the same master (one notification per publish call and server).
                 partition = self._notify_partitions[channel]
-                self._wake((cid for cid in data.split(",") if cid), partition)
+                if "/" not in data:
+                    self._wake((cid for cid in data.split(",") if cid), partition)
+                    return
+                by_partition: dict[int, list[str]] = {}
+                for entry in data.split(","):
+                    tag, _, cid = entry.rpartition("/")
+                    number = int(tag) if tag else partition
+                    if not 0 <= number < self.keys.partitions:
+                        raise ValueError(f"no partition {number}")
+                    if cid:
+                        by_partition.setdefault(number, []).append(cid)
+                for number, cids in by_partition.items():
+                    self._wake(cids, number)
         except Exception as exc:
             self.log.warning("ignoring a bad notification on %s: %r (%s)", channel, data, exc)
 

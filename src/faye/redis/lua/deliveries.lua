@@ -305,7 +305,9 @@ do
     if string.byte(item, 1) == 35 then
       k = k + 1
     else
-      if item == 'P' and failed(redis.pcall('EXISTS', ARGV[k + 1] .. 'clients')) then
+      -- (Off Cluster every key is local.)
+      if item == 'P' and NOTIFY == 'SPUBLISH'
+          and failed(redis.pcall('EXISTS', ARGV[k + 1] .. 'clients')) then
         return {-1}
       end
       k = k + 3 + tonumber(ARGV[k + 2])

@@ -1,12 +1,13 @@
 -- Queue messages for every subscriber of any of their channels, each in the home
 -- partition of its published channel (where wildcard subscriptions are kept too), and
--- wake the servers holding those subscribers: one PUBLISH per server and partition for
--- the whole call, naming every client it has to drain.
+-- wake the servers holding those subscribers: one PUBLISH per server for the whole call,
+-- on the first partition's notify channel, naming every client to drain: '<cid>' for
+-- the first partition, '<partition>/<cid>' for the others.
 -- KEYS[1] = <prefix>clients
 -- ARGV: prefix, server id, alive cutoff (ms), dead-server cutoff (ms), max queue,
 --       message ttl (ms), records, then items, each either
 --         'M', message, channel count, channel...   (a message, in the current partition)
---         'P', prefix                                (the next messages' partition)
+--         'P', prefix, number                        (the next messages' partition)
 -- records '1': every client's record lives here (a single partition): clients idle past
 -- the cutoff or unknown get nothing. Otherwise records live elsewhere and only clients
 -- whose record is here are checked; the GC removes the others' subscriptions.
@@ -22,8 +23,11 @@ local bad = {}
 local i = 8
 while i <= #ARGV do
   if ARGV[i] == 'P' then
-    if failed(redis.pcall('EXISTS', ARGV[i + 1] .. 'clients')) then return {-1} end
-    i = i + 2
+    -- (Off Cluster every key is local.)
+    if NOTIFY == 'SPUBLISH' and failed(redis.pcall('EXISTS', ARGV[i + 1] .. 'clients')) then
+      return {-1}
+    end
+    i = i + 3
   else
     i = i + 3 + tonumber(ARGV[i + 2])
   end
@@ -41,17 +45,9 @@ local function trim_queued(queue, length)
   prepend_all(queue, head)
 end
 
--- Clients to wake in the current partition, per server holding them (each once).
+-- Clients to wake, per server holding them (each once), as the notification names them.
 local woken, servers, seen = {}, {}, {}
-
-local function wake()
-  for _, sid in ipairs(servers) do
-    if server_alive(prefix, sid, dead_cutoff) then
-      redis.call(NOTIFY, prefix .. 'notify:' .. sid, table.concat(woken[sid], ','))
-    end
-  end
-  woken, servers, seen = {}, {}, {}
-end
+local first, tag = prefix, ''
 
 local function publish(message, channels)
   -- The union of the channel sets: each client once, however many channels match. One
@@ -100,9 +96,10 @@ local function publish(message, channels)
             servers[#servers + 1] = owner
             seen[owner] = {}
           end
-          if not seen[owner][cid] then
-            seen[owner][cid] = true
-            list[#list + 1] = cid
+          local entry = tag .. cid
+          if not seen[owner][entry] then
+            seen[owner][entry] = true
+            list[#list + 1] = entry
           end
         end
       end
@@ -115,14 +112,17 @@ local results = {}
 i = 8
 while i <= #ARGV do
   if ARGV[i] == 'P' then
-    wake()
-    prefix = ARGV[i + 1]
-    i = i + 2
+    prefix, tag = ARGV[i + 1], ARGV[i + 2] .. '/'
+    i = i + 3
   else
     local count = tonumber(ARGV[i + 2])
     results[#results + 1] = publish(ARGV[i + 1], {unpack(ARGV, i + 3, i + 2 + count)})
     i = i + 3 + count
   end
 end
-wake()
+for _, sid in ipairs(servers) do
+  if server_alive(first, sid, dead_cutoff) then
+    redis.call(NOTIFY, first .. 'notify:' .. sid, table.concat(woken[sid], ','))
+  end
+end
 return {results, bad}
