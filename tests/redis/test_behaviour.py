@@ -81,6 +81,29 @@ async def test_queue_is_capped_at_max_queue(fleet: Fleet) -> None:
     assert data(delivered) == [2, 3, 4]
 
 
+async def test_the_cap_drops_waiting_messages_not_those_in_flight(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    proxy = await fleet.proxy(max_queue=3)
+    engine = engine_of(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/q")
+    for n in range(2):
+        await proxy.publish({"channel": "/q", "data": n})
+    assert data(await proxy.connect(alice, hold=1.0)) == [0, 1]  # in flight, unwritten
+    for n in range(2, 7):
+        await proxy.publish({"channel": "/q", "data": n})
+
+    async def values(messages: list[bytes]) -> list[Any]:
+        return [orjson.loads(m)["data"] for m in messages]
+
+    assert await values(await in_flight(raw_redis, engine, alice)) == [0, 1]
+    assert await values(await queued(raw_redis, engine, alice)) == [4, 5, 6]
+    proxy.delivered(alice, 2)  # 0 and 1 written: the next drain cuts them
+    assert data(await proxy.connect(alice, hold=1.0)) == [4, 5, 6]
+    assert await values(await in_flight(raw_redis, engine, alice)) == [4, 5, 6]
+
+
 async def handed_out(fleet: Fleet, count: int) -> tuple[EngineProxy, Any, str, Any]:
     """A client on one server, just handed ``count`` messages on ``/f`` (not yet written)."""
     proxy = await fleet.proxy()
