@@ -187,7 +187,7 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
             f"publishing server: {publish_path} script call per publish; all servers "
             f"incl. delivery and acks: {total} (Node+faye-redis: {node_total})",
         )
-    for scenario in ("fanout-rate", "fanout-flat", "p2p-rate", "p2p-flat"):
+    for scenario in ("fanout-rate", "fanout-flat", "p2p-rate", "p2p-flat", "p2p-one-master-flat"):
         rows = _rows(result, scenario)
         one, cluster = rows.get("py-redis"), rows.get("py-redis-cluster")
         if one and cluster:

@@ -48,6 +48,10 @@ from array import array
 from pathlib import Path
 from typing import Any
 
+from redis.crc import key_slot
+
+from faye.redis.keys import Keys
+
 BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
@@ -151,6 +155,25 @@ class _Skip(Exception):
 
 
 STEPS = ["smoke", "fanout", "cost", "long_polling", "p2p", "churn", "idle"]
+
+
+def one_master_channels(count: int) -> list[str]:
+    """Channel names that the Cluster of ``py-redis-cluster`` (3 masters made by
+    ``redis-cli --cluster create``, the engine's 16 partitions) homes on its first
+    master, slots 0-5460."""
+    from redis.crc import key_slot
+
+    from faye.redis.keys import Keys
+
+    keys = Keys(servers.NAMESPACE, 16, balanced=True)
+    names: list[str] = []
+    n = 0
+    while len(names) < count:
+        name = f"/bench/p2p1/{n}"
+        n += 1
+        if key_slot(keys.clients(keys.home(name)).encode()) <= 5460:
+            names.append(name)
+    return names
 
 
 class Bench:
@@ -640,17 +663,40 @@ class Bench:
         self.close_subscribers()
 
     def p2p(self, running: servers.Running) -> None:
+        size = self.profile["p2p_clients"]
+        self.point_to_point(running, [f"/bench/p2p/{i}" for i in range(size)], "p2p")
+        if running.setup.redis and running.setup.runtime == "python":
+            # The same traffic on channels that a Cluster homes on one master: each
+            # setup then carries all of it on one Redis server (one Redis: the same
+            # names), which compares a master with one Redis at the same load.
+            channels = one_master_channels(size)
+            if running.cluster is not None:
+                keys = Keys(servers.NAMESPACE, 16, balanced=True)
+                homes = {
+                    running.cluster.master_of_slot(key_slot(keys.clients(p).encode())).port
+                    for p in {keys.home(c) for c in channels}
+                }
+                if len(homes) != 1:
+                    log(f"  warning: p2p-one-master channels are homed on {len(homes)} masters")
+            self.point_to_point(running, channels, "p2p-one-master", ("flat",))
+
+    def point_to_point(
+        self,
+        running: servers.Running,
+        channels: list[str],
+        name: str,
+        modes: tuple[str, ...] = ("rate", "flat"),
+    ) -> None:
+        """One subscriber per channel; the publishers pick channels at random."""
         p = self.profile
         urls = running.urls
-        size = p["p2p_clients"]
-        clients = [(i, urls[i % len(urls)], f"/bench/p2p/{i}") for i in range(size)]
-        self.subscribe(clients)
+        self.subscribe([(i, urls[i % len(urls)], c) for i, c in enumerate(channels)])
         idle = self.redis_idle(running)
         halves = [
-            [[f"/bench/p2p/{i}", 1] for i in range(size) if i % len(self.pubs) == k]
+            [[c, 1] for i, c in enumerate(channels) if i % len(self.pubs) == k]
             for k in range(len(self.pubs))
         ]
-        for mode in ("rate", "flat"):
+        for mode in modes:
             publishes = []
             for targets in halves:
                 spec: dict[str, Any] = {"url": urls[0], "targets": targets, "payload": PAYLOAD}
@@ -672,7 +718,8 @@ class Bench:
                 if mode == "rate"
                 else {"window_messages": p["p2p_window"]}
             )
-            self.add(self.above_idle(self.phase(running, f"p2p-{mode}", publishes, 1, extra), idle))
+            row = self.phase(running, f"{name}-{mode}", publishes, 1, extra)
+            self.add(self.above_idle(row, idle))
         self.close_subscribers()
 
     def churn(self, running: servers.Running) -> None:
