@@ -25,6 +25,8 @@ publisher on the first):
     redis-cost-N  N = 1, 10, S subscribers, slow publishes; Redis INFO and MONITOR
     p2p-rate      C clients each on its own channel, publishers round robin, fixed rate
     p2p-flat      the same, flat out
+    p2p-one-master-flat  (py-redis, py-redis-cluster) the same on channels that the
+                  Cluster homes on one master: a master against one Redis, same load
     churn         open, handshake, subscribe, disconnect, close cycles, flat out
     idle-N        N idle WebSocket clients on one process: RSS per connection
 
