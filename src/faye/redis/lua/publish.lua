@@ -9,8 +9,9 @@
 --         'M', message, channel count, channel...   (a message, in the current partition)
 --         'P', prefix, number                        (the next messages' partition)
 -- records '1': every client's record lives here (a single partition): clients idle past
--- the cutoff or unknown get nothing. Otherwise records live elsewhere and only clients
--- whose record is here are checked; the GC removes the others' subscriptions.
+-- the cutoff or unknown get nothing. Otherwise most records live elsewhere (1 in
+-- `partitions` here): liveness is not read at all, and the GC removes dead clients'
+-- subscriptions.
 -- Returns {{{queued, {clients held by the calling server}} per message}, {bad keys}},
 -- or {-1} when a partition named by P is not on this node (a Cluster resharded): then
 -- nothing was done, and the caller sends each partition's messages on its own.
@@ -70,12 +71,17 @@ local function publish(message, channels)
   end
   local queued, mine = 0, {}
   -- Liveness and owners of all recipients in two commands, not two per recipient.
-  local scores = read_all('ZMSCORE', prefix .. 'clients', recipients)
+  local scores = {}
+  if records then scores = read_all('ZMSCORE', prefix .. 'clients', recipients) end
   local holders = read_all('HMGET', prefix .. 'owner', recipients)
   for k, cid in ipairs(recipients) do
     local score = scores[k]
     local alive
-    if score then alive = tonumber(score) > alive_cutoff else alive = not records end
+    if not records then
+      alive = true
+    elseif score then
+      alive = tonumber(score) > alive_cutoff
+    end
     if alive then
       local queue = prefix .. 'queue:' .. cid
       local length = redis.pcall('RPUSH', queue, message)
