@@ -160,18 +160,6 @@ local function hand_out(cid, queue, items, n, h, acked, resend, status, homes)
   return out
 end
 
--- LRANGE a whole queue; a key of another type is reported in `bad`, deleted, and false
--- returned.
-local function read_queue(queue)
-  local items = redis.pcall('LRANGE', queue, 0, -1)
-  if failed(items) then
-    bad[#bad + 1] = queue
-    redis.call('DEL', queue)
-    return false
-  end
-  return items
-end
-
 -- Drain the client's queue here (C, H or W; see the top of this file). `acked` of the
 -- messages in flight here were written and go first.
 local function drain(cid, mode, resend, acked)
@@ -179,11 +167,9 @@ local function drain(cid, mode, resend, acked)
   if mode == 'W' then
     -- The usual wake-up: this server holds the queue (a claim by another server would
     -- have taken its header, so it is still the owner too): one read, one write.
-    local items = read_queue(queue)
-    if items then
-      local holder, n, h = parse_head(items[1])
-      if holder == me then return hand_out(cid, queue, items, n, h, acked, resend, 1, '') end
-    end
+    local items = read_list(queue, bad)
+    local holder, n, h = parse_head(items[1])
+    if holder == me then return hand_out(cid, queue, items, n, h, acked, resend, 1, '') end
   end
   local claim, homes = mode ~= 'W', ''
   if mode == 'C' then
@@ -220,7 +206,7 @@ local function drain(cid, mode, resend, acked)
     gathered, n, h = gather(cid, queue, n, h)
     if gathered == 2 then status = 2 end
   end
-  local items = read_queue(queue) or {}
+  local items = read_list(queue, bad)
   if #items == 0 then h, n = 0, 0 end
   return hand_out(cid, queue, items, n, h, acked, resend, status, homes)
 end
@@ -296,8 +282,7 @@ local function run(code, cid, args)
   return nil
 end
 
--- The partitions after the first: checked before anything is done (a key of a slot
--- this node does not serve makes the read fail).
+-- The partitions after the first are checked before anything is done.
 do
   local k = 7
   while k <= #ARGV do
@@ -305,11 +290,7 @@ do
     if string.byte(item, 1) == 35 then
       k = k + 1
     else
-      -- (Off Cluster every key is local.)
-      if item == 'P' and NOTIFY == 'SPUBLISH'
-          and failed(redis.pcall('EXISTS', ARGV[k + 1] .. 'clients')) then
-        return {-1}
-      end
+      if item == 'P' and not served_here(ARGV[k + 1]) then return {-1} end
       k = k + 3 + tonumber(ARGV[k + 2])
     end
   end

@@ -52,6 +52,13 @@ local function prepend_all(key, items)
   return true
 end
 
+-- Whether this node serves the partition `prefix` (a call serving several partitions
+-- checks before it does anything: a key of a slot served elsewhere fails to read).
+-- Off Cluster every key is local.
+local function served_here(prefix)
+  return NOTIFY ~= 'SPUBLISH' or not failed(redis.pcall('EXISTS', prefix .. 'clients'))
+end
+
 local function server_alive(prefix, sid, dead_cutoff)
   local beat = redis.call('ZSCORE', prefix .. 'servers', sid)
   return beat and tonumber(beat) > dead_cutoff

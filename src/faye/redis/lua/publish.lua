@@ -24,10 +24,7 @@ local bad = {}
 local i = 8
 while i <= #ARGV do
   if ARGV[i] == 'P' then
-    -- (Off Cluster every key is local.)
-    if NOTIFY == 'SPUBLISH' and failed(redis.pcall('EXISTS', ARGV[i + 1] .. 'clients')) then
-      return {-1}
-    end
+    if not served_here(ARGV[i + 1]) then return {-1} end
     i = i + 3
   else
     i = i + 3 + tonumber(ARGV[i + 2])
