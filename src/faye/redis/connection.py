@@ -285,18 +285,22 @@ class RedisConnection:
         *,
         idempotent: bool,
         partial: bool = False,
+        grouped: bool = False,
     ) -> list[Any]:
         """Several calls of one script (one per partition) in one pipelined round trip.
 
         On a Cluster the calls are grouped per master and the groups are sent in
-        parallel: one round trip per master involved.
+        parallel: one round trip per master involved. ``grouped`` says the caller
+        grouped them already (one call per master, see :meth:`group_by_master`): each
+        is then sent on its own, side by side, without reading the slot map again.
 
         With ``partial`` a failure does not raise: its :class:`EngineError` takes the
         place of the result of every call it concerns. On a Cluster only the calls on
         the failing master are concerned; the others keep their results.
         """
         if partial and self._cluster is not None and len(calls) > 1:
-            return await self._evalsha_per_master(name, calls, idempotent)
+            groups = [[i] for i in range(len(calls))] if grouped else None
+            return await self._evalsha_per_master(name, calls, idempotent, groups)
         try:
             return await self._evalsha_pipelined(name, calls, idempotent)
         except EngineError as exc:
@@ -347,12 +351,17 @@ class RedisConnection:
         return await self.call("slot map", group, idempotent=True)
 
     async def _evalsha_per_master(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        idempotent: bool,
+        groups: list[list[int]] | None,
     ) -> list[Any]:
-        try:
-            groups = await self.group_by_master([keys[0] for keys, _ in calls])
-        except EngineError as exc:
-            return [exc] * len(calls)
+        if groups is None:
+            try:
+                groups = await self.group_by_master([keys[0] for keys, _ in calls])
+            except EngineError as exc:
+                return [exc] * len(calls)
         parts = await asyncio.gather(
             *(
                 self._evalsha_pipelined(name, [calls[i] for i in indices], idempotent)

@@ -27,7 +27,7 @@ import os
 import random
 import secrets
 import time
-from collections.abc import Awaitable, Coroutine, Iterable, Mapping, Sequence
+from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
 from typing import Any
@@ -521,12 +521,13 @@ class RedisEngine(Engine):
         homes: dict[int, list[_Publish]] = {}
         for item in batch:
             homes.setdefault(self._home_of(item[1]), []).append(item)
-        elsewhere = await self._publish_calls(homes, await self._by_master(list(homes)))
-        if elsewhere:  # a master no longer serves them (resharding): one call each
-            for p in await self._publish_calls(homes, [[p] for p in elsewhere]):
-                for _, _, future in homes[p]:  # (cannot happen: nothing to find elsewhere)
-                    if not future.done():
-                        future.set_exception(EngineError("publish: the partition moved"))
+        unsent = await self._each_master(
+            list(homes), lambda together: self._publish_calls(homes, together)
+        )
+        for p in unsent:
+            for _, _, future in homes[p]:
+                if not future.done():
+                    future.set_exception(EngineError("publish: the partition moved"))
 
     async def _publish_calls(
         self, homes: dict[int, list[_Publish]], together: list[list[int]]
@@ -553,7 +554,9 @@ class RedisEngine(Engine):
             calls.append(([self.keys.clients(members[0])], args))
         # Never retried: had Redis run it, a second run would queue the message twice.
         # On a Cluster a failing master fails only the publishes homed there.
-        results = await self.redis.evalsha_many("publish", calls, idempotent=False, partial=True)
+        results = await self.redis.evalsha_many(
+            "publish", calls, idempotent=False, partial=True, grouped=True
+        )
         elsewhere: list[int] = []
         for members, result in zip(together, results, strict=True):
             items = [(p, item) for p in members for item in homes[p]]
@@ -574,18 +577,27 @@ class RedisEngine(Engine):
                     self._wake((_text(cid) for cid in mine), p)
         return elsewhere
 
-    async def _by_master(self, partitions: list[int]) -> list[list[int]]:
-        """The partitions grouped by the master serving them: one script call each
-        serves them all (their slots differ; the scripts may cross slots)."""
-        if len(partitions) <= 1:
-            return [partitions]
-        try:
+    async def _each_master(
+        self,
+        partitions: list[int],
+        send: Callable[[list[list[int]]], Awaitable[list[int]]],
+    ) -> list[int]:
+        """``send`` the partitions grouped by the master serving them: one script call
+        each serves them all (their slots differ; the scripts may cross slots). A call
+        whose master turned out not to serve one of them (a stale slot map) did nothing;
+        those partitions are sent again one by one, which redis-py routes. Returns the
+        partitions still unsent (none expected: a lone partition finds nothing
+        elsewhere), whose waiters the caller must not leave waiting."""
+        together = [[p] for p in partitions]
+        if len(partitions) > 1:
             keys = [self.keys.clients(p) for p in partitions]
-            return [
-                [partitions[i] for i in group] for group in await self.redis.group_by_master(keys)
-            ]
-        except EngineError:
-            return [[p] for p in partitions]
+            with contextlib.suppress(EngineError):
+                groups = await self.redis.group_by_master(keys)
+                together = [[partitions[i] for i in group] for group in groups]
+        elsewhere = await send(together)
+        if not elsewhere:
+            return []
+        return await send([[p] for p in elsewhere])
 
     def _home_of(self, channels: Sequence[str]) -> int:
         """The home of the published channel: the one name of ``channels`` (its
@@ -786,11 +798,11 @@ class RedisEngine(Engine):
         for op in batch:
             groups.setdefault(op.partition, []).append(op)
         decoded: dict[bytes, Envelope | None] = {}
-        alone = await self._send_calls(groups, await self._by_master(list(groups)), decoded)
-        if alone:  # a master no longer serves them (resharding): one call each
-            for p in await self._send_calls(groups, [[p] for p in alone], decoded):
-                # (A lone partition has nothing to find elsewhere; never leave a wait.)
-                self._fail_ops(groups[p], EngineError("delivery: the partition moved"))
+        unsent = await self._each_master(
+            list(groups), lambda together: self._send_calls(groups, together, decoded)
+        )
+        for p in unsent:
+            self._fail_ops(groups[p], EngineError("delivery: the partition moved"))
 
     async def _send_calls(
         self,
@@ -818,7 +830,7 @@ class RedisEngine(Engine):
             calls.append(([self.keys.clients(first)], args))
         try:
             results = await self.redis.evalsha_many(
-                "deliveries", calls, idempotent=False, partial=True
+                "deliveries", calls, idempotent=False, partial=True, grouped=True
             )
         except Exception as exc:
             results = [EngineError(f"delivery: {exc!r}")] * len(calls)
