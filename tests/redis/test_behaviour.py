@@ -27,8 +27,26 @@ async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
         await asyncio.sleep(0.01)
 
 
-def data(messages: list[Envelope] | list[dict[str, Any]]) -> list[Any]:
-    return [m.message["data"] if isinstance(m, Envelope) else m["data"] for m in messages]
+def data(messages: list[Envelope] | list[dict[str, Any]] | list[bytes]) -> list[Any]:
+    """The ``data`` of delivered envelopes, pushed messages or raw queue entries."""
+    out = []
+    for m in messages:
+        if isinstance(m, Envelope):
+            out.append(m.message["data"])
+        elif isinstance(m, bytes):
+            out.append(orjson.loads(m)["data"])
+        else:
+            out.append(m["data"])
+    return out
+
+
+async def with_queued(proxy: EngineProxy, channel: str, count: int) -> str:
+    """A new client subscribed to ``channel``, with messages 0..count-1 queued for it."""
+    client_id = await proxy.create_client()
+    await proxy.subscribe(client_id, channel)
+    for n in range(count):
+        await proxy.publish({"channel": channel, "data": n})
+    return client_id
 
 
 async def test_namespaces_never_see_each_other(redis_server: RedisServer) -> None:
@@ -73,10 +91,7 @@ async def test_subscriptions_spread_over_partitions(fleet: Fleet) -> None:
 
 async def test_queue_is_capped_at_max_queue(fleet: Fleet) -> None:
     proxy = await fleet.proxy(max_queue=3)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, "/q")
-    for n in range(5):
-        await proxy.publish({"channel": "/q", "data": n})
+    alice = await with_queued(proxy, "/q", 5)
     delivered = await proxy.connect(alice, hold=1.0)
     assert data(delivered) == [2, 3, 4]
 
@@ -86,22 +101,15 @@ async def test_the_cap_drops_waiting_messages_not_those_in_flight(
 ) -> None:
     proxy = await fleet.proxy(max_queue=3)
     engine = engine_of(proxy)
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, "/q")
-    for n in range(2):
-        await proxy.publish({"channel": "/q", "data": n})
+    alice = await with_queued(proxy, "/q", 2)
     assert data(await proxy.connect(alice, hold=1.0)) == [0, 1]  # in flight, unwritten
     for n in range(2, 7):
         await proxy.publish({"channel": "/q", "data": n})
-
-    async def values(messages: list[bytes]) -> list[Any]:
-        return [orjson.loads(m)["data"] for m in messages]
-
-    assert await values(await in_flight(raw_redis, engine, alice)) == [0, 1]
-    assert await values(await queued(raw_redis, engine, alice)) == [4, 5, 6]
+    assert data(await in_flight(raw_redis, engine, alice)) == [0, 1]
+    assert data(await queued(raw_redis, engine, alice)) == [4, 5, 6]
     proxy.delivered(alice, 2)  # 0 and 1 written: the next drain cuts them
     assert data(await proxy.connect(alice, hold=1.0)) == [4, 5, 6]
-    assert await values(await in_flight(raw_redis, engine, alice)) == [4, 5, 6]
+    assert data(await in_flight(raw_redis, engine, alice)) == [4, 5, 6]
 
 
 async def handed_out(fleet: Fleet, count: int) -> tuple[EngineProxy, Any, str, Any]:
@@ -168,10 +176,7 @@ async def test_a_drain_that_finds_nothing_still_clears_the_index(
 
 async def test_requeue_puts_messages_back_in_order(fleet: Fleet) -> None:
     proxy = await fleet.proxy()
-    alice = await proxy.create_client()
-    await proxy.subscribe(alice, "/r")
-    for n in range(3):
-        await proxy.publish({"channel": "/r", "data": n})
+    alice = await with_queued(proxy, "/r", 3)
     taken = await proxy.connect(alice, hold=1.0)
     assert data(taken) == [0, 1, 2]
     await proxy.publish({"channel": "/r", "data": 3})
@@ -207,8 +212,7 @@ async def test_acknowledgements_trim_the_in_flight_list_of_each_home(
     home = {c: engine.keys.home(c) for c in (a, b)}
 
     async def flying(channel: str) -> list[Any]:
-        messages = await in_flight(raw_redis, engine, alice, home[channel])
-        return [orjson.loads(m)["data"] for m in messages]
+        return data(await in_flight(raw_redis, engine, alice, home[channel]))
 
     assert [await flying(c) for c in (a, b)] == [[0, 2], [1, 3]]
     proxy.delivered(alice, 3)  # 0 (a), 1 (b), 2 (a) written; 3 (b) not yet
@@ -538,10 +542,7 @@ async def moved_with_messages_in_flight(
     """Alice took 0..2 through server a (in flight there), then connected to server b,
     which handed her 3: each server holds its own messages in flight."""
     a, b = await fleet.proxy(), await fleet.proxy()
-    alice = await a.create_client()
-    await a.subscribe(alice, "/m")
-    for n in range(3):
-        await a.publish({"channel": "/m", "data": n})
+    alice = await with_queued(a, "/m", 3)
     taken = await a.connect(alice, hold=1.0)
     assert data(taken) == [0, 1, 2]
     inbox = await attach(b, alice)  # a is alive: its messages wait for its write there
@@ -551,9 +552,7 @@ async def moved_with_messages_in_flight(
 
 
 async def flown(raw_redis: Redis, proxy: EngineProxy, client_id: str) -> list[Any]:
-    return [
-        orjson.loads(m)["data"] for m in await in_flight(raw_redis, engine_of(proxy), client_id)
-    ]
+    return data(await in_flight(raw_redis, engine_of(proxy), client_id))
 
 
 async def test_a_moving_client_leaves_its_in_flight_messages_with_the_old_server(

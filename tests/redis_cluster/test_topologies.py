@@ -179,6 +179,20 @@ async def test_a_client_with_many_homes_gets_everything_on_a_server_new_to_it(
     assert all(n == 1 for n in sent.values()), sent
 
 
+def stale_slot_map(monkeypatch: pytest.MonkeyPatch, engine: Any) -> list[int]:
+    """Make the engine believe one master serves every partition (a stale slot map: the
+    moment a resharding makes one cannot be caused on purpose). Returns the sizes of
+    the groups it was asked for."""
+    asked: list[int] = []
+
+    async def one_master(keys: Any) -> list[list[int]]:
+        asked.append(len(keys))
+        return [list(range(len(keys)))]
+
+    monkeypatch.setattr(engine.redis, "group_by_master", one_master)
+    return asked
+
+
 async def test_a_drain_is_one_script_call_per_master_and_survives_a_stale_slot_map(
     cluster_fleet: Fleet, redis_cluster: ClusterTopology, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -201,12 +215,7 @@ async def test_a_drain_is_one_script_call_per_master_and_survives_a_stale_slot_m
     for n, channel in enumerate(channels):
         await publisher.publish({"channel": channel, "data": n})
 
-    async def one_master(keys: Any) -> list[list[int]]:
-        lied.append(len(keys))
-        return [list(range(len(keys)))]
-
-    lied: list[int] = []
-    monkeypatch.setattr(engine.redis, "group_by_master", one_master)
+    lied = stale_slot_map(monkeypatch, engine)
     inbox = CollectingSocket()
     first.open_socket(alice, inbox)
     await first.backend.connect(alice)
@@ -245,12 +254,7 @@ async def test_a_burst_of_publishes_survives_a_stale_slot_map(
         await holder.subscribe(alice, channel)
     inbox = await attach(holder, alice)
 
-    async def one_master(keys: Any) -> list[list[int]]:
-        lied.append(len(keys))
-        return [list(range(len(keys)))]
-
-    lied: list[int] = []
-    monkeypatch.setattr(engine_of(publisher).redis, "group_by_master", one_master)
+    lied = stale_slot_map(monkeypatch, engine_of(publisher))
     await asyncio.gather(
         *(publisher.publish({"channel": c, "data": n}) for n, c in enumerate(channels))
     )
