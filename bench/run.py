@@ -158,22 +158,20 @@ class _Skip(Exception):
 
 STEPS = ["smoke", "fanout", "cost", "long_polling", "p2p", "churn", "idle"]
 
+#: The key layout of py-redis-cluster's servers (a Cluster: 16 balanced partitions).
+CLUSTER_KEYS = Keys(servers.NAMESPACE, 16, balanced=True)
+
 
 def one_master_channels(count: int) -> list[str]:
     """Channel names that the Cluster of ``py-redis-cluster`` (3 masters made by
     ``redis-cli --cluster create``, the engine's 16 partitions) homes on its first
     master, slots 0-5460."""
-    from redis.crc import key_slot
-
-    from faye.redis.keys import Keys
-
-    keys = Keys(servers.NAMESPACE, 16, balanced=True)
     names: list[str] = []
     n = 0
     while len(names) < count:
         name = f"/bench/p2p1/{n}"
         n += 1
-        if key_slot(keys.clients(keys.home(name)).encode()) <= 5460:
+        if key_slot(CLUSTER_KEYS.clients(CLUSTER_KEYS.home(name)).encode()) <= 5460:
             names.append(name)
     return names
 
@@ -480,23 +478,24 @@ class Bench:
         do not grow with the load (a master's capacity is what it spends above them)."""
         if not running.redis_ports:
             return None
-        row = self.phase(
-            running,
-            "redis-idle",
-            [
-                {
-                    "url": running.urls[0],
-                    "targets": [["/bench/none", 0]],
-                    "duration": self.profile["cost_duration"],
-                    "rate": 1.0,
-                    "payload": PAYLOAD,
-                    "max_messages": 0,
-                }
-            ],
-            0,
-        )
+        row = self.idle_phase(running, "redis-idle")
         wall = max(row["usage"]["wall_s"], 1e-3)
         return [cpu / wall for cpu in row["usage"]["redis_cpu_each_s"]]
+
+    def idle_phase(
+        self, running: servers.Running, scenario: str, monitor: bool = False
+    ) -> dict[str, Any]:
+        """A window with the clients connected and nothing delivered (a publisher that
+        sends nothing): the background a measured phase stands on."""
+        spec = {
+            "url": running.urls[0],
+            "targets": [["/bench/none", 0]],
+            "duration": self.profile["cost_duration"],
+            "rate": 1.0,
+            "payload": PAYLOAD,
+            "max_messages": 0,
+        }
+        return self.phase(running, scenario, [spec], 0, monitor=monitor)
 
     @staticmethod
     def above_idle(row: dict[str, Any], idle: list[float] | None) -> dict[str, Any]:
@@ -582,22 +581,7 @@ class Bench:
     def redis_cost(self, running: servers.Running, channel: str, n: int) -> None:
         """Redis work per publish: an idle baseline window, then slow publishes."""
         p = self.profile
-        baseline = self.phase(
-            running,
-            f"redis-idle-{n}",
-            [
-                {
-                    "url": running.urls[0],
-                    "targets": [["/bench/none", 0]],
-                    "duration": p["cost_duration"],
-                    "rate": 1.0,
-                    "payload": PAYLOAD,
-                    "max_messages": 0,
-                }
-            ],
-            0,
-            monitor=True,
-        )
+        baseline = self.idle_phase(running, f"redis-idle-{n}", monitor=True)
         row = self.phase(
             running,
             f"redis-cost-{n}",
@@ -673,7 +657,7 @@ class Bench:
             # names), which compares a master with one Redis at the same load.
             channels = one_master_channels(size)
             if running.cluster is not None:
-                keys = Keys(servers.NAMESPACE, 16, balanced=True)
+                keys = CLUSTER_KEYS
                 homes = {
                     running.cluster.master_of_slot(key_slot(keys.clients(p).encode())).port
                     for p in {keys.home(c) for c in channels}
