@@ -258,12 +258,38 @@ def command_cost() -> None:
                 f"{name:16s} plain {best['plain']:6.2f} us, cluster mode "
                 f"{best['cluster']:6.2f} us per call ({ratio:.2f}x)"
             )
+        engine_code_cost(clients)
         for client in clients.values():
             client.close()
         clustered.close()
     finally:
         plain.cleanup()
         node.cleanup()
+
+
+def engine_code_cost(clients: dict[str, redis.Redis]) -> None:
+    """The engine's deliveries entry point with no operation in the batch, as a script
+    (EVALSHA) and as a library function (FCALL): the fixed price of one call."""
+    from faye.redis.scripts import library
+
+    for label, client in clients.items():
+        code = library(sharded=label == "cluster")
+        client.function_load(code.source, replace=True)
+        script = code.scripts["deliveries"]
+        client.script_load(script.source)
+        args = ["{z}:", "me", int(time.time() * 1000), 0, 0, 60000]
+        best = {"EVALSHA": float("inf"), "FCALL": float("inf")}
+        for _ in range(7):
+            for command, head in (("EVALSHA", script.sha), ("FCALL", script.function)):
+                client.config_resetstat()
+                for _ in range(2000):
+                    client.execute_command(command, head, 1, "{z}:clients", *args)
+                stat = client.info("commandstats")[f"cmdstat_{command.lower()}"]
+                best[command] = min(best[command], float(stat["usec_per_call"]))
+        print(
+            f"engine deliveries, no operation, {label}: script {best['EVALSHA']:.2f} us, "
+            f"function {best['FCALL']:.2f} us per call"
+        )
 
 
 def memory(args: argparse.Namespace) -> None:

@@ -176,7 +176,9 @@ def targets(result: dict[str, Any]) -> list[dict[str, Any]]:
         if row is None:
             continue
         per = row.get("monitor_per_publish", {})
-        publish_path = sum(v for k, v in per.items() if k == "client EVALSHA publish")
+        publish_path = sum(
+            v for k, v in per.items() if k in ("client EVALSHA publish", "client FCALL publish")
+        )
         total = row["redis_net"]["round_trips_per_publish"]
         node_total = node["redis_net"]["round_trips_per_publish"] if node else None
         add(

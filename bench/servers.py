@@ -298,9 +298,9 @@ class Monitor:
                 name = match.group(2).decode().upper()
                 if name in ("INFO", "QUIT", "MONITOR"):
                     continue
-                if name in ("EVALSHA", "EVALSHA_RO") and match.group(3):
-                    sha = match.group(3).decode()
-                    name = f"EVALSHA {self.scripts.get(sha, sha[:8])}"
+                if name in ("EVALSHA", "EVALSHA_RO", "FCALL", "FCALL_RO") and match.group(3):
+                    code = match.group(3).decode()
+                    name = f"{name} {self.scripts.get(code, code[:8])}"
                 self.counts[(caller, name)] += 1
 
     def stop(self) -> Counter[tuple[str, str]]:
@@ -312,11 +312,15 @@ class Monitor:
 
 
 def our_script_names() -> dict[str, str]:
-    """sha -> script name of the Redis engine's Lua scripts (as the servers load them)."""
+    """sha or function name -> script name of the Redis engine's Lua code (as the servers
+    load it: a function library on Redis 7, scripts before)."""
     try:
         from faye.redis.scripts import load_all
 
-        return {s.sha: name for name, s in load_all().items()}
+        names = {}
+        for name, script in load_all().items():
+            names[script.sha] = names[script.function] = name
+        return names
     except Exception:
         return {}
 

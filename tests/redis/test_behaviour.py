@@ -249,14 +249,14 @@ async def test_a_destroy_cut_short_is_finished_by_the_gc(
     await proxy.subscribe(alice, channel)
     # Redis failing between the two steps of a destroy cannot be timed for real: the
     # call that cleans the other homes is made to fail instead.
-    real = engine.redis.evalsha_many
+    real = engine.redis.run_scripts
 
     async def failing(name: str, *args: Any, **kwargs: Any) -> Any:
         if name == "destroy":
             raise EngineError("Redis went away")
         return await real(name, *args, **kwargs)
 
-    monkeypatch.setattr(engine.redis, "evalsha_many", failing)
+    monkeypatch.setattr(engine.redis, "run_scripts", failing)
     await proxy.destroy_client(alice)  # the client is gone all the same
     monkeypatch.undo()
     assert not await proxy.backend.client_exists(alice)

@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 
 from faye.engine import EngineError
-from tests.redis.conftest import Fleet
+from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import data, wait_for
 from tests.support.engines import attach
 from tests.support.redis_server import RedisServer
@@ -115,6 +115,8 @@ async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
         inbox = await attach(a, alice)
         await a.publish({"channel": "/late", "data": "ok"})
         await wait_for(lambda: inbox.messages)
+        # The code was loaded on first use: as the function library Redis 7 has.
+        assert engine_of(a).redis.functions
     finally:
         await fleet.close()
         server.cleanup()

@@ -79,7 +79,7 @@ async def test_publish_round_trips(quiet_redis: RedisServer, subscribers: int) -
             drains = a_sends() + b_sends()
             assert drains == holders  # each holding server: one notification, one drain
             assert delta["publish"] == holders
-            assert delta["evalsha"] == 1 + holders
+            assert delta["fcall"] == 1 + holders
             print(
                 f"\nN={subscribers} ({round_} message): publish {took * 1000:.2f} ms, "
                 f"1 round trip; drain round trips {drains}; "
@@ -125,7 +125,7 @@ async def test_a_burst_of_publishes_is_one_script_call_and_one_wake_up_per_serve
         assert sends() == 1
         stats = await command_stats(raw)
         assert stats["publish"] == 1  # one notification naming the 10 clients
-        assert stats["evalsha"] == 2  # the publishes, then the holder's one drain
+        assert stats["fcall"] == 2  # the publishes, then the holder's one drain
         homes = {engine_of(holder).keys.home(f"/burst/{n}") for n in range(10)}
         assert len(homes) == partitions
         assert [[m["data"] for m in inbox.messages] for inbox in inboxes] == [

@@ -223,13 +223,13 @@ async def test_a_drain_is_one_script_call_per_master_and_survives_a_stale_slot_m
     assert lied and max(lied) > len(masters)  # batches that spanned masters
     assert sorted(m["data"] for m in inbox.messages) == list(range(12))
     # With the true map: one script call per master, however many partitions it holds.
-    before = {m.port: commandstat(m.port, "evalsha") for m in masters}
+    before = {m.port: commandstat(m.port, "fcall") for m in masters}
     for n, channel in enumerate(channels):
         await publisher.publish({"channel": channel, "data": 12 + n})
     await asyncio.sleep(0.2)  # the wake-ups drain what the publishes queued
-    calls = {m.port: commandstat(m.port, "evalsha") - before[m.port] for m in masters}
+    calls = {m.port: commandstat(m.port, "fcall") - before[m.port] for m in masters}
     await first.backend.connect(alice)
-    after = {m.port: commandstat(m.port, "evalsha") - before[m.port] for m in masters}
+    after = {m.port: commandstat(m.port, "fcall") - before[m.port] for m in masters}
     assert all(after[port] - calls[port] == 1 for port in after), (calls, after)
     assert sorted(m["data"] for m in inbox.messages) == list(range(24))
 

@@ -43,8 +43,9 @@ from redis.backoff import NoBackoff
 
 from faye.engine import EngineError
 from faye.redis.listeners import Listener, PlainListener, ShardedListener
+from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
-from faye.redis.scripts import Script, load_all
+from faye.redis.scripts import Script, library
 
 T = TypeVar("T")
 
@@ -66,6 +67,19 @@ TRANSIENT: tuple[type[BaseException], ...] = (
     rx.SlotNotCoveredError,
     rx.ClusterError,
 )
+
+
+class _Cluster(RedisCluster):
+    """redis-py finds the keys of an FCALL by asking a node (COMMAND GETKEYS): one more
+    round trip before every call. Like EVALSHA's, they follow the key count."""
+
+    async def _determine_slot(self, command: str, *args: Any) -> int:
+        if command.upper() == "FCALL" and len(args) >= 3:
+            keys = args[2 : 2 + int(args[1])]
+            slots = {self.keyslot(key) for key in keys}
+            if len(slots) == 1:
+                return slots.pop()
+        return await super()._determine_slot(command, *args)
 
 
 def _socket_kwargs(options: RedisOptions, *, pubsub: bool) -> dict[str, Any]:
@@ -119,10 +133,15 @@ def translate(exc: BaseException, what: str) -> EngineError:
 class RedisConnection:
     """The command client, the listener and script calls with the retry policy."""
 
-    def __init__(self, options: RedisOptions) -> None:
+    def __init__(self, options: RedisOptions, log: EngineLog | None = None) -> None:
         self.options = options
+        self.log = log or EngineLog(options.log_threshold)
         self.mode = options.mode
-        self.scripts: dict[str, Script] = load_all(sharded=self.mode == "cluster")
+        self.library = library(sharded=self.mode == "cluster")
+        self.scripts: dict[str, Script] = self.library.scripts
+        #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
+        #: no functions; None until the code is first loaded.
+        self.functions: bool | None = None
         self._gate: asyncio.Semaphore | None = None
         self._cluster: RedisCluster | None = None
         self._sentinel: Sentinel | None = None
@@ -169,7 +188,7 @@ class RedisConnection:
         kwargs = _socket_kwargs(options, pubsub=False)
         if options.ssl.enabled:
             kwargs.update(ssl=True, **_ssl_kwargs(options))
-        return RedisCluster(
+        return _Cluster(
             startup_nodes=[ClusterNode(host, port) for host, port in options.addresses("cluster")],
             max_connections=options.pool_size,
             # Our retries only; MOVED and ASK are still followed inside each call.
@@ -247,38 +266,72 @@ class RedisConnection:
         raise AssertionError("unreachable")  # pragma: no cover
 
     async def load_scripts(self) -> None:
-        async def load(client: Client) -> None:
-            if self._cluster is not None:
-                # SCRIPT LOAD goes to every master; a pipeline would pick one node.
-                for script in self.scripts.values():
-                    await client.script_load(script.source)
+        await self.call("loading the Lua code", self._load_code, idempotent=True)
+
+    async def _load_code(self, client: Client) -> None:
+        """Load the function library (on every master of a Cluster), or the scripts
+        where Redis has no functions (6.2) or an ACL refuses FUNCTION LOAD."""
+        if self.functions is not False:
+            try:
+                await client.function_load(self.library.source, replace=True)
+            except rx.NoPermissionError as exc:
+                self._use_scripts(f"FUNCTION LOAD refused: {exc}")
+            except rx.ResponseError as exc:
+                if "unknown command" not in str(exc).lower():
+                    raise
+                self._use_scripts("this Redis has no functions (before 7.0)")
+            else:
+                if self.functions is None:
+                    self.log.info("Lua code: function library %s (FCALL)", self.library.name)
+                self.functions = True
                 return
-            pipe = client.pipeline(transaction=False)
+        if self._cluster is not None:
+            # SCRIPT LOAD goes to every master; a pipeline would pick one node.
             for script in self.scripts.values():
-                pipe.script_load(script.source)
-            await pipe.execute()
+                await client.script_load(script.source)
+            return
+        pipe = client.pipeline(transaction=False)
+        for script in self.scripts.values():
+            pipe.script_load(script.source)
+        await pipe.execute()
 
-        await self.call("SCRIPT LOAD", load, idempotent=True)
+    def _use_scripts(self, why: str) -> None:
+        self.log.info("Lua code: scripts (EVALSHA), %s", why)
+        self.functions = False
 
-    async def _load(self, client: Client, name: str) -> None:
-        await client.script_load(self.scripts[name].source)
+    def _command(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
+        script = self.scripts[name]
+        head = ("FCALL", script.function) if self.functions else ("EVALSHA", script.sha)
+        return (*head, len(keys), *keys, *args)
 
-    async def evalsha(
+    @staticmethod
+    def _missing(result: object) -> bool:
+        """Whether Redis answered that the function or script is missing (it did not
+        run: after loading, the call may simply be sent again)."""
+        return isinstance(result, rx.NoScriptError) or (
+            isinstance(result, rx.ResponseError) and "function not found" in str(result).lower()
+        )
+
+    async def run_script(
         self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
     ) -> Any:
-        """One script call; a NOSCRIPT answer loads the script and runs it once more."""
-        script = self.scripts[name]
+        """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
         async def run(client: Client) -> Any:
+            if self.functions is None:
+                await self._load_code(client)  # not loaded at start (Redis was down)
+            command = self._command(name, keys, args)
             try:
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
-            except rx.NoScriptError:
-                await self._load(client, name)
-                return await client.evalsha(script.sha, len(keys), *keys, *args)
+                return await client.execute_command(*command)
+            except rx.ResponseError as exc:
+                if not self._missing(exc):
+                    raise
+                await self._load_code(client)
+                return await client.execute_command(*command)
 
         return await self.call(name, run, idempotent=idempotent)
 
-    async def evalsha_many(
+    async def run_scripts(
         self,
         name: str,
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
@@ -300,34 +353,37 @@ class RedisConnection:
         """
         if partial and self._cluster is not None and len(calls) > 1:
             groups = [[i] for i in range(len(calls))] if grouped else None
-            return await self._evalsha_per_master(name, calls, idempotent, groups)
+            return await self._run_per_master(name, calls, idempotent, groups)
         try:
-            return await self._evalsha_pipelined(name, calls, idempotent)
+            return await self._run_pipelined(name, calls, idempotent)
         except EngineError as exc:
             if not partial:
                 raise
             return [exc] * len(calls)
 
-    async def _evalsha_pipelined(
+    async def _run_pipelined(
         self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
     ) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
-            return [await self.evalsha(name, keys, args, idempotent=idempotent)]
-        script = self.scripts[name]
+            return [await self.run_script(name, keys, args, idempotent=idempotent)]
 
         async def run(client: Client) -> list[Any]:
+            if self.functions is None:
+                await self._load_code(client)
             pipe = client.pipeline(transaction=False)
-            for keys, args in calls:
-                # (ClusterPipeline blocks its evalsha() helper, not the command itself.)
-                pipe.execute_command("EVALSHA", script.sha, len(keys), *keys, *args)
+            commands = [self._command(name, keys, args) for keys, args in calls]
+            for command in commands:
+                pipe.execute_command(*command)
             results: list[Any] = await pipe.execute(raise_on_error=False)
+            loaded = False
             for index, result in enumerate(results):
-                if isinstance(result, rx.NoScriptError):
-                    # It did not run: load it and run just that call again.
-                    await self._load(client, name)
-                    keys, args = calls[index]
-                    results[index] = await client.evalsha(script.sha, len(keys), *keys, *args)
+                if self._missing(result):
+                    # It did not run: load the code once and run just that call again.
+                    if not loaded:
+                        await self._load_code(client)
+                        loaded = True
+                    results[index] = await client.execute_command(*commands[index])
                 elif isinstance(result, BaseException):
                     raise result
             return results
@@ -350,7 +406,7 @@ class RedisConnection:
 
         return await self.call("slot map", group, idempotent=True)
 
-    async def _evalsha_per_master(
+    async def _run_per_master(
         self,
         name: str,
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
@@ -364,7 +420,7 @@ class RedisConnection:
                 return [exc] * len(calls)
         parts = await asyncio.gather(
             *(
-                self._evalsha_pipelined(name, [calls[i] for i in indices], idempotent)
+                self._run_pipelined(name, [calls[i] for i in indices], idempotent)
                 for indices in groups
             ),
             return_exceptions=True,

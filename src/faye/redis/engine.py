@@ -159,7 +159,7 @@ class RedisEngine(Engine):
         )
         self.server_id = f"{os.getpid()}.{secrets.token_hex(6)}"
         self.log = EngineLog(self.config.log_threshold)
-        self.redis = RedisConnection(self.config)
+        self.redis = RedisConnection(self.config, self.log)
         self._background = background
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -364,7 +364,7 @@ class RedisEngine(Engine):
         run = _GC_RUN.get()
         p = self.keys.partition(client_id)
         cutoff = "" if run is None else run.cutoff_ms
-        result = await self.redis.evalsha(
+        result = await self.redis.run_script(
             "destroy",
             [self.keys.clients(p)],
             [self.keys.prefix(p), self.server_id, client_id, cutoff, "1", p],
@@ -399,7 +399,7 @@ class RedisEngine(Engine):
             for h in sorted(homes)
         ]
         try:
-            results = await self.redis.evalsha_many("destroy", calls, idempotent=True)
+            results = await self.redis.run_scripts("destroy", calls, idempotent=True)
         except EngineError as exc:
             self.log.warning(
                 "could not clean up after client %s (%s); the GC will finish it", client_id, exc
@@ -442,7 +442,7 @@ class RedisEngine(Engine):
         homes = self.keys.homes(channel)
         enrolled: list[Arg] = [] if self.keys.partitions == 1 else [*homes]
         here = "1" if p in homes else "0"
-        added, owner, bad = await self.redis.evalsha(
+        added, owner, bad = await self.redis.run_script(
             "subscribe",
             [self.keys.clients(p)],
             [self.keys.prefix(p), client_id, channel, ttl_ms, "1", here, "", *enrolled],
@@ -453,7 +453,7 @@ class RedisEngine(Engine):
         if added < 0 or not others:  # an unknown client, or nothing more to do
             return bool(added > 0)
         holder = "" if owner is None else _text(owner)
-        results = await self.redis.evalsha_many(
+        results = await self.redis.run_scripts(
             "subscribe",
             [
                 (
@@ -474,7 +474,7 @@ class RedisEngine(Engine):
             ([self.keys.clients(h)], [self.keys.prefix(h), client_id, channel])
             for h in self.keys.homes(channel)
         ]
-        results = await self.redis.evalsha_many("unsubscribe", calls, idempotent=True)
+        results = await self.redis.run_scripts("unsubscribe", calls, idempotent=True)
         removed = False
         for home_removed, bad in results:
             self._report(bad)
@@ -554,7 +554,7 @@ class RedisEngine(Engine):
             calls.append(([self.keys.clients(members[0])], args))
         # Never retried: had Redis run it, a second run would queue the message twice.
         # On a Cluster a failing master fails only the publishes homed there.
-        results = await self.redis.evalsha_many(
+        results = await self.redis.run_scripts(
             "publish", calls, idempotent=False, partial=True, grouped=True
         )
         elsewhere: list[int] = []
@@ -829,7 +829,7 @@ class RedisEngine(Engine):
                 args += ["P", self.keys.prefix(p), 0, *_encode_ops(groups[p])]
             calls.append(([self.keys.clients(first)], args))
         try:
-            results = await self.redis.evalsha_many(
+            results = await self.redis.run_scripts(
                 "deliveries", calls, idempotent=False, partial=True, grouped=True
             )
         except Exception as exc:
@@ -1099,7 +1099,7 @@ class RedisEngine(Engine):
             return collected
         finally:
             with contextlib.suppress(EngineError):
-                await self.redis.evalsha("unlock", [key], [token], idempotent=True)
+                await self.redis.run_script("unlock", [key], [token], idempotent=True)
 
     async def _recover_dead_servers(self, p: int) -> None:
         _, _, dead = self._cutoffs()
@@ -1111,7 +1111,7 @@ class RedisEngine(Engine):
             sid = _text(raw)
             if sid == self.server_id:
                 continue
-            moved, bad = await self.redis.evalsha(
+            moved, bad = await self.redis.run_script(
                 "recover",
                 [self.keys.clients(p)],
                 [self.keys.prefix(p), sid, dead, int(self.config.message_ttl * 1000)],

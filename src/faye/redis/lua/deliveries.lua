@@ -26,11 +26,10 @@
 -- message...} with status 0 (unknown client or not the owner), 1, or 2 (another live
 -- server still has in-flight messages for the client), and homes the client's other
 -- homes, comma-separated (C only, else '').
-local prefix, me, now = ARGV[1], ARGV[2], ARGV[3]
-local dead_cutoff = tonumber(ARGV[4])
-local sub_ttl, msg_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local clients, owners = KEYS[1], prefix .. 'owner'
-local bad = {}
+
+-- The call's arguments and state, set by main (a function library keeps these between
+-- calls: each call sets them all before use).
+local prefix, me, now, dead_cutoff, sub_ttl, msg_ttl, clients, owners, bad
 
 local function queue_of(cid) return prefix .. 'queue:' .. cid end
 -- This server's own list of in-flight messages, used only while another server holds
@@ -282,8 +281,14 @@ local function run(code, cid, args)
   return nil
 end
 
--- The partitions after the first are checked before anything is done.
-do
+local function main(KEYS, ARGV)
+  prefix, me, now = ARGV[1], ARGV[2], ARGV[3]
+  dead_cutoff = tonumber(ARGV[4])
+  sub_ttl, msg_ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+  clients, owners = KEYS[1], prefix .. 'owner'
+  bad = {}
+
+  -- The partitions after the first are checked before anything is done.
   local k = 7
   while k <= #ARGV do
     local item = ARGV[k]
@@ -294,37 +299,40 @@ do
       k = k + 3 + tonumber(ARGV[k + 2])
     end
   end
-end
 
-local results = {}
-local i = 7
-while i <= #ARGV do
-  local item = ARGV[i]
-  if string.byte(item, 1) == 35 then
-    -- '#' then lines '<code><arguments>:<client id>': a run of C, H, W and A operations in
-    -- one argument, so that a burst of them costs the caller one argument to encode.
-    -- Arguments are digits joined by '+' (a drain's resend flag, then what it acknowledges).
-    for code, arg, cid in string.gmatch(item, '(%u)([%d+]*):([^\n]+)') do
-      local args = {}
-      for part in string.gmatch(arg, '%d+') do args[#args + 1] = part end
-      local result = run(code, cid, args)
-      if result == nil then return redis.error_reply('unknown operation ' .. code) end
-      results[#results + 1] = result
-    end
-    i = i + 1
-  else
-    local cid, count = ARGV[i + 1], tonumber(ARGV[i + 2])
-    local args = {}
-    for k = 1, count do args[k] = ARGV[i + 2 + k] end
-    i = i + 3 + count
-    if item == 'P' then
-      prefix = cid
-      clients, owners = prefix .. 'clients', prefix .. 'owner'
+  local results = {}
+  local i = 7
+  while i <= #ARGV do
+    local item = ARGV[i]
+    if string.byte(item, 1) == 35 then
+      -- '#' then lines '<code><arguments>:<client id>': a run of C, H, W and A
+      -- operations in one argument, so that a burst of them costs the caller one
+      -- argument to encode. Arguments are digits joined by '+' (a drain's resend flag,
+      -- then what it acknowledges).
+      for code, arg, cid in string.gmatch(item, '(%u)([%d+]*):([^\n]+)') do
+        local args = {}
+        for part in string.gmatch(arg, '%d+') do args[#args + 1] = part end
+        local result = run(code, cid, args)
+        if result == nil then return redis.error_reply('unknown operation ' .. code) end
+        results[#results + 1] = result
+      end
+      i = i + 1
     else
-      local result = run(item, cid, args)
-      if result == nil then return redis.error_reply('unknown operation ' .. tostring(item)) end
-      results[#results + 1] = result
+      local cid, count = ARGV[i + 1], tonumber(ARGV[i + 2])
+      local args = {}
+      for a = 1, count do args[a] = ARGV[i + 2 + a] end
+      i = i + 3 + count
+      if item == 'P' then
+        prefix = cid
+        clients, owners = prefix .. 'clients', prefix .. 'owner'
+      else
+        local result = run(item, cid, args)
+        if result == nil then
+          return redis.error_reply('unknown operation ' .. tostring(item))
+        end
+        results[#results + 1] = result
+      end
     end
   end
+  return {results, bad}
 end
-return {results, bad}

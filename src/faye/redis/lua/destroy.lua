@@ -9,23 +9,25 @@
 -- the `dying` hash, where the GC finds them if the caller fails. Without it, the
 -- partition is one of the client's homes and is cleaned unconditionally.
 -- Returns {{channels subscribed here}, {other homes}, {bad keys}}.
-local prefix, me, cid, cutoff, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
-local bad, homes = {}, {}
-if record then
-  local score = redis.call('ZSCORE', KEYS[1], cid)
-  if not score then return false end
-  if cutoff ~= '' and tonumber(score) > tonumber(cutoff) then return false end
-  local key = prefix .. 'homes:' .. cid
-  homes = read_set(key, bad)
-  redis.call('DEL', key)
-  redis.call('ZREM', KEYS[1], cid)
-  for _, home in ipairs(homes) do
-    if home ~= ARGV[6] then
-      redis.call('HSET', prefix .. 'dying', cid, table.concat(homes, ','))
-      break
+local function main(KEYS, ARGV)
+  local prefix, me, cid, cutoff, record = ARGV[1], ARGV[2], ARGV[3], ARGV[4], ARGV[5] == '1'
+  local bad, homes = {}, {}
+  if record then
+    local score = redis.call('ZSCORE', KEYS[1], cid)
+    if not score then return false end
+    if cutoff ~= '' and tonumber(score) > tonumber(cutoff) then return false end
+    local key = prefix .. 'homes:' .. cid
+    homes = read_set(key, bad)
+    redis.call('DEL', key)
+    redis.call('ZREM', KEYS[1], cid)
+    for _, home in ipairs(homes) do
+      if home ~= ARGV[6] then
+        redis.call('HSET', prefix .. 'dying', cid, table.concat(homes, ','))
+        break
+      end
     end
   end
+  local channels = drop_home(prefix, cid, bad)
+  if record then redis.call(NOTIFY, prefix .. 'close', me .. ' ' .. cid) end
+  return {channels, homes, bad}
 end
-local channels = drop_home(prefix, cid, bad)
-if record then redis.call(NOTIFY, prefix .. 'close', me .. ' ' .. cid) end
-return {channels, homes, bad}

@@ -15,21 +15,12 @@
 -- Returns {{{queued, {clients held by the calling server}} per message}, {bad keys}},
 -- or {-1} when a partition named by P is not on this node (a Cluster resharded): then
 -- nothing was done, and the caller sends each partition's messages on its own.
-local prefix, me = ARGV[1], ARGV[2]
-local alive_cutoff, dead_cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
-local max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
-local records = ARGV[7] == '1'
-local bad = {}
 
-local i = 8
-while i <= #ARGV do
-  if ARGV[i] == 'P' then
-    if not served_here(ARGV[i + 1]) then return {-1} end
-    i = i + 3
-  else
-    i = i + 3 + tonumber(ARGV[i + 2])
-  end
-end
+-- The call's arguments and state, set by main (a function library keeps these between
+-- calls: each call sets them all before use).
+local prefix, me, alive_cutoff, dead_cutoff, max_queue, ttl, records, bad
+-- Clients to wake, per server holding them (each once), as the notification names them.
+local woken, servers, seen, tag
 
 -- Keep the newest max_queue messages not handed out yet (the header and the messages
 -- in flight stay).
@@ -42,10 +33,6 @@ local function trim_queued(queue, length)
   redis.call('LTRIM', queue, drop, -1)
   prepend_all(queue, head)
 end
-
--- Clients to wake, per server holding them (each once), as the notification names them.
-local woken, servers, seen = {}, {}, {}
-local first, tag = prefix, ''
 
 local function publish(message, channels)
   -- The union of the channel sets: each client once, however many channels match. One
@@ -111,21 +98,39 @@ local function publish(message, channels)
   return {queued, mine}
 end
 
-local results = {}
-i = 8
-while i <= #ARGV do
-  if ARGV[i] == 'P' then
-    prefix, tag = ARGV[i + 1], ARGV[i + 2] .. '/'
-    i = i + 3
-  else
-    local count = tonumber(ARGV[i + 2])
-    results[#results + 1] = publish(ARGV[i + 1], {unpack(ARGV, i + 3, i + 2 + count)})
-    i = i + 3 + count
+local function main(KEYS, ARGV)
+  prefix, me = ARGV[1], ARGV[2]
+  alive_cutoff, dead_cutoff = tonumber(ARGV[3]), tonumber(ARGV[4])
+  max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
+  records = ARGV[7] == '1'
+  bad = {}
+  local i = 8
+  while i <= #ARGV do
+    if ARGV[i] == 'P' then
+      if not served_here(ARGV[i + 1]) then return {-1} end
+      i = i + 3
+    else
+      i = i + 3 + tonumber(ARGV[i + 2])
+    end
   end
-end
-for _, sid in ipairs(servers) do
-  if server_alive(first, sid, dead_cutoff) then
-    redis.call(NOTIFY, first .. 'notify:' .. sid, table.concat(woken[sid], ','))
+
+  woken, servers, seen, tag = {}, {}, {}, ''
+  local first, results = prefix, {}
+  i = 8
+  while i <= #ARGV do
+    if ARGV[i] == 'P' then
+      prefix, tag = ARGV[i + 1], ARGV[i + 2] .. '/'
+      i = i + 3
+    else
+      local count = tonumber(ARGV[i + 2])
+      results[#results + 1] = publish(ARGV[i + 1], {unpack(ARGV, i + 3, i + 2 + count)})
+      i = i + 3 + count
+    end
   end
+  for _, sid in ipairs(servers) do
+    if server_alive(first, sid, dead_cutoff) then
+      redis.call(NOTIFY, first .. 'notify:' .. sid, table.concat(woken[sid], ','))
+    end
+  end
+  return {results, bad}
 end
-return {results, bad}
