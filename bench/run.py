@@ -58,6 +58,7 @@ BENCH = Path(__file__).resolve().parent
 sys.path.insert(0, str(BENCH))
 
 import report  # noqa: E402
+import rounds  # noqa: E402
 import servers  # noqa: E402
 from generator import WorkerHandle, WorkerPool  # noqa: E402
 
@@ -192,6 +193,8 @@ class Bench:
         self.subs = self.pool.workers[: self.sub_workers]
         self.pubs = self.pool.workers[self.sub_workers :]
         self.rows: list[dict[str, Any]] = []
+        #: The round of an interleaved run (--rounds) the phases now belong to.
+        self.round: int | None = None
         self.source_by_start: list[dict[str, str]] = []
         self.phase_no = 0
         self.started = time.monotonic()
@@ -443,6 +446,8 @@ class Bench:
         return row
 
     def add(self, row: dict[str, Any]) -> None:
+        if self.round is not None:
+            row["round"] = self.round
         self.rows.append(row)
         log("  " + report.one_line(row))
 
@@ -818,6 +823,35 @@ class Bench:
     def over_budget(self, reserve: float = 0.0) -> bool:
         return time.monotonic() + reserve > self.deadline
 
+    def steps(self) -> list[Any]:
+        steps = [self.smoke, self.fanout, self.cost, self.long_polling, self.p2p, self.churn]
+        return [s for s in steps if s.__name__ in self.args.only]
+
+    def run_interleaved(self, setups: list[servers.Setup]) -> None:
+        """Every setup running at once; each step run for each in turn, in the order
+        A B, then B A, ... (``--rounds``); the rows are pooled afterwards (rounds.py).
+        The setups not being measured sit idle meanwhile (heartbeats, a Cluster's own
+        upkeep: a few ms of CPU per second, outside their Redis's measured CPU)."""
+        for setup in setups:
+            log(f"{setup.name}: {setup.label}")
+        running = [self.start(setup) for setup in setups]
+        try:
+            for step in self.steps():
+                for n in range(self.args.rounds):
+                    if self.over_budget(reserve=60):
+                        log(f"  skipping {step.__name__} round {n}: time budget")
+                        break
+                    self.round = n
+                    for run in running if n % 2 == 0 else running[::-1]:
+                        log(f"{run.setup.name}, round {n}:")
+                        step(run)
+                        if not run.alive():
+                            raise RuntimeError(f"{run.setup.name}: a server process died")
+        finally:
+            self.round = None
+            for run in running:
+                run.stop()
+
     def run_setup(self, setup: servers.Setup) -> None:
         log(f"{setup.name}: {setup.label}")
         steps_wanted = bool(set(self.args.only) - {"idle"})
@@ -825,9 +859,7 @@ class Bench:
         try:
             if running is None:
                 raise _Skip
-            steps = [self.smoke, self.fanout, self.cost, self.long_polling, self.p2p, self.churn]
-            steps = [s for s in steps if s.__name__ in self.args.only]
-            for step in steps:
+            for step in self.steps():
                 if self.over_budget(reserve=60):
                     log(f"  skipping {step.__name__}: time budget")
                     continue
@@ -879,7 +911,15 @@ class Bench:
             "cluster": {"masters": 3, "replicas_per_master": self.args.cluster_replicas},
         }
         errors: list[str] = []
-        for name in self.args.setups:
+        if self.args.rounds > 1:
+            meta["rounds"] = self.args.rounds
+            try:
+                self.run_interleaved([servers.SETUPS[name] for name in self.args.setups])
+            except Exception as exc:
+                errors.append(f"interleaved run: {exc}")
+                log(f"interleaved run FAILED: {exc}\n{traceback.format_exc()}")
+            self.rows = rounds.pool_rounds(self.rows)
+        for name in self.args.setups if self.args.rounds == 1 else []:
             try:
                 self.run_setup(servers.SETUPS[name])
             except Exception as exc:
@@ -964,11 +1004,21 @@ def main() -> None:
         metavar="HZ",
         help="py-spy samples per second (100; 1000 resolves a fixed-rate phase's bursts)",
     )
+    parser.add_argument(
+        "--rounds",
+        type=int,
+        default=1,
+        help="interleave the setups: all running at once, each scenario run for each in "
+        "turn (A B, B A, ...) this many times, then pooled (smoke, fanout and p2p only); "
+        "ratios between setups then stop measuring the machine's drift",
+    )
     parser.add_argument("--plots", type=Path, default=None, help="directory for the PNG plots")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
+    if args.rounds > 1 and not set(args.only) <= {"smoke", "fanout", "p2p"}:
+        parser.error("--rounds interleaves smoke, fanout and p2p only: pass --only with them")
     if args.budget is None:
-        args.budget = 200.0 if args.quick else 570.0
+        args.budget = (200.0 if args.quick else 570.0) * max(1, args.rounds)
     if not (BENCH / "node" / "node_modules" / "faye").exists() and any(
         s.startswith("node") for s in args.setups
     ):
