@@ -290,6 +290,48 @@ def engine_code_cost(clients: dict[str, redis.Redis]) -> None:
             f"engine deliveries, no operation, {label}: script {best['EVALSHA']:.2f} us, "
             f"function {best['FCALL']:.2f} us per call"
         )
+    engine_delivery_cost(clients)
+
+
+def engine_delivery_cost(clients: dict[str, redis.Redis], fanout: int = 10) -> None:
+    """The engine's own functions delivering messages: a publish to ``fanout``
+    subscribers held by this server, then one deliveries call handing each its message
+    and acknowledging the previous one. The same code, keys and data on a plain server
+    and on a one-node Cluster: what cluster mode itself adds to a delivery."""
+    from faye.redis.scripts import library
+
+    prefix = "bench:{0}:"
+    cids = [f"c{n}" for n in range(fanout)]
+    drains = "#" + "\n".join(f"W0+1:{cid}" for cid in cids)
+    functions = {}
+    for label, client in clients.items():
+        code = library(sharded=label == "cluster")
+        client.function_load(code.source, replace=True)
+        functions[label] = (code.scripts["publish"].function, code.scripts["deliveries"].function)
+        client.delete(*(f"{prefix}{k}" for k in ("chan:/c", "owner")))
+        client.sadd(f"{prefix}chan:/c", *cids)
+        client.hset(f"{prefix}owner", mapping=dict.fromkeys(cids, "me"))
+    best = {label: float("inf") for label in clients}
+    for _ in range(9):  # alternating rounds, the best of each
+        for label, client in clients.items():
+            publish, deliveries = functions[label]
+            client.config_resetstat()
+            for _ in range(500):
+                now = int(time.time() * 1000)
+                client.fcall(
+                    publish, 1, f"{prefix}clients", prefix, "me", 0, 0, 1000, 60000, "0",
+                    "M", '{"data":1}', 1, "/c",
+                )  # fmt: skip
+                client.fcall(
+                    deliveries, 1, f"{prefix}clients", prefix, "me", now, 0, 0, 60000, drains
+                )
+            stat = client.info("commandstats")["cmdstat_fcall"]
+            best[label] = min(best[label], float(stat["usec"]) / (500 * fanout))
+    print(
+        f"engine delivery ({fanout} subscribers per publish, drained and acknowledged): "
+        f"plain {best['plain']:.2f} us, cluster mode {best['cluster']:.2f} us per delivery "
+        f"({best['cluster'] / best['plain']:.2f}x)"
+    )
 
 
 def memory(args: argparse.Namespace) -> None:
