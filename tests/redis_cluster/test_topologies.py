@@ -332,7 +332,8 @@ async def test_a_notification_stays_in_the_shard_of_its_partition(
 
 async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopology) -> None:
     """Move a channel's home slot to another master while it is used: MOVED, ASK,
-    resubscribe."""
+    resubscribe. The target has no function library (FUNCTION FLUSH: as a node added to
+    the Cluster empty would be): its first calls load it."""
     fleet = Fleet(doomed_cluster.url)
     try:
         publisher = await fleet.proxy(retry_delay=0.1)
@@ -363,6 +364,7 @@ async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopo
         dst = redis.Redis(host="127.0.0.1", port=target.port, decode_responses=True)
         try:
             src_id, dst_id = src.cluster("myid"), dst.cluster("myid")
+            dst.function_flush()
             dst.cluster("setslot", slot, "importing", src_id)
             src.cluster("setslot", slot, "migrating", dst_id)
             # All of the partition's keys in one MIGRATE: scripts must not run while a
@@ -383,6 +385,8 @@ async def test_subscriptions_follow_a_resharded_slot(doomed_cluster: ClusterTopo
         await flow(10)  # now MOVED, and the listener must be subscribed on the new master
         await received(15)
         assert sorted(m["data"] for m in inbox.messages) == list(range(15))
+        with redis.Redis(host="127.0.0.1", port=target.port) as node:
+            assert node.function_list()  # loaded again
     finally:
         await fleet.close()
 

@@ -327,7 +327,7 @@ class RedisConnection:
                 if not self._missing(exc):
                     raise
                 await self._load_code(client)
-                return await client.execute_command(*command)
+                return await client.execute_command(*self._command(name, keys, args))
 
         return await self.call(name, run, idempotent=idempotent)
 
@@ -372,9 +372,8 @@ class RedisConnection:
             if self.functions is None:
                 await self._load_code(client)
             pipe = client.pipeline(transaction=False)
-            commands = [self._command(name, keys, args) for keys, args in calls]
-            for command in commands:
-                pipe.execute_command(*command)
+            for keys, args in calls:
+                pipe.execute_command(*self._command(name, keys, args))
             results: list[Any] = await pipe.execute(raise_on_error=False)
             loaded = False
             for index, result in enumerate(results):
@@ -383,7 +382,8 @@ class RedisConnection:
                     if not loaded:
                         await self._load_code(client)
                         loaded = True
-                    results[index] = await client.execute_command(*commands[index])
+                    keys, args = calls[index]
+                    results[index] = await client.execute_command(*self._command(name, keys, args))
                 elif isinstance(result, BaseException):
                     raise result
             return results
