@@ -18,6 +18,7 @@ from redis.asyncio.cluster import ClusterNode
 from redis.crc import key_slot
 
 from faye.redis import RedisOptions
+from faye.redis.packing import HiredisPacking
 from tests.redis.conftest import Fleet, engine_of
 from tests.support.bayeux import post
 from tests.support.engines import CollectingSocket, attach
@@ -459,3 +460,28 @@ async def test_two_faye_serve_processes_share_the_topology(topology_url: str) ->
     finally:
         for server in servers:
             server.stop()
+
+
+async def test_every_connection_packs_commands_with_hiredis(topology_url: str) -> None:
+    """The engine's connections on a Cluster (every node, found or given) and behind
+    Sentinel are the hiredis-packing ones, and carry traffic."""
+    fleet = Fleet(topology_url)
+    try:
+        proxy = await fleet.proxy()
+        alice = await proxy.create_client()
+        await proxy.subscribe(alice, "/packed")
+        inbox = await attach(proxy, alice)
+        await proxy.publish({"channel": "/packed", "data": "é"})
+        for _ in range(200):
+            if inbox.messages:
+                break
+            await asyncio.sleep(0.01)
+        assert [m["data"] for m in inbox.messages] == ["é"]
+        client = engine_of(proxy).redis.client
+        if hasattr(client, "get_nodes"):
+            classes = {node.connection_class for node in client.get_nodes()}
+        else:
+            classes = {client.connection_pool.connection_class}
+        assert classes and all(issubclass(c, HiredisPacking) for c in classes), classes
+    finally:
+        await fleet.close()

@@ -31,20 +31,20 @@ from typing import Any, TypeVar
 from redis import exceptions as rx
 from redis.asyncio import BlockingConnectionPool, ConnectionPool, Redis
 from redis.asyncio.cluster import ClusterNode, RedisCluster
-from redis.asyncio.connection import Connection, SSLConnection
 from redis.asyncio.retry import Retry
-from redis.asyncio.sentinel import (
-    Sentinel,
-    SentinelConnectionPool,
-    SentinelManagedConnection,
-    SentinelManagedSSLConnection,
-)
+from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from faye.engine import EngineError
 from faye.redis.listeners import Listener, PlainListener, ShardedListener
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
+from faye.redis.packing import (
+    PackedConnection,
+    PackedSentinelConnection,
+    PackedSentinelSSLConnection,
+    PackedSSLConnection,
+)
 from faye.redis.scripts import Script, library
 
 T = TypeVar("T")
@@ -113,10 +113,10 @@ def connection_kwargs(options: RedisOptions, *, pubsub: bool = False) -> dict[st
     kwargs = _socket_kwargs(options, pubsub=pubsub)
     kwargs.update(host=options.host, port=options.port, db=options.database)
     if options.ssl.enabled:
-        kwargs["connection_class"] = SSLConnection
+        kwargs["connection_class"] = PackedSSLConnection
         kwargs.update(_ssl_kwargs(options))
     else:
-        kwargs["connection_class"] = Connection
+        kwargs["connection_class"] = PackedConnection
     return kwargs
 
 
@@ -188,12 +188,19 @@ class RedisConnection:
         kwargs = _socket_kwargs(options, pubsub=False)
         if options.ssl.enabled:
             kwargs.update(ssl=True, **_ssl_kwargs(options))
-        return _Cluster(
-            startup_nodes=[ClusterNode(host, port) for host, port in options.addresses("cluster")],
+        packed = PackedSSLConnection if options.ssl.enabled else PackedConnection
+        cluster = _Cluster(
+            startup_nodes=[
+                ClusterNode(host, port, connection_class=packed)
+                for host, port in options.addresses("cluster")
+            ],
             max_connections=options.pool_size,
             # Our retries only; MOVED and ASK are still followed inside each call.
             **kwargs,
         )
+        # RedisCluster takes no connection class: the nodes it finds are made with this.
+        cluster.nodes_manager.connection_kwargs["connection_class"] = packed
+        return cluster
 
     @staticmethod
     def _make_sentinel(options: RedisOptions) -> Sentinel:
@@ -207,10 +214,10 @@ class RedisConnection:
         data_kwargs: dict[str, Any] = {"db": options.database}
         if options.ssl.enabled:
             sentinel_kwargs.update(ssl=True, **_ssl_kwargs(options))
-            data_kwargs["connection_class"] = SentinelManagedSSLConnection
+            data_kwargs["connection_class"] = PackedSentinelSSLConnection
             data_kwargs.update(_ssl_kwargs(options))
         else:
-            data_kwargs["connection_class"] = SentinelManagedConnection
+            data_kwargs["connection_class"] = PackedSentinelConnection
         return Sentinel(  # type: ignore[no-untyped-call]
             options.addresses("sentinels"), sentinel_kwargs=sentinel_kwargs, **data_kwargs
         )
