@@ -21,7 +21,7 @@ import redis
 from tests.support.balancer import Balancer
 from tests.support.bayeux import connect_msg, post, ws_handshake
 from tests.support.processes import FayeServer, start_client, wait_ready
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 pytestmark = pytest.mark.interop
 
@@ -30,11 +30,8 @@ TIMEOUT = "3"
 
 @pytest.fixture
 def redis_server() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @pytest.fixture

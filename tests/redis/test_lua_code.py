@@ -12,17 +12,14 @@ from redis.asyncio import Redis
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import data, wait_for
 from tests.support.engines import attach
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
     """A Redis of its own: these tests flush its functions and scripts."""
-    server = RedisServer().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 async def command_calls(client: Redis, command: str) -> int:
@@ -103,17 +100,16 @@ async def test_a_flushed_library_is_loaded_again(private_redis: RedisServer) -> 
     ids=["acl", "no-functions"],
 )
 async def test_scripts_run_where_functions_are_refused(refusal: tuple[str, ...]) -> None:
-    server = RedisServer(*refusal).start()
-    fleet = Fleet(server.url)
-    raw = Redis.from_url(server.url)
-    try:
-        proxy = await fleet.proxy()
-        assert not engine_of(proxy).redis.functions
-        # SCRIPT FLUSH forgets the scripts as FUNCTION FLUSH forgets a library.
-        await exercise(fleet, 2, lambda: raw.script_flush())
-        assert await command_calls(raw, "evalsha") > 0
-        assert await command_calls(raw, "fcall") == 0
-    finally:
-        await fleet.close()
-        await raw.aclose()
-        server.cleanup()
+    with running_redis(*refusal) as server:
+        fleet = Fleet(server.url)
+        raw = Redis.from_url(server.url)
+        try:
+            proxy = await fleet.proxy()
+            assert not engine_of(proxy).redis.functions
+            # SCRIPT FLUSH forgets the scripts as FUNCTION FLUSH forgets a library.
+            await exercise(fleet, 2, lambda: raw.script_flush())
+            assert await command_calls(raw, "evalsha") > 0
+            assert await command_calls(raw, "fcall") == 0
+        finally:
+            await fleet.close()
+            await raw.aclose()

@@ -17,16 +17,13 @@ from redis.asyncio import Redis
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import count_sends, wait_for
 from tests.support.engines import attach
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 
 @pytest.fixture(scope="module")
 def quiet_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    with running_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 async def command_stats(client: Redis) -> dict[str, int]:

@@ -20,6 +20,7 @@ from redis.crc import key_slot
 from faye.redis import RedisOptions
 from faye.redis.packing import HiredisPacking
 from tests.redis.conftest import Fleet, engine_of
+from tests.redis.test_behaviour import wait_for
 from tests.support.bayeux import post
 from tests.support.engines import CollectingSocket, attach
 from tests.support.processes import FayeServer
@@ -320,10 +321,7 @@ async def test_a_notification_stays_in_the_shard_of_its_partition(
     before = {port: commandstat(port, "spublish") for port in masters}
     plain = sum(commandstat(port, "publish") for port in masters)
     await publisher.publish({"channel": "/shard", "data": "x"})
-    for _ in range(100):
-        if inbox.messages:
-            break
-        await asyncio.sleep(0.02)
+    await wait_for(lambda: inbox.messages, timeout=2.0)
     assert [m["data"] for m in inbox.messages] == ["x"]
     after = {port: commandstat(port, "spublish") for port in masters}
     assert after[owner] - before[owner] == 1
@@ -472,10 +470,7 @@ async def test_every_connection_packs_commands_with_hiredis(topology_url: str) -
         await proxy.subscribe(alice, "/packed")
         inbox = await attach(proxy, alice)
         await proxy.publish({"channel": "/packed", "data": "é"})
-        for _ in range(200):
-            if inbox.messages:
-                break
-            await asyncio.sleep(0.01)
+        await wait_for(lambda: inbox.messages, timeout=2.0)
         assert [m["data"] for m in inbox.messages] == ["é"]
         client = engine_of(proxy).redis.client
         if hasattr(client, "get_nodes"):
