@@ -44,6 +44,7 @@ from faye.proxy import EngineProxy  # noqa: E402
 from faye.redis import RedisEngine  # noqa: E402
 from faye.redis.keys import Keys  # noqa: E402
 from faye.redis.options import CLUSTER_PARTITIONS  # noqa: E402
+from faye.redis.scripts import Library, library  # noqa: E402
 from tests.support.engines import engine_of  # noqa: E402
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology, cluster_port  # noqa: E402
 from tests.support.redis_server import RedisServer  # noqa: E402
@@ -258,7 +259,9 @@ def command_cost() -> None:
                 f"{name:16s} plain {best['plain']:6.2f} us, cluster mode "
                 f"{best['cluster']:6.2f} us per call ({ratio:.2f}x)"
             )
-        engine_code_cost(clients)
+        engine = load_engine_code(clients)
+        engine_code_cost(clients, engine)
+        engine_delivery_cost(clients, engine)
         for client in clients.values():
             client.close()
         clustered.close()
@@ -267,15 +270,20 @@ def command_cost() -> None:
         node.cleanup()
 
 
-def engine_code_cost(clients: dict[str, redis.Redis]) -> None:
+def load_engine_code(clients: dict[str, redis.Redis]) -> dict[str, Library]:
+    """The engine's function library on each server, as the engine loads it there."""
+    engine = {}
+    for label, client in clients.items():
+        engine[label] = library(sharded=label == "cluster")
+        client.function_load(engine[label].source, replace=True)
+    return engine
+
+
+def engine_code_cost(clients: dict[str, redis.Redis], engine: dict[str, Library]) -> None:
     """The engine's deliveries entry point with no operation in the batch, as a script
     (EVALSHA) and as a library function (FCALL): the fixed price of one call."""
-    from faye.redis.scripts import library
-
     for label, client in clients.items():
-        code = library(sharded=label == "cluster")
-        client.function_load(code.source, replace=True)
-        script = code.scripts["deliveries"]
+        script = engine[label].scripts["deliveries"]
         client.script_load(script.source)
         args = ["{z}:", "me", int(time.time() * 1000), 0, 0, 60000]
         best = {"EVALSHA": float("inf"), "FCALL": float("inf")}
@@ -290,24 +298,22 @@ def engine_code_cost(clients: dict[str, redis.Redis]) -> None:
             f"engine deliveries, no operation, {label}: script {best['EVALSHA']:.2f} us, "
             f"function {best['FCALL']:.2f} us per call"
         )
-    engine_delivery_cost(clients)
 
 
-def engine_delivery_cost(clients: dict[str, redis.Redis], fanout: int = 10) -> None:
+def engine_delivery_cost(
+    clients: dict[str, redis.Redis], engine: dict[str, Library], fanout: int = 10
+) -> None:
     """The engine's own functions delivering messages: a publish to ``fanout``
     subscribers held by this server, then one deliveries call handing each its message
     and acknowledging the previous one. The same code, keys and data on a plain server
     and on a one-node Cluster: what cluster mode itself adds to a delivery."""
-    from faye.redis.scripts import library
-
     prefix = "bench:{0}:"
     cids = [f"c{n}" for n in range(fanout)]
     drains = "#" + "\n".join(f"W0+1:{cid}" for cid in cids)
     functions = {}
     for label, client in clients.items():
-        code = library(sharded=label == "cluster")
-        client.function_load(code.source, replace=True)
-        functions[label] = (code.scripts["publish"].function, code.scripts["deliveries"].function)
+        scripts = engine[label].scripts
+        functions[label] = (scripts["publish"].function, scripts["deliveries"].function)
         client.delete(*(f"{prefix}{k}" for k in ("chan:/c", "owner")))
         client.sadd(f"{prefix}chan:/c", *cids)
         client.hset(f"{prefix}owner", mapping=dict.fromkeys(cids, "me"))
