@@ -218,7 +218,7 @@ class RedisConnection:
             data_kwargs.update(_ssl_kwargs(options))
         else:
             data_kwargs["connection_class"] = PackedSentinelConnection
-        return Sentinel(  # type: ignore[no-untyped-call]
+        return Sentinel(  # type: ignore[no-untyped-call, unused-ignore]
             options.addresses("sentinels"), sentinel_kwargs=sentinel_kwargs, **data_kwargs
         )
 

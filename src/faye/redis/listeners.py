@@ -43,7 +43,7 @@ class PlainListener:
         return message
 
     async def aclose(self) -> None:
-        await self.pubsub.aclose()  # type: ignore[no-untyped-call]
+        await self.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
 
 
 class TopologyChanged(rx.ConnectionError):
@@ -156,7 +156,7 @@ class ShardedListener:
             task.cancel()
         for pubsub in self.pubsubs:
             with contextlib.suppress(Exception):
-                await pubsub.aclose()  # type: ignore[no-untyped-call]
+                await pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
         for client in self.clients:
             with contextlib.suppress(Exception):
                 await client.aclose()
