@@ -8,12 +8,13 @@ arriving together go out in one round trip), and no caller needs a loop of its o
 
 A process forked after the publisher was used (Celery's prefork pool, gunicorn
 ``--preload``) gets a fresh thread, loop and connections in the child on its first
-publish; the parent's stay the parent's.
+publish; the parent's stay the parent's. Publishers still open at exit are closed.
 """
 
 from __future__ import annotations
 
 import asyncio
+import atexit
 import concurrent.futures
 import contextlib
 import os
@@ -155,4 +156,12 @@ def _after_fork_in_child() -> None:
         publisher._forget_parent()
 
 
+def _close_all() -> None:
+    """At exit, close what a script left open, so its connections end cleanly."""
+    for publisher in list(_INSTANCES):
+        with contextlib.suppress(Exception):
+            publisher.close()
+
+
 os.register_at_fork(after_in_child=_after_fork_in_child)
+atexit.register(_close_all)

@@ -1,9 +1,12 @@
-"""A publisher on a real Redis Cluster (3 masters): a batch spread over every master
-reaches subscribers on two servers, each message once, in order per channel."""
+"""Publishers on a real Redis Cluster (3 masters) and behind real Sentinels.
+
+On the Cluster a batch spread over every master reaches subscribers on two servers, each
+message once, in order per channel; behind Sentinels the publisher finds the master."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import uuid
 from collections.abc import Iterator
 
@@ -12,16 +15,16 @@ import pytest
 import faye
 from faye.redis import Publisher, SyncPublisher
 from tests.support.live_server import LiveServer
-from tests.support.redis_cluster import ClusterTopology
+from tests.support.redis_cluster import ClusterTopology, SentinelTopology
 from tests.support.subscribers import WsSubscriber
 
 CHANNELS = [f"/cluster/c{n}" for n in range(12)]  # homes on every master (checked below)
 
 
-@pytest.fixture
-def servers(redis_cluster: ClusterTopology) -> Iterator[tuple[str, list[LiveServer]]]:
-    namespace = f"pubc-{uuid.uuid4().hex[:8]}"
-    engine = {"type": "redis", "url": redis_cluster.url, "namespace": namespace}
+@contextlib.contextmanager
+def two_servers(url: str) -> Iterator[tuple[str, list[LiveServer]]]:
+    namespace = f"pubt-{uuid.uuid4().hex[:8]}"
+    engine = {"type": "redis", "url": url, "namespace": namespace}
     live = [
         LiveServer(faye.ASGIAdapter(mount="/faye", timeout=10, engine=engine)).start()
         for _ in range(2)
@@ -31,6 +34,12 @@ def servers(redis_cluster: ClusterTopology) -> Iterator[tuple[str, list[LiveServ
     finally:
         for server in live:
             server.stop()
+
+
+@pytest.fixture
+def servers(redis_cluster: ClusterTopology) -> Iterator[tuple[str, list[LiveServer]]]:
+    with two_servers(redis_cluster.url) as started:
+        yield started
 
 
 async def test_a_batch_over_every_master_reaches_both_servers(
@@ -57,3 +66,16 @@ async def test_a_batch_over_every_master_reaches_both_servers(
             for channel in CHANNELS:
                 expected = list(range(4 if channel == "/cluster/c0" else 3))
                 assert [d["n"] for d in received if d["c"] == channel] == expected
+
+
+async def test_a_sync_publisher_behind_sentinels(redis_sentinel: SentinelTopology) -> None:
+    with two_servers(redis_sentinel.url) as (namespace, (a, b)):
+        publisher = SyncPublisher(redis_sentinel.url, namespace=namespace, timeout=10)
+        async with (
+            WsSubscriber(f"{a.ws_base}/faye", "/sentinel/*") as on_a,
+            WsSubscriber(f"{b.ws_base}/faye", "/sentinel/x") as on_b,
+        ):
+            await asyncio.to_thread(publisher.publish_many, [("/sentinel/x", n) for n in range(5)])
+            await asyncio.to_thread(publisher.close)
+            assert await on_a.wait_for(5) == list(range(5))
+            assert await on_b.wait_for(5) == list(range(5))
