@@ -3,7 +3,7 @@
 The servers share a private redis-server; subscribers are real WebSocket (and HTTP
 long-polling) clients of those servers. The publishers run in this process: from a plain
 thread (SyncPublisher), from asyncio (Publisher), from many threads at once, and from a
-forked child.
+forked child. A third, in-process server shows which extensions run for such a message.
 """
 
 from __future__ import annotations
@@ -15,13 +15,16 @@ import time
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import httpx
 import pytest
 import redis
 
+import faye
 from faye.redis import Publisher, PublishError, SyncPublisher
 from tests.support.bayeux import post
+from tests.support.live_server import LiveServer
 from tests.support.processes import FayeServer
 from tests.support.redis_server import RedisServer, redis_available, running_redis
 from tests.support.round_trips import count_writes
@@ -219,3 +222,41 @@ async def test_closing_waits_for_nothing_and_refuses_later_publishes(fleet: Flee
     assert time.monotonic() - started < 1
     with pytest.raises(PublishError, match="closed"):
         publisher.publish("/x", 1)
+
+
+class Stamping:
+    """Notes the non-meta messages servers receive; stamps deliveries on /ext/x."""
+
+    def __init__(self) -> None:
+        self.received: list[str] = []
+
+    def incoming(self, message: dict[str, Any], request: Any) -> dict[str, Any]:
+        if not str(message.get("channel", "")).startswith("/meta/"):
+            self.received.append(message["channel"])
+        return message
+
+    def outgoing(self, message: dict[str, Any], request: Any) -> dict[str, Any]:
+        if message.get("channel") == "/ext/x" and "data" in message:
+            message["data"] = {**message["data"], "stamped": True}
+        return message
+
+
+async def test_outgoing_extensions_run_for_a_published_message_and_incoming_ones_do_not(
+    fleet: Fleet,
+) -> None:
+    extension = Stamping()
+    engine = {"type": "redis", "url": fleet.redis.url, "namespace": fleet.namespace}
+    adapter = faye.ASGIAdapter(
+        mount="/faye", timeout=TIMEOUT, engine=engine, extensions=[extension]
+    )
+    server = LiveServer(adapter).start()
+    try:
+        async with (
+            fleet.publisher() as publisher,
+            WsSubscriber(f"{server.ws_base}/faye", "/ext/x") as subscriber,
+        ):
+            await publisher.publish("/ext/x", {"n": 1})
+            assert await subscriber.wait_for(1) == [{"n": 1, "stamped": True}]
+        assert extension.received == []
+    finally:
+        server.stop()
