@@ -4,7 +4,7 @@ A :class:`SyncPublisher` runs an asyncio :class:`~faye.redis.Publisher` on an ev
 of its own, in a daemon thread started by the first publish, and each call waits for its
 result there. So there is one publish path (the engine's, with Sentinel and Cluster
 support), callers from many threads at once share the loop and its connections (publishes
-arriving together go out in one round trip), and no caller needs a loop of its own.
+arriving together may share a round trip), and no caller needs a loop of its own.
 
 A process forked after the publisher was used (Celery's prefork pool, gunicorn
 ``--preload``) gets a fresh thread, loop and connections in the child on its first
