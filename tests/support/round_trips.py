@@ -1,0 +1,30 @@
+"""Count the requests an engine's Redis connection writes: one write is one round trip."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+from faye.redis.connection import RedisConnection
+
+
+def count_writes(connection: RedisConnection) -> Callable[[], int]:
+    """Count writes on the command pool (one Redis, not Cluster) from now on."""
+    counter = {"n": 0}
+    pool = connection.pool
+
+    def counted(conn: Any) -> Any:
+        original = conn.send_packed_command
+
+        async def counting(*args: Any, **kwargs: Any) -> Any:
+            counter["n"] += 1
+            return await original(*args, **kwargs)
+
+        conn.send_packed_command = counting
+        return conn
+
+    for conn in [*pool._available_connections, *pool._in_use_connections]:
+        counted(conn)
+    make = pool.make_connection
+    pool.make_connection = lambda: counted(make())  # type: ignore[method-assign]
+    return lambda: counter["n"]
