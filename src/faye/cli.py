@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from faye.extras import MissingExtra
 from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -169,5 +170,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             serve(args)
         elif args.command == "gc":
             collect(args)
-    except ValueError as exc:  # bad options: say so plainly, no traceback
+    except (ValueError, MissingExtra) as exc:  # bad options: say so plainly, no traceback
         sys.exit(f"faye: {exc}")
