@@ -10,6 +10,7 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from faye import __version__
 from faye.extras import MissingExtra
 from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
 
@@ -30,6 +31,7 @@ def _gc_thresholds(text: str) -> tuple[int, ...] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faye", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"faye-redis-ng {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the Bayeux server")
     serve.add_argument("--host", default=os.environ.get("FAYE_HOST", "127.0.0.1"))
