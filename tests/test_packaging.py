@@ -1,12 +1,14 @@
 """The wheel as users install it: no extras serves from memory, ``[redis]`` runs a fleet.
 
-Builds the wheel once and installs it into one fresh virtualenv for the module, first
-without extras, then adds ``[redis]``: the tests run in file order. Run them alone with
-``pytest -m packaging``.
+Builds the wheel once (or takes the one named by ``FAYE_TEST_WHEEL``, as the release
+workflow does for the wheel it publishes) and installs it into one fresh virtualenv for
+the module, first without extras, then adds ``[redis]``: the tests run in file order.
+Run them alone with ``pytest -m packaging``.
 """
 
 from __future__ import annotations
 
+import os
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -25,7 +27,8 @@ pytestmark = pytest.mark.packaging
 @pytest.fixture(scope="module")
 def venv(tmp_path_factory: pytest.TempPathFactory) -> WheelVenv:
     root: Path = tmp_path_factory.mktemp("wheel")
-    wheel = build_wheel(root / "dist")
+    given = os.environ.get("FAYE_TEST_WHEEL")
+    wheel = Path(given).resolve() if given else build_wheel(root / "dist")
     return WheelVenv(root / "venv", wheel).create()
 
 
