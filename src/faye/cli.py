@@ -10,6 +10,8 @@ import sys
 from collections.abc import Sequence
 from typing import Any
 
+from faye import __version__
+from faye.extras import MissingExtra
 from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
@@ -29,6 +31,7 @@ def _gc_thresholds(text: str) -> tuple[int, ...] | None:
 
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="faye", description=__doc__)
+    parser.add_argument("--version", action="version", version=f"faye-redis-ng {__version__}")
     commands = parser.add_subparsers(dest="command", required=True)
     serve = commands.add_parser("serve", help="run the Bayeux server")
     serve.add_argument("--host", default=os.environ.get("FAYE_HOST", "127.0.0.1"))
@@ -79,6 +82,13 @@ def build_parser() -> argparse.ArgumentParser:
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
     )
+    serve.add_argument(
+        "--workers",
+        type=int,
+        default=int(os.environ.get("FAYE_WORKERS", "1")),
+        help="server processes sharing the port (uvicorn's multiprocess mode); more than one "
+        "needs --redis, which lets them share clients",
+    )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
     gc.add_argument("--redis", default=os.environ.get("FAYE_REDIS_URL"), required=False)
     gc.add_argument("--namespace", default=os.environ.get("FAYE_NAMESPACE"))
@@ -125,29 +135,62 @@ def make_adapter(args: argparse.Namespace) -> Any:
     )
 
 
+#: ``faye serve --workers N`` hands its parsed options to the worker processes here.
+WORKER_ARGS_VARIABLE = "_FAYE_SERVE_ARGS"
+
+
+def _configure_logging(level: str) -> None:
+    logging.basicConfig(
+        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+
+
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from faye.gc_tuning import tune_for_server
     from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-    adapter = make_adapter(args)
+    if args.workers < 1:
+        raise ValueError("--workers must be at least 1")
+    if args.workers > 1 and not args.redis:
+        raise ValueError(
+            "--workers needs the Redis engine (--redis URL): with the memory engine each "
+            "worker would hold its own clients, and a client's requests reach any worker"
+        )
+    _configure_logging(args.log_level)
+    adapter = make_adapter(args)  # bad options stop here, before any worker starts
+    settings: dict[str, Any] = {
+        "host": args.host,
+        "port": args.port,
+        "log_level": args.log_level,
+        "ws_max_size": args.max_request_size,
+        "ws_ping_interval": args.ping,
+        "ws_ping_timeout": args.ping,
+        "timeout_keep_alive": max(5, int(args.timeout) + 5),
+        "lifespan": "on",
+        "ws": FayeWebSocketProtocol,
+    }
+    if args.workers == 1:
+        tune_for_server(args.gc_thresholds)
+        uvicorn.run(adapter, **settings)
+        return
+    # uvicorn spawns fresh interpreters that import the app; each builds its own adapter
+    # (its own engine and Redis connections) from the options passed in the environment.
+    os.environ[WORKER_ARGS_VARIABLE] = json.dumps(vars(args))
+    uvicorn.run("faye.cli:worker_app", factory=True, workers=args.workers, **settings)
+
+
+def worker_app() -> Any:
+    """The ASGI app of one ``faye serve --workers N`` process (a uvicorn app factory)."""
+    from faye.gc_tuning import tune_for_server
+
+    args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_VARIABLE]))
+    if args.gc_thresholds is not None:
+        args.gc_thresholds = tuple(args.gc_thresholds)
+    _configure_logging(args.log_level)
     tune_for_server(args.gc_thresholds)
-    uvicorn.run(
-        adapter,
-        host=args.host,
-        port=args.port,
-        log_level=args.log_level,
-        ws_max_size=args.max_request_size,
-        ws_ping_interval=args.ping,
-        ws_ping_timeout=args.ping,
-        timeout_keep_alive=max(5, int(args.timeout) + 5),
-        lifespan="on",
-        ws=FayeWebSocketProtocol,
-    )
+    return make_adapter(args)
 
 
 def collect(args: argparse.Namespace) -> None:
@@ -169,5 +212,5 @@ def main(argv: Sequence[str] | None = None) -> None:
             serve(args)
         elif args.command == "gc":
             collect(args)
-    except ValueError as exc:  # bad options: say so plainly, no traceback
+    except (ValueError, MissingExtra) as exc:  # bad options: say so plainly, no traceback
         sys.exit(f"faye: {exc}")

@@ -68,6 +68,9 @@ class LongPollingTransport:
     connection_type = "long-polling"
 
     def __init__(self, url: str, *, timeout: float = 90.0, headers: dict[str, str] | None = None):
+        from faye.extras import require
+
+        require("faye.LongPollingTransport", "client", "httpx")
         import httpx
 
         self.url = url

@@ -148,6 +148,21 @@ class EngineProxy(EventEmitter):
         await self.backend.close()
         self._started = False
 
+    async def cleanup_expired(self) -> int:
+        """One garbage collection now, for ``bayeux.get_engine().cleanup_expired()``.
+
+        Returns how many expired clients were destroyed. Only engines that collect on
+        demand (the Redis engine) have it; the memory engine sweeps on its own timer.
+        """
+        cleanup = getattr(self.backend, "cleanup_expired", None)
+        if cleanup is None:
+            raise NotImplementedError(
+                f"{type(self.backend).__name__} collects expired clients on its own; "
+                "cleanup_expired() is the Redis engine's"
+            )
+        collected: int = await cleanup()
+        return collected
+
     # -- client lifecycle, with Faye's events ----------------------------------------
 
     async def create_client(self) -> str:

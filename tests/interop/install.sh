@@ -3,9 +3,11 @@
 #
 #   bash tests/interop/install.sh
 #
-# Idempotent and non-interactive; meant to run as root on a Debian machine
-# (CI, a fresh dev box).  Prints nothing when all is well; on any failure it
-# prints the failing step's output and exits non-zero.
+# Idempotent and non-interactive, for a Debian machine (CI, a fresh dev box):
+# run it as root, or as a user who may sudo (apt-get then runs through sudo).
+# It says which Debian packages it installs; otherwise it prints nothing when
+# all is well.  On any failure it prints the failing step's output and exits
+# non-zero.
 #
 #   * ruby-faye (Debian package; brings ruby, eventmachine, em-http-request,
 #     faye-websocket) - only when `ruby -e 'require "faye"'` fails.
@@ -41,15 +43,26 @@ run() {
     "$@" >"$LOG" 2>&1 || die "$what failed (exit $?): $*"
 }
 
+# as_root CMD...: CMD as root, through sudo when this is not root.
+as_root() {
+    if [ "$(id -u)" = 0 ]; then
+        "$@"
+    elif command -v sudo >/dev/null 2>&1; then
+        sudo "$@"
+    else
+        die "need root (or sudo) to run: $*"
+    fi
+}
+
 APT_UPDATED=0
 apt_install() {
     command -v apt-get >/dev/null 2>&1 || die "need to install $* but apt-get is not available"
-    if [ "$(id -u)" != 0 ]; then die "need root to apt-get install $*"; fi
+    echo "interop/install.sh: installing $* with apt-get" >&2
     if [ "$APT_UPDATED" = 0 ]; then
-        run "apt-get update" env DEBIAN_FRONTEND=noninteractive apt-get update -q
+        run "apt-get update" as_root env DEBIAN_FRONTEND=noninteractive apt-get update -q
         APT_UPDATED=1
     fi
-    run "apt-get install $*" env DEBIAN_FRONTEND=noninteractive \
+    run "apt-get install $*" as_root env DEBIAN_FRONTEND=noninteractive \
         apt-get install -y -q --no-install-recommends "$@"
 }
 
@@ -78,6 +91,7 @@ fi
 
 # --- Chromium for test_browser.py (driven through playwright-core) ---------
 if [ ! -x /usr/bin/chromium ]; then
+    echo "interop/install.sh: the browser tests need Chromium (about 300 MB)" >&2
     apt_install chromium
     [ -x /usr/bin/chromium ] || die "chromium installed but /usr/bin/chromium is missing"
 fi
