@@ -995,9 +995,9 @@ class RedisEngine(Engine):
     async def _listen(self) -> None:
         failures = 0
         channels = self._channels()
-        # Behind Sentinel or on a Cluster an outage is a failover, over in seconds: keep
-        # trying often enough to be back soon after it.
-        cap = 30.0 if self.config.mode == "single" else max(self.config.retry_delay, 1.0)
+        # An outage is usually a restart or a failover, over in seconds: keep trying
+        # often enough (one connection attempt a second) to be back soon after it.
+        cap = max(self.config.retry_delay, 1.0)
         while True:
             listener = self.redis.listener()
             try:
@@ -1007,9 +1007,7 @@ class RedisEngine(Engine):
                     failures = 0
                 if self._listening.is_set():
                     # Notifications sent while we were away are lost: look ourselves.
-                    for client_id in self._held:
-                        for p in self._partitions_of(client_id):
-                            self._wake([client_id], p)
+                    self._spawn(self._after_outage())
                 self._listening.set()
                 while True:
                     message = await listener.get_message(5.0)
@@ -1028,6 +1026,58 @@ class RedisEngine(Engine):
                 # event loop's shutdown, which waits for every task) alive.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listener.aclose(), self.config.connect_timeout + 1)
+
+    async def _after_outage(self) -> None:
+        """Back on Redis after the listener lost it: take up every connection held here.
+
+        Redis may have lost its data (a restart without persistence, a failover to a
+        replica behind): our heartbeat, the clients' records, owners and queues. Clients
+        still known are claimed again (owner, queue, messages queued meanwhile); those
+        Redis forgot get their held connect answered and their socket closed, so that
+        they learn at once (401 on their next connect) that they must handshake again
+        instead of waiting out a held connect that nothing will ever wake.
+        """
+        with contextlib.suppress(EngineError):
+            await self._beat()
+        held = [cid for cid in self._held if self.host.has_connection(cid)]
+        if not held:
+            return
+        try:
+            known = await self._known_clients(held)
+        except EngineError as exc:
+            self.log.warning("could not check the held clients after reconnecting: %s", exc)
+            return
+        gone = [cid for cid in held if cid not in known]
+        for client_id in gone:
+            self._forget(client_id)
+            self.host.on_close(client_id)
+        for client_id in known:
+            if self.host.has_connection(client_id):
+                self._submit_claims(client_id)
+        if gone:
+            self.log.warning(
+                "Redis no longer knows %d client(s) held here; told them to handshake again",
+                len(gone),
+            )
+
+    async def _known_clients(self, client_ids: Sequence[str]) -> set[str]:
+        """Those of ``client_ids`` with a live record (one ZMSCORE per partition)."""
+        by_partition: dict[int, list[str]] = {}
+        for cid in client_ids:
+            by_partition.setdefault(self.keys.partition(cid), []).append(cid)
+        _, alive, _ = self._cutoffs()
+        known: set[str] = set()
+        for p, cids in by_partition.items():
+            key = self.keys.clients(p)
+
+            async def scores_of(client: Client, key: str = key, cids: list[str] = cids) -> Any:
+                return await client.zmscore(key, cids)
+
+            scores = await self.redis.call("held clients", scores_of, idempotent=True)
+            known.update(
+                cid for cid, s in zip(cids, scores, strict=True) if s is not None and s > alive
+            )
+        return known
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
         if message.get("type") not in ("message", "smessage"):

@@ -128,7 +128,7 @@ local function main(KEYS, ARGV)
     end
   end
   for _, sid in ipairs(servers) do
-    if server_alive(first, sid, dead_cutoff) then
+    if worth_waking(first, sid, dead_cutoff) then
       redis.call(NOTIFY, first .. 'notify:' .. sid, table.concat(woken[sid], ','))
     end
   end
