@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
@@ -26,6 +28,8 @@ FAST = {
     "read_timeout": 0.5,
     "write_timeout": 0.5,
     "heartbeat_interval": 0.2,
+    # A publish waits this long through an outage before it fails.
+    "stall_timeout": 1.0,
 }
 
 
@@ -120,6 +124,158 @@ async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
     finally:
         await fleet.close()
         server.cleanup()
+
+
+# -- stalls (SIGSTOP) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.process.send_signal(signal.SIGCONT)
+        server.cleanup()
+
+
+def stall(server: RedisServer, stopped: bool) -> None:
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP if stopped else signal.SIGCONT)
+
+
+async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
+    own_redis: RedisServer,
+) -> None:
+    """Each publish is sent again after every read timeout of the stall (five or so
+    copies of each call reach the stopped Redis); its token makes the copies no-ops."""
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
+        a = await fleet.proxy(**options)
+        b = await fleet.proxy(**options)
+        alice = await a.create_client()
+        await a.subscribe(alice, "/stall")
+        inbox = await attach(a, alice)
+        await b.publish({"channel": "/stall", "data": "before"})
+        await wait_for(lambda: len(inbox.messages) == 1)
+
+        stall(own_redis, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        during = [
+            asyncio.ensure_future(b.publish({"channel": "/stall", "data": n})) for n in range(5)
+        ]
+        await asyncio.sleep(0.2)
+        during += [
+            asyncio.ensure_future(a.publish({"channel": "/stall", "data": n})) for n in range(5, 10)
+        ]
+        await asyncio.sleep(1.5)
+        assert not any(f.done() for f in during)
+        stall(own_redis, False)
+        await asyncio.wait_for(asyncio.gather(*during), 5)
+        assert 1.5 < loop.time() - started < 5
+        await wait_for(lambda: len(inbox.messages) >= 11, timeout=5)
+        await asyncio.sleep(0.5)  # nothing more comes: no copy ran twice
+        assert data(inbox.messages) == ["before", *range(10)]
+    finally:
+        await fleet.close()
+
+
+async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknowledged(
+    own_redis: RedisServer,
+) -> None:
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
+        a = await fleet.proxy(**options)
+        alice = await a.create_client()
+        await a.subscribe(alice, "/bound")
+        inbox = await attach(a, alice)
+        await a.publish({"channel": "/bound", "data": "acknowledged"})
+        stall(own_redis, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(EngineError):
+            await a.publish({"channel": "/bound", "data": "refused"})
+        # Failed at the bound (plus at most the attempt under way), not before it.
+        assert 0.8 <= loop.time() - started < 0.8 + 0.3 + 0.5
+        stall(own_redis, False)
+        await eventually(lambda: a.publish({"channel": "/bound", "data": "after"}))
+        await wait_for(lambda: "after" in data(inbox.messages), timeout=5)
+        got = data(inbox.messages)
+        # What the publisher was told succeeded arrived, once each, in order; the
+        # refused publish may have run after all (Redis read it before it stopped).
+        assert [d for d in got if d != "refused"] == ["acknowledged", "after"]
+    finally:
+        await fleet.close()
+
+
+# -- what the log says -----------------------------------------------------------------
+
+
+def engine_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "faye.redis"]
+
+
+def count(lines: list[str], text: str) -> int:
+    return sum(text in line for line in lines)
+
+
+async def test_a_redis_restart_is_logged_once_each_way(
+    persistent_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_redis = persistent_redis
+    caplog.set_level(logging.INFO, logger="faye.redis")
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(**{**FAST, "log_level": "info"})
+        alice = await a.create_client()
+        await a.subscribe(alice, "/logged")
+        inbox = await attach(a, alice)
+        own_redis.stop()
+        # Many calls fail while Redis is away (every request of every client would).
+        for _ in range(5):
+            with pytest.raises(EngineError):
+                await a.client_exists(alice)
+        with pytest.raises(EngineError):
+            await a.publish({"channel": "/logged", "data": "refused"})
+        own_redis.start()
+        await eventually(lambda: a.publish({"channel": "/logged", "data": "back"}))
+        await wait_for(lambda: data(inbox.messages) == ["back"], timeout=5)
+        await wait_for(lambda: count(engine_lines(caplog), "listener resubscribed") == 1)
+        lines = engine_lines(caplog)
+        assert count(lines, "Redis connection lost") == 1, lines
+        assert count(lines, "Redis reconnected; service was degraded for") == 1, lines
+        warned = [r for r in caplog.records if "Redis connection lost" in r.getMessage()]
+        assert warned[0].levelno == logging.WARNING
+    finally:
+        await fleet.close()
+
+
+async def test_a_redis_stall_is_logged_with_how_long_it_lasted(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="faye.redis")
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
+        a = await fleet.proxy(**options)
+        stall(own_redis, True)
+        pending = asyncio.ensure_future(a.publish({"channel": "/x", "data": 1}))
+        await asyncio.sleep(1.5)
+        stall(own_redis, False)
+        await asyncio.wait_for(pending, 5)
+        lines = engine_lines(caplog)
+        assert count(lines, "Redis connection lost during publish") == 1, lines
+        (back,) = [line for line in lines if "Redis reconnected" in line]
+        degraded = float(back.rsplit("for ", 1)[1].split(" s")[0])
+        assert 1.0 <= degraded <= 2.5, back
+        # The listener's connection survived the stall: nothing to resubscribe.
+        assert count(lines, "listener resubscribed") == 0, lines
+    finally:
+        await fleet.close()
 
 
 # -- credentials -----------------------------------------------------------------------

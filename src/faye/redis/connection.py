@@ -18,13 +18,16 @@ one connection per node).
 
 redis-py's own retries are switched off: only operations the engine marks
 idempotent are retried here (``max_retries`` attempts in all, sleeping
-``retry_delay * 2**n`` between them). A publish is never retried: had Redis run it
-before the connection failed, a retry would queue the message twice.
+``retry_delay * 2**n`` between them). A publish is retried only through a stall
+(``stall_timeout``), and only because each publish call carries a token its script
+checks first: had Redis run it before the connection failed, a retry would otherwise
+queue the message twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +39,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from faye.engine import EngineError
+from faye.redis.health import RedisHealth
 from faye.redis.listeners import Listener, PlainListener, ShardedListener
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
@@ -53,6 +57,9 @@ Arg = str | bytes | int | float
 
 #: What every client type the engine uses answers to (Redis or RedisCluster).
 Client = Any
+
+#: The longest pause between two attempts of a call waiting out a stall (seconds).
+STALL_PAUSE = 0.25
 
 #: Errors after which the same idempotent command may simply be sent again.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -136,6 +143,7 @@ class RedisConnection:
     def __init__(self, options: RedisOptions, log: EngineLog | None = None) -> None:
         self.options = options
         self.log = log or EngineLog(options.log_threshold)
+        self.health = RedisHealth(self.log)
         self.mode = options.mode
         self.library = library(sharded=self.mode == "cluster")
         self.scripts: dict[str, Script] = self.library.scripts
@@ -249,28 +257,54 @@ class RedisConnection:
                 f"no free Redis connection within pool_timeout ({self.options.pool_timeout:g} s)"
             ) from None
 
-    async def call(self, what: str, fn: Callable[[Client], Awaitable[T]], *, idempotent: bool) -> T:
-        """Run ``fn(client)``, retrying transient failures only when ``idempotent``."""
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[Client], Awaitable[T]],
+        *,
+        idempotent: bool,
+        until: float | None = None,
+    ) -> T:
+        """Run ``fn(client)``, retrying transient failures only when ``idempotent``.
+
+        With ``until`` (a ``loop.time()``), transient failures are retried until then
+        instead, at most ``STALL_PAUSE`` apart: the caller made the call safe to repeat
+        and would rather wait out a stall than fail.
+        """
         attempts = max(1, self.options.max_retries) if idempotent else 1
-        for attempt in range(attempts):
+        loop = asyncio.get_running_loop()
+        attempt = 0
+        while True:
+            started = time.monotonic()
             try:
                 if self._gate is None:
-                    return await fn(self.client)
-                await self._acquire()
-                try:
-                    return await fn(self.client)
-                finally:
-                    self._gate.release()
+                    result = await fn(self.client)
+                else:
+                    await self._acquire()
+                    try:
+                        result = await fn(self.client)
+                    finally:
+                        self._gate.release()
+                if not self.health.up:
+                    self.health.answered(started)
+                return result
             except rx.AuthenticationError as exc:
                 raise translate(exc, what) from exc
             except TRANSIENT as exc:
+                self.health.failed(what, exc)
                 self._topology_suspect()
-                if attempt + 1 >= attempts:
+                if until is not None:
+                    pause = min(max(self.options.retry_delay, 0.05) * 2**attempt, STALL_PAUSE)
+                    if loop.time() + pause >= until:
+                        raise translate(exc, what) from exc
+                elif attempt + 1 >= attempts:
                     raise translate(exc, what) from exc
-                await asyncio.sleep(self.options.retry_delay * 2**attempt)
+                else:
+                    pause = self.options.retry_delay * 2**attempt
+                attempt += 1
+                await asyncio.sleep(pause)
             except rx.RedisError as exc:
                 raise translate(exc, what) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def load_scripts(self) -> None:
         await self.call("loading the Lua code", self._load_code, idempotent=True)
@@ -320,7 +354,13 @@ class RedisConnection:
         )
 
     async def run_script(
-        self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        idempotent: bool,
+        until: float | None = None,
     ) -> Any:
         """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
@@ -336,7 +376,7 @@ class RedisConnection:
                 await self._load_code(client)
                 return await client.execute_command(*self._command(name, keys, args))
 
-        return await self.call(name, run, idempotent=idempotent)
+        return await self.call(name, run, idempotent=idempotent, until=until)
 
     async def run_scripts(
         self,
@@ -346,6 +386,7 @@ class RedisConnection:
         idempotent: bool,
         partial: bool = False,
         grouped: bool = False,
+        until: float | None = None,
     ) -> list[Any]:
         """Several calls of one script (one per partition) in one pipelined round trip.
 
@@ -356,24 +397,29 @@ class RedisConnection:
 
         With ``partial`` a failure does not raise: its :class:`EngineError` takes the
         place of the result of every call it concerns. On a Cluster only the calls on
-        the failing master are concerned; the others keep their results.
+        the failing master are concerned; the others keep their results. ``until``:
+        see :meth:`call`.
         """
         if partial and self._cluster is not None and len(calls) > 1:
             groups = [[i] for i in range(len(calls))] if grouped else None
-            return await self._run_per_master(name, calls, idempotent, groups)
+            return await self._run_per_master(name, calls, idempotent, groups, until)
         try:
-            return await self._run_pipelined(name, calls, idempotent)
+            return await self._run_pipelined(name, calls, idempotent, until)
         except EngineError as exc:
             if not partial:
                 raise
             return [exc] * len(calls)
 
     async def _run_pipelined(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        idempotent: bool,
+        until: float | None = None,
     ) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
-            return [await self.run_script(name, keys, args, idempotent=idempotent)]
+            return [await self.run_script(name, keys, args, idempotent=idempotent, until=until)]
 
         async def run(client: Client) -> list[Any]:
             if self.functions is None:
@@ -395,7 +441,7 @@ class RedisConnection:
                     raise result
             return results
 
-        return await self.call(name, run, idempotent=idempotent)
+        return await self.call(name, run, idempotent=idempotent, until=until)
 
     async def group_by_master(self, keys: Sequence[str]) -> list[list[int]]:
         """Indices of ``keys`` grouped by the master serving them, as the slot map last
@@ -419,6 +465,7 @@ class RedisConnection:
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
         idempotent: bool,
         groups: list[list[int]] | None,
+        until: float | None,
     ) -> list[Any]:
         if groups is None:
             try:
@@ -427,7 +474,7 @@ class RedisConnection:
                 return [exc] * len(calls)
         parts = await asyncio.gather(
             *(
-                self._run_pipelined(name, [calls[i] for i in indices], idempotent)
+                self._run_pipelined(name, [calls[i] for i in indices], idempotent, until)
                 for indices in groups
             ),
             return_exceptions=True,
