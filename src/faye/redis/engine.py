@@ -391,7 +391,8 @@ class RedisEngine(Engine):
         self._forget(client_id)
         if run is not None:
             run.collected += 1
-        self.host.on_close(client_id)
+        # The proxy fires close here, after unsubscribe and disconnect (Faye's order);
+        # the destroy script told every other server.
         return sorted(found)
 
     async def _clean_homes(self, client_id: str, record: int, homes: set[int]) -> set[str]:
