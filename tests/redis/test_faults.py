@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 import shutil
 import signal
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -472,13 +474,56 @@ async def test_tls_with_ca_and_client_certificate(tls_redis: TLSRedisServer) -> 
         await fleet.close()
 
 
-async def test_tls_without_client_certificate_is_refused(tls_redis: TLSRedisServer) -> None:
+async def test_tls_without_client_certificate_fails_at_start(tls_redis: TLSRedisServer) -> None:
+    """Redis requires a client certificate and none is given: no retry mends that."""
     fleet = Fleet(f"rediss://127.0.0.1:{tls_redis.port}/0")
     try:
-        proxy = await fleet.proxy(
-            ssl={"enabled": True, "ca_file": str(tls_redis.certs["ca.crt"])}, **FAST
-        )
-        with pytest.raises(EngineError):
-            await proxy.create_client()
+        with pytest.raises(EngineError, match=r"requires a client certificate: set ssl\.cert_file"):
+            await fleet.proxy(ssl={"enabled": True, "ca_file": str(tls_redis.certs["ca.crt"])})
     finally:
         await fleet.close()
+
+
+async def test_tls_without_the_right_ca_fails_at_start(tls_redis: TLSRedisServer) -> None:
+    certs = tls_redis.certs
+    fleet = Fleet(f"rediss://127.0.0.1:{tls_redis.port}/0")
+    try:
+        with pytest.raises(EngineError, match=r"ssl\.ca_file \(not set.*does not verify"):
+            await fleet.proxy(
+                ssl={
+                    "enabled": True,
+                    "cert_file": str(certs["client.crt"]),
+                    "key_file": str(certs["client.key"]),
+                }
+            )
+        # The client certificate's file given as the CA: it verifies nothing either.
+        with pytest.raises(EngineError, match=re.escape(f"ssl.ca_file ({certs['client.crt']})")):
+            await fleet.proxy(ssl={"enabled": True, "ca_file": str(certs["client.crt"])})
+    finally:
+        await fleet.close()
+
+
+def test_faye_serve_says_what_is_wrong_with_tls_in_one_line(tls_redis: TLSRedisServer) -> None:
+    """The real CLI: start-up fails with the option named, and no traceback."""
+    ca = tls_redis.certs["ca.crt"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faye",
+            "serve",
+            "--port",
+            "0",
+            "--redis",
+            f"rediss://127.0.0.1:{tls_redis.port}/0",
+            "--engine-option",
+            f'ssl={{"enabled": true, "ca_file": "{ca}"}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "engine failed to start" in x]
+    assert "requires a client certificate: set ssl.cert_file and ssl.key_file" in line

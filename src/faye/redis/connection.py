@@ -27,6 +27,9 @@ queue the message twice.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import ssl
 import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
@@ -127,6 +130,99 @@ def connection_kwargs(options: RedisOptions, *, pubsub: bool = False) -> dict[st
     return kwargs
 
 
+def check_tls_files(options: RedisOptions) -> None:
+    """Fail at start-up, naming the option and the file, on a certificate, key or CA
+    file that is missing, unreadable or not what it should be (PEM)."""
+    tls = options.ssl
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as file:
+                file.read(1)
+        except OSError as exc:
+            raise ValueError(f"ssl.{name}: cannot read {path}: {exc.strerror or exc}") from None
+    context = ssl.create_default_context()
+    if tls.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"ssl.ca_file: {tls.ca_file} holds no CA certificate in PEM ({exc.reason})"
+            ) from None
+    if tls.cert_file is not None:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"ssl.cert_file, ssl.key_file: {tls.cert_file} and {tls.key_file} are not a "
+                f"certificate and its key in PEM ({exc.reason})"
+            ) from None
+
+
+_SSL_REASON = re.compile(r"\[SSL: [A-Z0-9_]+\] [^(]*")
+
+
+def tls_problem(exc: BaseException, options: RedisOptions) -> str | None:
+    """A TLS handshake Redis or we refused, as one line naming the option to look at;
+    None if ``exc`` is no TLS failure. (redis-py reports them as connection errors.)"""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(e) for e in chain)
+    if not any(isinstance(e, ssl.SSLError) for e in chain) and "[SSL" not in text:
+        return None
+    found = _SSL_REASON.search(text)
+    reason = found.group(0).strip() if found else text
+    where = f"Redis at {options.host}:{options.port}" if options.mode == "single" else "Redis"
+    tls = options.ssl
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        ca = tls.ca_file or "not set: the system's CAs"
+        return f"ssl.ca_file ({ca}) does not verify the certificate of {where}: {reason}"
+    if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
+        if tls.cert_file is None:
+            return (
+                f"{where} requires a client certificate: set ssl.cert_file and ssl.key_file "
+                f"({reason})"
+            )
+        return f"{where} refused the client certificate ssl.cert_file ({tls.cert_file}): {reason}"
+    return f"TLS with {where} failed (check ssl.ca_file, ssl.cert_file, ssl.key_file): {reason}"
+
+
+async def probe_tls(options: RedisOptions) -> str | None:
+    """Shake hands with one Redis as the engine would and wait briefly for its verdict:
+    the TLS mistake found (see :func:`tls_problem`), or None.
+
+    Nothing is sent after the handshake: a server refusing our certificate (TLS 1.3
+    says so after the handshake) then closes cleanly and its alert is read, where a
+    pending command would make it reset the connection and lose the alert.
+    """
+    tls = options.ssl
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    context.check_hostname = tls.check_hostname
+    if tls.cert_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(options.host, options.port, ssl=context),
+            options.connect_timeout,
+        )
+    except (OSError, TimeoutError) as exc:
+        return tls_problem(exc, options)
+    try:
+        await asyncio.wait_for(reader.read(1), options.connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        return tls_problem(exc, options)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    return None
+
+
 def translate(exc: BaseException, what: str) -> EngineError:
     if isinstance(exc, rx.AuthenticationError):
         return EngineError(f"Redis refused our credentials during {what}: {exc}")
@@ -145,6 +241,8 @@ class RedisConnection:
         self.log = log or EngineLog(options.log_threshold)
         self.health = RedisHealth(self.log)
         self.mode = options.mode
+        if options.ssl.enabled:
+            check_tls_files(options)
         self.library = library(sharded=self.mode == "cluster")
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has

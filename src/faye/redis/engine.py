@@ -37,7 +37,14 @@ from redis import exceptions as rx
 
 from faye.engine import Engine, EngineError, EngineHost, generate_id
 from faye.envelope import Envelope
-from faye.redis.connection import TRANSIENT, Arg, Client, RedisConnection
+from faye.redis.connection import (
+    TRANSIENT,
+    Arg,
+    Client,
+    RedisConnection,
+    probe_tls,
+    tls_problem,
+)
 from faye.redis.keys import Keys
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
@@ -220,6 +227,11 @@ class RedisEngine(Engine):
             transient = isinstance(cause, TRANSIENT)
             if not transient or isinstance(cause, rx.AuthenticationError):
                 raise  # wrong credentials or permissions: say so at start-up
+            problem = tls_problem(exc, self.config)
+            if problem is None and self.config.ssl.enabled and self.config.mode == "single":
+                problem = await probe_tls(self.config)
+            if problem is not None:
+                raise EngineError(problem) from exc  # a TLS mistake: no retry mends it
             self.log.error("Redis is not reachable yet (%s); will keep trying", exc)
         self._spawn(self._listen())
         self._spawn(self._heartbeat_loop())
