@@ -44,10 +44,12 @@ def persistent_redis() -> Iterator[RedisServer]:
         server.cleanup()
 
 
-def run(redis: RedisServer, transport: str, fault: Fault, tmp_path: Path) -> Figures:
+def run(
+    redis: RedisServer, transport: str, fault: Fault, tmp_path: Path, settle: float = 2.0
+) -> Figures:
     # The servers' default hold (25 s): a held connect outlives the whole test, so a
     # client nothing wakes after the fault never receives again.
-    scenario = Scenario(redis, transport, tmp_path, timeout=25.0)
+    scenario = Scenario(redis, transport, tmp_path, timeout=25.0, settle=settle)
     figures = scenario.run(fault)
     print(f"{type(fault).__name__} {transport}: {figures.row()}")
     assert figures.recovery <= RECOVERY_BOUND, figures.row()
@@ -89,4 +91,9 @@ def test_redis_stalled(
 def test_server_killed(
     redis_without_persistence: RedisServer, transport: str, tmp_path: Path
 ) -> None:
-    run(redis_without_persistence, transport, KillServer(), tmp_path)
+    """Clients move to the other server at once; what the killed one had handed out
+    and not acknowledged comes back once its heartbeat is 3 intervals old (6 s), hence
+    the long settle: written ones as duplicates (at-least-once), the others late."""
+    figures = run(redis_without_persistence, transport, KillServer(), tmp_path, settle=10.0)
+    # Only messages written in the last ACK_DELAY (0.25 s) before the kill may come twice.
+    assert figures.duplicates <= 0.25 * 50 * 5, figures.row()

@@ -36,6 +36,13 @@ class Subscriber:
     received: list[tuple[float, int]] = field(default_factory=list)
     reader: threading.Thread | None = None
 
+    def read_errors(self, path: Path) -> None:
+        """Keep the client's stderr (its transport changes) for a look after a failure."""
+        assert self.process.stderr is not None
+        with path.open("w") as out:
+            for line in self.process.stderr:
+                out.write(f"{time.monotonic():.3f} {line}")
+
     def read(self) -> None:
         assert self.process.stdout is not None
         for line in self.process.stdout:
@@ -218,7 +225,9 @@ class Scenario:
                     "faye-node", url, "subscribe", CHANNEL, self.transport, 10**9, timeout=total
                 )
                 subs.append(Subscriber(process))
-            for sub in subs:
+            for index, sub in enumerate(subs):
+                path = self.log_dir / f"subscriber-{index}.stderr"
+                threading.Thread(target=sub.read_errors, args=(path,), daemon=True).start()
                 wait_ready(sub.process)
                 sub.reader = threading.Thread(target=sub.read, daemon=True)
                 sub.reader.start()
@@ -248,6 +257,7 @@ class Scenario:
         return self.figures(fault, subs)
 
     def figures(self, fault: Fault, subs: list[Subscriber]) -> Figures:
+        (self.log_dir / "fault.txt").write_text(f"began={fault.began:.3f} back={fault.back:.3f}\n")
         accepted = [p for p in self.publishes if p.accepted]
         missing: list[list[int]] = []
         recovery = 0.0
