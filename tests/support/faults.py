@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import shutil
 import signal
 import subprocess
 import threading
@@ -23,8 +24,8 @@ from typing import Any
 import httpx
 
 from tests.support.balancer import Balancer
-from tests.support.processes import FayeServer, start_client, wait_ready
-from tests.support.redis_server import RedisServer
+from tests.support.processes import ROOT, FayeServer, start_client, wait_for_port, wait_ready
+from tests.support.redis_server import RedisServer, free_port
 
 CHANNEL = "/fault"
 
@@ -140,6 +141,49 @@ class KillServer(Fault):
         self.back = time.monotonic()
 
 
+class NodeServer:
+    """Node Faye 1.4.3 + faye-redis 0.2.0 (``bench/node/server.js``; ``bash
+    bench/install.sh`` installs it), with the interface of :class:`FayeServer` the
+    scenario uses: to run the same faults against it."""
+
+    def __init__(self, redis_port: int, namespace: str, timeout: float, log: Path) -> None:
+        self.port = free_port()
+        self.command = [
+            shutil.which("node") or "node",
+            str(ROOT / "bench" / "node" / "server.js"),
+            "--port", str(self.port),
+            "--timeout", str(timeout),
+            "--redis-host", "127.0.0.1",
+            "--redis-port", str(redis_port),
+            "--namespace", namespace,
+        ]  # fmt: skip
+        self.log = log
+        self.process: subprocess.Popen[bytes] | None = None
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}/faye"
+
+    def start(self) -> NodeServer:
+        with self.log.open("ab") as output:
+            self.process = subprocess.Popen(self.command, stdout=output, stderr=output)
+        wait_for_port(self.port, self.process)
+        return self
+
+    def kill(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
 @dataclass
 class Scenario:
     redis: RedisServer
@@ -153,7 +197,9 @@ class Scenario:
     settle: float = 2.0
     timeout: float = 5.0
     engine_options: dict[str, Any] = field(default_factory=dict)
-    servers: list[FayeServer] = field(default_factory=list)
+    #: ``python`` (``faye serve --redis``) or ``node`` (:class:`NodeServer`).
+    runtime: str = "python"
+    servers: list[FayeServer | NodeServer] = field(default_factory=list)
     publishes: list[Publish] = field(default_factory=list)
 
     def logs(self) -> list[str]:
@@ -179,7 +225,11 @@ class Scenario:
             args += ["--engine-option", f"{name}={json.dumps(value)}"]
         for i in range(self.servers_count):
             log = self.log_dir / f"server-{i}.log"
-            server = FayeServer(*args, env={"PYTHONUNBUFFERED": "1"}, log=log)
+            server: FayeServer | NodeServer
+            if self.runtime == "node":
+                server = NodeServer(self.redis.port, namespace, self.timeout, log)
+            else:
+                server = FayeServer(*args, env={"PYTHONUNBUFFERED": "1"}, log=log)
             self.servers.append(server)
             server.start()
 

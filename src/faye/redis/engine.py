@@ -1124,6 +1124,9 @@ class RedisEngine(Engine):
             known = await self._known_clients(held)
         except EngineError as exc:
             self.log.warning("could not check the held clients after reconnecting: %s", exc)
+            for client_id in held:  # at least look for what was queued meanwhile
+                for p in self._partitions_of(client_id):
+                    self._wake([client_id], p)
             return
         gone = [cid for cid in held if cid not in known]
         for client_id in gone:
