@@ -108,6 +108,35 @@ async def test_redis_restart_without_persistence_forgets_clients() -> None:
         server.cleanup()
 
 
+async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer) -> None:
+    """After a restart without persistence, a socket-bound client (WebSocket,
+    EventSource) is closed and a held long-poll answered within seconds, not when its
+    hold ends: their next connect gets 401 and they handshake again."""
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(timeout=60.0, **FAST)
+        closed: list[str] = []
+        a.bind("close", closed.append)
+        alice = await a.create_client()
+        socket = await attach(a, alice)
+        bob = await a.create_client()
+        held = asyncio.ensure_future(a.connect(bob, hold=60.0))
+        await asyncio.sleep(0.2)
+        own_redis.stop(kill=True)
+        own_redis.start()
+        assert await asyncio.wait_for(held, 5) == []
+        await wait_for(lambda: socket.closed, timeout=5)
+        assert sorted(closed) == sorted([alice, bob])
+        assert not await a.client_exists(alice)
+        # A new handshake works at once.
+        carol = await a.create_client()
+        await a.subscribe(carol, "/again")
+        await a.publish({"channel": "/again", "data": "yes"})
+        assert data(await a.connect(carol, hold=1.0)) == ["yes"]
+    finally:
+        await fleet.close()
+
+
 async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
     server = RedisServer()
     fleet = Fleet(server.url)
