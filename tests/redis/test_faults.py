@@ -298,11 +298,14 @@ async def test_a_redis_stall_is_logged_with_how_long_it_lasted(
         await asyncio.sleep(1.5)
         stall(own_redis, False)
         await asyncio.wait_for(pending, 5)
+        await wait_for(lambda: count(engine_lines(caplog), "Redis reconnected") == 1)
         lines = engine_lines(caplog)
-        assert count(lines, "Redis connection lost during publish") == 1, lines
+        assert count(lines, "Redis connection lost during") == 1, lines
         (back,) = [line for line in lines if "Redis reconnected" in line]
         degraded = float(back.rsplit("for ", 1)[1].split(" s")[0])
-        assert 1.0 <= degraded <= 2.5, back
+        # From the first call that failed (a read timeout into the stall) to the first
+        # answer after it.
+        assert 0.5 <= degraded <= 2.5, back
         # The listener's connection survived the stall: nothing to resubscribe.
         assert count(lines, "listener resubscribed") == 0, lines
     finally:

@@ -92,13 +92,17 @@ class _Cluster(RedisCluster):
         return await super()._determine_slot(command, *args)
 
 
-def _socket_kwargs(options: RedisOptions, *, pubsub: bool) -> dict[str, Any]:
+def _socket_kwargs(options: RedisOptions, *, pubsub: bool, lanes: bool = False) -> dict[str, Any]:
+    # redis-py has one socket timeout for reads and writes. The lanes' connections wait
+    # out a stall (stall_timeout) rather than time out and leave the answer unknown.
+    timeout = max(options.read_timeout, options.write_timeout)
+    if lanes:
+        timeout = max(timeout, options.stall_timeout)
     kwargs: dict[str, Any] = {
         "username": options.username,
         "password": options.password,
         "socket_connect_timeout": options.connect_timeout,
-        # redis-py has one socket timeout for reads and writes.
-        "socket_timeout": None if pubsub else max(options.read_timeout, options.write_timeout),
+        "socket_timeout": None if pubsub else timeout,
         "socket_keepalive": True,
         "retry": Retry(NoBackoff(), 0),
         "client_name": f"faye-{options.namespace}" + ("-listener" if pubsub else ""),
@@ -118,9 +122,11 @@ def _ssl_kwargs(options: RedisOptions) -> dict[str, Any]:
     }
 
 
-def connection_kwargs(options: RedisOptions, *, pubsub: bool = False) -> dict[str, Any]:
-    """redis-py connection arguments for one Redis (shared by both pools)."""
-    kwargs = _socket_kwargs(options, pubsub=pubsub)
+def connection_kwargs(
+    options: RedisOptions, *, pubsub: bool = False, lanes: bool = False
+) -> dict[str, Any]:
+    """redis-py connection arguments for one Redis (shared by the pools)."""
+    kwargs = _socket_kwargs(options, pubsub=pubsub, lanes=lanes)
     kwargs.update(host=options.host, port=options.port, db=options.database)
     if options.ssl.enabled:
         kwargs["connection_class"] = PackedSSLConnection
@@ -253,9 +259,15 @@ class RedisConnection:
         self._sentinel: Sentinel | None = None
         self._pools: list[ConnectionPool] = []
         self.client: Client
+        #: The publish and delivery lanes' client: the same Redis, with a socket timeout
+        #: of stall_timeout, so that a lane's batch waits out a stall and gets its answer
+        #: (a drain whose answer is lost makes the next one resend, and duplicates).
+        self.lanes_client: Client
         if self.mode == "cluster":
             self._cluster = self._make_cluster(options)
             self.client = self._cluster
+            # One client on a Cluster: its calls time out after read_timeout.
+            self.lanes_client = self._cluster
             self._gate = asyncio.Semaphore(options.pool_size)
         elif self.mode == "sentinel":
             self._sentinel = self._make_sentinel(options)
@@ -265,6 +277,13 @@ class RedisConnection:
                 connection_pool_class=SentinelConnectionPool,
                 max_connections=options.pool_size,
                 **_socket_kwargs(options, pubsub=False),
+            )
+            self.lanes_client = self._sentinel.master_for(
+                str(options.service_name),
+                redis_class=Redis,
+                connection_pool_class=SentinelConnectionPool,
+                max_connections=options.pool_size,
+                **_socket_kwargs(options, pubsub=False, lanes=True),
             )
             self.listener_client = self._sentinel.master_for(
                 str(options.service_name),
@@ -283,10 +302,17 @@ class RedisConnection:
             listener_pool = ConnectionPool(
                 max_connections=2, **connection_kwargs(options, pubsub=True)
             )
-            self._pools = [pool, listener_pool]
+            lanes_pool = BlockingConnectionPool(
+                max_connections=options.pool_size,
+                timeout=options.pool_timeout,
+                **connection_kwargs(options, lanes=True),
+            )
+            self._pools = [pool, listener_pool, lanes_pool]
             self.pool = pool
             self.listener_pool = listener_pool
             self.client = Redis(connection_pool=pool)
+            self.lanes_pool = lanes_pool
+            self.lanes_client = Redis(connection_pool=lanes_pool)
             self.listener_client = Redis(connection_pool=listener_pool)
 
     @staticmethod
@@ -362,6 +388,7 @@ class RedisConnection:
         *,
         idempotent: bool,
         until: float | None = None,
+        lanes: bool = False,
     ) -> T:
         """Run ``fn(client)``, retrying transient failures only when ``idempotent``.
 
@@ -371,16 +398,17 @@ class RedisConnection:
         """
         attempts = max(1, self.options.max_retries) if idempotent else 1
         loop = asyncio.get_running_loop()
+        client = self.lanes_client if lanes else self.client
         attempt = 0
         while True:
             started = time.monotonic()
             try:
                 if self._gate is None:
-                    result = await fn(self.client)
+                    result = await fn(client)
                 else:
                     await self._acquire()
                     try:
-                        result = await fn(self.client)
+                        result = await fn(client)
                     finally:
                         self._gate.release()
                 if not self.health.up:
@@ -459,6 +487,7 @@ class RedisConnection:
         *,
         idempotent: bool,
         until: float | None = None,
+        lanes: bool = False,
     ) -> Any:
         """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
@@ -474,7 +503,7 @@ class RedisConnection:
                 await self._load_code(client)
                 return await client.execute_command(*self._command(name, keys, args))
 
-        return await self.call(name, run, idempotent=idempotent, until=until)
+        return await self.call(name, run, idempotent=idempotent, until=until, lanes=lanes)
 
     async def run_scripts(
         self,
@@ -485,6 +514,7 @@ class RedisConnection:
         partial: bool = False,
         grouped: bool = False,
         until: float | None = None,
+        lanes: bool = False,
     ) -> list[Any]:
         """Several calls of one script (one per partition) in one pipelined round trip.
 
@@ -502,7 +532,7 @@ class RedisConnection:
             groups = [[i] for i in range(len(calls))] if grouped else None
             return await self._run_per_master(name, calls, idempotent, groups, until)
         try:
-            return await self._run_pipelined(name, calls, idempotent, until)
+            return await self._run_pipelined(name, calls, idempotent, until, lanes)
         except EngineError as exc:
             if not partial:
                 raise
@@ -514,10 +544,15 @@ class RedisConnection:
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
         idempotent: bool,
         until: float | None = None,
+        lanes: bool = False,
     ) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
-            return [await self.run_script(name, keys, args, idempotent=idempotent, until=until)]
+            return [
+                await self.run_script(
+                    name, keys, args, idempotent=idempotent, until=until, lanes=lanes
+                )
+            ]
 
         async def run(client: Client) -> list[Any]:
             if self.functions is None:
@@ -539,7 +574,7 @@ class RedisConnection:
                     raise result
             return results
 
-        return await self.call(name, run, idempotent=idempotent, until=until)
+        return await self.call(name, run, idempotent=idempotent, until=until, lanes=lanes)
 
     async def group_by_master(self, keys: Sequence[str]) -> list[list[int]]:
         """Indices of ``keys`` grouped by the master serving them, as the slot map last
@@ -596,6 +631,7 @@ class RedisConnection:
             await self._cluster.aclose()
             return
         await self.client.aclose()
+        await self.lanes_client.aclose()
         await self.listener_client.aclose()
         for pool in self._pools:
             await pool.disconnect()

@@ -222,6 +222,8 @@ class RedisEngine(Engine):
         try:
             await self.redis.load_scripts()
             await self._beat()
+            # The lanes' first connection, made now rather than by the first publish.
+            await self.redis.call("ping", lambda c: c.ping(), idempotent=True, lanes=True)
         except EngineError as exc:
             cause = exc.__cause__
             transient = isinstance(cause, TRANSIENT)
@@ -596,7 +598,13 @@ class RedisEngine(Engine):
         # queue the message twice. On a Cluster a failing master fails only the
         # publishes homed there.
         results = await self.redis.run_scripts(
-            "publish", calls, idempotent=False, partial=True, grouped=True, until=until
+            "publish",
+            calls,
+            idempotent=False,
+            partial=True,
+            grouped=True,
+            until=until,
+            lanes=until is not None,
         )
         elsewhere: list[int] = []
         for members, result in zip(together, results, strict=True):
@@ -884,7 +892,12 @@ class RedisEngine(Engine):
             calls.append(([self.keys.clients(first)], args))
         try:
             results = await self.redis.run_scripts(
-                "deliveries", calls, idempotent=False, partial=True, grouped=True
+                "deliveries",
+                calls,
+                idempotent=False,
+                partial=True,
+                grouped=True,
+                lanes=bool(self.config.stall_timeout),
             )
         except Exception as exc:
             results = [EngineError(f"delivery: {exc!r}")] * len(calls)
