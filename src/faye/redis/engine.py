@@ -682,13 +682,28 @@ class RedisEngine(Engine):
         await self._claim(client_id)
 
     async def _claim(self, client_id: str) -> None:
+        """Claim and drain; a claim Redis does not answer within the command timeout
+        fails the connect (as any command would) but stays in the lane: what it drains
+        later goes to the client's connection if it is still here, else back to its
+        queue. (A long-poll waiting out a stall would race its client giving up: Node's
+        HTTP agent drops a request idle for 5 s, and a reply written as it goes is lost.)
+        """
         self._held.add(client_id)
         futures = self._submit_claims(client_id, want_future=True)
-        results = await asyncio.gather(*futures)
+        results = await self._answered(futures)
         # The record's answer names homes we did not claim: claim them too.
         missing: frozenset[int] = results[0]
         if missing:
-            await asyncio.gather(*self._submit_claims(client_id, missing, want_future=True))
+            await self._answered(self._submit_claims(client_id, missing, want_future=True))
+
+    async def _answered(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
+        together = asyncio.gather(*futures)
+        limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
+        try:
+            return await asyncio.wait_for(asyncio.shield(together), limit)
+        except TimeoutError:
+            together.add_done_callback(_consume)
+            raise EngineError("Redis did not answer in time during connect") from None
 
     def _submit_claims(
         self, client_id: str, homes: Iterable[int] | None = None, *, want_future: bool = False
@@ -1292,6 +1307,12 @@ class RedisEngine(Engine):
                     return run.collected
         finally:
             _GC_RUN.reset(token)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a result nobody waits for any more (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _StandaloneHost:
