@@ -326,7 +326,7 @@ def engine_delivery_cost(
                 now = int(time.time() * 1000)
                 client.fcall(
                     publish, 1, f"{prefix}clients", prefix, "me", 0, 0, 1000, 60000, "0",
-                    "M", '{"data":1}', 1, "/c",
+                    "", 0, "M", '{"data":1}', 1, "/c",
                 )  # fmt: skip
                 client.fcall(
                     deliveries, 1, f"{prefix}clients", prefix, "me", now, 0, 0, 60000, drains

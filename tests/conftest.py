@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import uuid
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
@@ -89,3 +90,24 @@ def live(adapter: Any) -> Iterator[LiveServer]:
 async def http(live: LiveServer) -> AsyncIterator[httpx.AsyncClient]:
     async with httpx.AsyncClient(base_url=live.base, timeout=10) as client:
         yield client
+
+
+@pytest.fixture(params=ENGINE_KINDS)
+def engine_spec(request: pytest.FixtureRequest) -> dict[str, Any] | None:
+    """An ``ASGIAdapter(engine=...)`` value for each engine kind (None: memory), each in
+    a namespace of its own."""
+    if request.param == "memory":
+        return None
+    if not _redis_engine_importable():
+        pytest.skip("faye.redis is not built yet")
+    url = {
+        "redis": lambda: request.getfixturevalue("redis_server").url,
+        "redis-cluster": lambda: request.getfixturevalue("redis_cluster").url,
+        "redis-sentinel": lambda: request.getfixturevalue("redis_sentinel").url,
+    }[request.param]()
+    return {
+        "type": "redis",
+        "url": url,
+        "namespace": f"events-{uuid.uuid4().hex[:10]}",
+        "log_level": "silent",
+    }

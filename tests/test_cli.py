@@ -1,12 +1,161 @@
-"""``faye`` on the command line: its version, and a memory server that never loads redis-py."""
+"""The ``faye`` command line, run for real in a subprocess: bad values get one line on
+stderr and exit code 2, ``faye gc`` takes the engine options of ``faye serve`` and says
+in one line when Redis is unreachable."""
 
 from __future__ import annotations
 
+import asyncio
+import os
 import subprocess
 import sys
+from pathlib import Path
 
-import faye
-from tests.support.processes import ROOT
+import pytest
+
+from faye.redis import RedisEngine
+from tests.support.redis_server import RedisServer, free_port
+
+ROOT = Path(__file__).resolve().parent.parent
+
+
+def faye(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 30
+) -> subprocess.CompletedProcess[str]:
+    clean = {k: v for k, v in os.environ.items() if not k.startswith("FAYE_")}
+    return subprocess.run(
+        [sys.executable, "-m", "faye", *args],
+        cwd=ROOT,
+        env={**clean, **(env or {})},
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
+
+
+def one_line(result: subprocess.CompletedProcess[str]) -> str:
+    lines = result.stderr.strip().splitlines()
+    assert len(lines) == 1, result.stderr
+    assert "Traceback" not in result.stderr
+    return lines[0]
+
+
+@pytest.mark.parametrize(
+    ("args", "env", "expected"),
+    [
+        (["serve"], {"FAYE_PORT": "abc"}, "invalid int value: 'abc' (from FAYE_PORT)"),
+        (["serve"], {"FAYE_TIMEOUT": "soon"}, "(from FAYE_TIMEOUT)"),
+        (["serve", "--timeout", "-1"], {}, "argument --timeout"),
+        (["serve"], {"FAYE_PING": "nan"}, "(from FAYE_PING)"),
+        (["serve"], {"FAYE_MAX_REQUEST_SIZE": "1MB"}, "(from FAYE_MAX_REQUEST_SIZE)"),
+        (["serve"], {"FAYE_LOG_LEVEL": "loud"}, "invalid choice: 'loud'"),
+        (["serve", "--port", "80x"], {}, "argument --port: invalid int value: '80x'"),
+        (["serve", "--gc-thresholds", "1,x"], {}, "argument --gc-thresholds"),
+        (["serve", "--engine-option", "pool_size"], {}, "expected NAME=VALUE"),
+        (["serve", "--engine-option", "pool_size=3"], {}, "--engine-option needs --redis"),
+        (
+            ["serve", "--redis", "redis://127.0.0.1:1", "--engine-option", "pool_size=0"],
+            {},
+            "pool_size",
+        ),
+        (
+            ["serve", "--redis", "redis://127.0.0.1:1", "--engine-option", "colour=blue"],
+            {},
+            "unknown Redis engine option(s): colour",
+        ),
+        (["serve", "--redis", "http://127.0.0.1:1"], {}, "unsupported scheme"),
+        (["gc"], {}, "faye gc needs --redis"),
+        (["gc", "--redis", "redis://127.0.0.1:1", "--engine-option", "x"], {}, "NAME=VALUE"),
+        (["gc", "--redis", "redis://127.0.0.1:1"], {"FAYE_TIMEOUT": "x"}, "(from FAYE_TIMEOUT)"),
+    ],
+)
+def test_a_bad_value_is_one_line_and_exit_code_2(
+    args: list[str], env: dict[str, str], expected: str
+) -> None:
+    result = faye(*args, env=env)
+    assert result.returncode == 2, result.stderr
+    assert expected in one_line(result)
+
+
+def test_a_missing_tls_file_names_the_option_and_the_file(tmp_path: Path) -> None:
+    missing = tmp_path / "no-such-ca.pem"
+    result = faye(
+        "serve",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--engine-option",
+        f'ssl={{"enabled": true, "ca_file": "{missing}"}}',
+    )
+    assert result.returncode == 2
+    line = one_line(result)
+    assert f"ssl.ca_file: cannot read {missing}" in line
+
+
+def test_a_tls_file_that_is_no_pem_names_the_option(tmp_path: Path) -> None:
+    bogus = tmp_path / "cert.pem"
+    bogus.write_text("not a certificate\n")
+    result = faye(
+        "gc",
+        "--redis",
+        "rediss://127.0.0.1:1",
+        "--engine-option",
+        f'ssl={{"enabled": true, "cert_file": "{bogus}", "key_file": "{bogus}"}}',
+    )
+    assert result.returncode == 2
+    assert f"ssl.cert_file, ssl.key_file: {bogus}" in one_line(result)
+
+
+def test_gc_on_an_unreachable_redis_is_one_line() -> None:
+    port = free_port()  # nothing listens there
+    result = faye("gc", "--redis", f"redis://127.0.0.1:{port}", "--engine-option", "max_retries=1")
+    assert result.returncode == 1
+    line = one_line(result)
+    assert line.startswith("faye gc: Redis is unreachable"), line
+    assert str(port) in line
+    assert result.stdout == ""
+
+
+def test_gc_takes_the_engine_options_of_serve(redis_server: RedisServer) -> None:
+    """A client of a fleet with 4 partitions, expired: only a GC that knows the fleet's
+    partitions finds it."""
+    namespace = f"cli-{os.getpid()}"
+    options = {"url": redis_server.url, "namespace": namespace, "partitions": 4}
+
+    class Host:
+        timeout = 0.1
+
+        def has_connection(self, client_id: str) -> bool:
+            return False
+
+        def deliver(self, client_id: str, messages: object) -> bool:
+            return False
+
+        def on_close(self, client_id: str) -> None:
+            pass
+
+        async def destroy_client(self, client_id: str) -> None:
+            pass
+
+    async def make_client() -> str:
+        engine = RedisEngine(Host(), {**options, "log_level": "silent"}, background=False)
+        try:
+            await engine.redis.load_scripts()
+            while True:
+                client_id = await engine.create_client()
+                if engine.keys.partition(client_id) != 0:  # where a 1-partition GC looks
+                    break
+                await engine.destroy_client(client_id)
+            await engine.subscribe(client_id, "/somewhere")
+            return client_id
+        finally:
+            await engine.close()
+
+    asyncio.run(make_client())
+    common = ["gc", "--redis", redis_server.url, "--namespace", namespace, "--timeout", "0.1"]
+    asyncio.run(asyncio.sleep(0.3))  # the client expires (2 x timeout)
+    assert faye(*common).stdout.strip() == "collected 0 expired client(s)"
+    result = faye(*common, "--engine-option", "partitions=4")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.strip() == "collected 1 expired client(s)"
 
 
 def run_python(code: str) -> subprocess.CompletedProcess[str]:
@@ -16,21 +165,19 @@ def run_python(code: str) -> subprocess.CompletedProcess[str]:
 
 
 def test_version_is_the_package_version() -> None:
-    result = subprocess.run(
-        [sys.executable, "-m", "faye", "--version"],
-        cwd=ROOT,
-        capture_output=True,
-        text=True,
-        timeout=60,
-    )
+    import faye as package
+
+    result = faye("--version")
     assert result.returncode == 0, result.stderr
-    assert result.stdout.strip() == f"faye-redis-ng {faye.__version__}"
+    assert result.stdout.strip() == f"faye-redis-ng {package.__version__}"
 
 
 def test_version_matches_the_installed_metadata() -> None:
     from importlib.metadata import version
 
-    assert version("faye-redis-ng") == faye.__version__
+    import faye as package
+
+    assert version("faye-redis-ng") == package.__version__
 
 
 def test_memory_server_does_not_import_redis() -> None:

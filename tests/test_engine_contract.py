@@ -102,6 +102,39 @@ async def test_expired_client_is_collected_with_events(engines: EngineKit) -> No
     await wait_for(lambda: disconnected == [(client_id,)], timeout=3)
     assert unsubscribed == [(client_id, "/expiring")]
     await wait_for(lambda: (client_id,) in closed)
+    await settle(0.2)
+    assert closed == [(client_id,)]
+
+
+def every_event(proxy: EngineProxy) -> list[tuple[Any, ...]]:
+    seen: list[tuple[Any, ...]] = []
+    for name in ("handshake", "subscribe", "unsubscribe", "disconnect", "close"):
+        proxy.bind(name, lambda *args, name=name: seen.append((name, *args)))
+    return seen
+
+
+async def test_destroy_events_in_fayes_order_with_one_close(engines: EngineKit) -> None:
+    proxy = await engines.proxy()
+    other = await engines.proxy() if engines.distributed else None
+    seen = every_event(proxy)
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/one")
+    await proxy.destroy_client(alice)
+    await settle(0.3)  # a second close, local or from another server's broadcast
+    assert seen == [
+        ("handshake", alice),
+        ("subscribe", alice, "/one"),
+        ("unsubscribe", alice, "/one"),
+        ("disconnect", alice),
+        ("close", alice),
+    ]
+    if other is not None:
+        elsewhere = every_event(other)
+        bob = await proxy.create_client()
+        await proxy.destroy_client(bob)
+        await wait_for(lambda: elsewhere == [("close", bob)])
+        await settle(0.3)
+        assert elsewhere == [("close", bob)]
 
 
 async def test_destroy_client(engines: EngineKit) -> None:
@@ -273,6 +306,21 @@ async def test_messages_wait_for_a_client_between_connects(engines: EngineKit) -
         await proxy.publish({"channel": "/queued", "data": n})
     delivered = await proxy.connect(alice, hold=1.0)
     assert [m.message["data"] for m in delivered] == [0, 1, 2, 3, 4]
+
+
+async def test_immediate_connect_returns_queued_messages(engines: EngineKit) -> None:
+    """``advice.timeout: 0`` (Faye's first connect, every EventSource connect) is answered
+    at once, with what was waiting."""
+    proxy = await engines.proxy()
+    alice = await proxy.create_client()
+    await proxy.subscribe(alice, "/waiting")
+    for n in range(3):
+        await proxy.publish({"channel": "/waiting", "data": n})
+    started = asyncio.get_running_loop().time()
+    delivered = await proxy.connect(alice, hold=0)
+    assert [m.message["data"] for m in delivered] == [0, 1, 2]
+    assert asyncio.get_running_loop().time() - started < 0.5
+    assert await proxy.connect(alice, hold=0) == []
 
 
 async def test_held_connect_answers_on_publish(engines: EngineKit) -> None:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
 from faye.client import Client, InProcessTransport
-from faye.engine import Engine
+from faye.engine import Engine, EngineError
 from faye.events import Listener
 from faye.proxy import EngineFactory, EngineProxy
 from faye.server import Server
@@ -223,7 +223,11 @@ class ASGIAdapter:
                 try:
                     await self.start()
                 except Exception as exc:
-                    log.exception("engine failed to start")
+                    if isinstance(exc, EngineError | ValueError):
+                        # A configuration mistake, said in one line by the engine.
+                        log.error("engine failed to start: %s", exc)
+                    else:
+                        log.exception("engine failed to start")
                     await send({"type": "lifespan.startup.failed", "message": str(exc)})
                     return
                 await send({"type": "lifespan.startup.complete"})

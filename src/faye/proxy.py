@@ -44,8 +44,9 @@ class Connection:
         self._timer: asyncio.TimerHandle | None = None
         self._flush_handle: asyncio.Handle | None = None
 
-    def wait(self, hold: float) -> asyncio.Future[list[Envelope]]:
-        """Hold a connect for ``hold`` seconds or until something is delivered.
+    def wait(self, hold: float | None) -> asyncio.Future[list[Envelope]]:
+        """Hold a connect for ``hold`` seconds (None: until flushed) or until something
+        is delivered.
 
         A connect that supersedes a held one answers the older one at once (empty and
         successful) instead of leaving it hanging as Faye does.
@@ -58,7 +59,9 @@ class Connection:
         self.waiter = waiter
         if self._timer is not None:
             self._timer.cancel()
-        self._timer = loop.call_later(hold, self.flush)
+            self._timer = None
+        if hold is not None:
+            self._timer = loop.call_later(hold, self.flush)
         if self.inbox:
             self._schedule_flush()
         return waiter
@@ -214,9 +217,15 @@ class EngineProxy(EventEmitter):
     async def connect(self, client_id: str, hold: float) -> list[Envelope]:
         """Hold a connect; return what arrived for the client (possibly nothing)."""
         connection = self._connection(client_id)
-        waiter = connection.wait(hold)
+        # An immediate connect (hold 0) is answered once the engine has handed over the
+        # client's queue, not on the next loop turn: an engine that drains over the
+        # network (Redis) would otherwise find it answered already, empty.
+        immediate = hold <= 0
+        waiter = connection.wait(None if immediate else hold)
         try:
             await self.backend.connect(client_id)
+            if immediate and connection.waiter is waiter:
+                connection.flush()
             return await waiter
         except BaseException:
             connection.abandon(waiter)

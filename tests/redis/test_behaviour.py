@@ -307,9 +307,15 @@ async def test_connect_hook_costs_one_round_trip(fleet: Fleet) -> None:
 
 
 def count_sends(engine: Any) -> Any:
-    """Count request writes (round trips) on the engine's command connections."""
+    """Count request writes (round trips) on the engine's command connections (those
+    of its lanes included)."""
     counter = {"n": 0}
-    pool = engine.redis.pool
+    for pool in (engine.redis.pool, engine.redis.lanes_pool):
+        _count_sends(pool, counter)
+    return lambda: counter["n"]
+
+
+def _count_sends(pool: Any, counter: dict[str, int]) -> None:
     for connection in [*pool._available_connections, *pool._in_use_connections]:
         original = connection.send_packed_command
 
@@ -332,7 +338,6 @@ def count_sends(engine: Any) -> Any:
         return connection
 
     pool.make_connection = make_connection
-    return lambda: counter["n"]
 
 
 # -- bad data --------------------------------------------------------------------------

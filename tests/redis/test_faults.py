@@ -3,10 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import re
 import shutil
+import signal
 import socket
 import ssl
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -26,6 +30,8 @@ FAST = {
     "read_timeout": 0.5,
     "write_timeout": 0.5,
     "heartbeat_interval": 0.2,
+    # A publish waits this long through an outage before it fails.
+    "stall_timeout": 1.0,
 }
 
 
@@ -102,6 +108,35 @@ async def test_redis_restart_without_persistence_forgets_clients() -> None:
         server.cleanup()
 
 
+async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer) -> None:
+    """After a restart without persistence, a socket-bound client (WebSocket,
+    EventSource) is closed and a held long-poll answered within seconds, not when its
+    hold ends: their next connect gets 401 and they handshake again."""
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(timeout=60.0, **FAST)
+        closed: list[str] = []
+        a.bind("close", closed.append)
+        alice = await a.create_client()
+        socket = await attach(a, alice)
+        bob = await a.create_client()
+        held = asyncio.ensure_future(a.connect(bob, hold=60.0))
+        await asyncio.sleep(0.2)
+        own_redis.stop(kill=True)
+        own_redis.start()
+        assert await asyncio.wait_for(held, 5) == []
+        await wait_for(lambda: socket.closed, timeout=5)
+        assert sorted(closed) == sorted([alice, bob])
+        assert not await a.client_exists(alice)
+        # A new handshake works at once.
+        carol = await a.create_client()
+        await a.subscribe(carol, "/again")
+        await a.publish({"channel": "/again", "data": "yes"})
+        assert data(await a.connect(carol, hold=1.0)) == ["yes"]
+    finally:
+        await fleet.close()
+
+
 async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
     server = RedisServer()
     fleet = Fleet(server.url)
@@ -120,6 +155,161 @@ async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
     finally:
         await fleet.close()
         server.cleanup()
+
+
+# -- stalls (SIGSTOP) ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        if server.process is not None:
+            server.process.send_signal(signal.SIGCONT)
+        server.cleanup()
+
+
+def stall(server: RedisServer, stopped: bool) -> None:
+    assert server.process is not None
+    server.process.send_signal(signal.SIGSTOP if stopped else signal.SIGCONT)
+
+
+async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
+    own_redis: RedisServer,
+) -> None:
+    """Each publish is sent again after every read timeout of the stall (five or so
+    copies of each call reach the stopped Redis); its token makes the copies no-ops."""
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
+        a = await fleet.proxy(**options)
+        b = await fleet.proxy(**options)
+        alice = await a.create_client()
+        await a.subscribe(alice, "/stall")
+        inbox = await attach(a, alice)
+        await b.publish({"channel": "/stall", "data": "before"})
+        await wait_for(lambda: len(inbox.messages) == 1)
+
+        stall(own_redis, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        during = [
+            asyncio.ensure_future(b.publish({"channel": "/stall", "data": n})) for n in range(5)
+        ]
+        await asyncio.sleep(0.2)
+        during += [
+            asyncio.ensure_future(a.publish({"channel": "/stall", "data": n})) for n in range(5, 10)
+        ]
+        await asyncio.sleep(1.5)
+        assert not any(f.done() for f in during)
+        stall(own_redis, False)
+        await asyncio.wait_for(asyncio.gather(*during), 5)
+        assert 1.5 < loop.time() - started < 5
+        await wait_for(lambda: len(inbox.messages) >= 11, timeout=5)
+        await asyncio.sleep(0.5)  # nothing more comes: no copy ran twice
+        assert data(inbox.messages) == ["before", *range(10)]
+    finally:
+        await fleet.close()
+
+
+async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknowledged(
+    own_redis: RedisServer,
+) -> None:
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
+        a = await fleet.proxy(**options)
+        alice = await a.create_client()
+        await a.subscribe(alice, "/bound")
+        inbox = await attach(a, alice)
+        await a.publish({"channel": "/bound", "data": "acknowledged"})
+        stall(own_redis, True)
+        loop = asyncio.get_running_loop()
+        started = loop.time()
+        with pytest.raises(EngineError):
+            await a.publish({"channel": "/bound", "data": "refused"})
+        # Failed at the bound (plus at most the attempt under way), not before it.
+        assert 0.8 <= loop.time() - started < 0.8 + 0.3 + 0.5
+        stall(own_redis, False)
+        await eventually(lambda: a.publish({"channel": "/bound", "data": "after"}))
+        await wait_for(lambda: "after" in data(inbox.messages), timeout=5)
+        got = data(inbox.messages)
+        # What the publisher was told succeeded arrived, once each, in order; the
+        # refused publish may have run after all (Redis read it before it stopped).
+        assert [d for d in got if d != "refused"] == ["acknowledged", "after"]
+    finally:
+        await fleet.close()
+
+
+# -- what the log says -----------------------------------------------------------------
+
+
+def engine_lines(caplog: pytest.LogCaptureFixture) -> list[str]:
+    return [r.getMessage() for r in caplog.records if r.name == "faye.redis"]
+
+
+def count(lines: list[str], text: str) -> int:
+    return sum(text in line for line in lines)
+
+
+async def test_a_redis_restart_is_logged_once_each_way(
+    persistent_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    own_redis = persistent_redis
+    caplog.set_level(logging.INFO, logger="faye.redis")
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(**{**FAST, "log_level": "info"})
+        alice = await a.create_client()
+        await a.subscribe(alice, "/logged")
+        inbox = await attach(a, alice)
+        own_redis.stop()
+        # Many calls fail while Redis is away (every request of every client would).
+        for _ in range(5):
+            with pytest.raises(EngineError):
+                await a.client_exists(alice)
+        with pytest.raises(EngineError):
+            await a.publish({"channel": "/logged", "data": "refused"})
+        own_redis.start()
+        await eventually(lambda: a.publish({"channel": "/logged", "data": "back"}))
+        await wait_for(lambda: data(inbox.messages) == ["back"], timeout=5)
+        await wait_for(lambda: count(engine_lines(caplog), "listener resubscribed") == 1)
+        lines = engine_lines(caplog)
+        assert count(lines, "Redis connection lost") == 1, lines
+        assert count(lines, "Redis reconnected; service was degraded for") == 1, lines
+        warned = [r for r in caplog.records if "Redis connection lost" in r.getMessage()]
+        assert warned[0].levelno == logging.WARNING
+    finally:
+        await fleet.close()
+
+
+async def test_a_redis_stall_is_logged_with_how_long_it_lasted(
+    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.INFO, logger="faye.redis")
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
+        a = await fleet.proxy(**options)
+        stall(own_redis, True)
+        pending = asyncio.ensure_future(a.publish({"channel": "/x", "data": 1}))
+        await asyncio.sleep(1.5)
+        stall(own_redis, False)
+        await asyncio.wait_for(pending, 5)
+        await wait_for(lambda: count(engine_lines(caplog), "Redis reconnected") == 1)
+        lines = engine_lines(caplog)
+        assert count(lines, "Redis connection lost during") == 1, lines
+        (back,) = [line for line in lines if "Redis reconnected" in line]
+        degraded = float(back.rsplit("for ", 1)[1].split(" s")[0])
+        # From the first call that failed (a read timeout into the stall) to the first
+        # answer after it.
+        assert 0.5 <= degraded <= 2.5, back
+        # The listener's connection survived the stall: nothing to resubscribe.
+        assert count(lines, "listener resubscribed") == 0, lines
+    finally:
+        await fleet.close()
 
 
 # -- credentials -----------------------------------------------------------------------
@@ -316,13 +506,56 @@ async def test_tls_with_ca_and_client_certificate(tls_redis: TLSRedisServer) -> 
         await fleet.close()
 
 
-async def test_tls_without_client_certificate_is_refused(tls_redis: TLSRedisServer) -> None:
+async def test_tls_without_client_certificate_fails_at_start(tls_redis: TLSRedisServer) -> None:
+    """Redis requires a client certificate and none is given: no retry mends that."""
     fleet = Fleet(f"rediss://127.0.0.1:{tls_redis.port}/0")
     try:
-        proxy = await fleet.proxy(
-            ssl={"enabled": True, "ca_file": str(tls_redis.certs["ca.crt"])}, **FAST
-        )
-        with pytest.raises(EngineError):
-            await proxy.create_client()
+        with pytest.raises(EngineError, match=r"requires a client certificate: set ssl\.cert_file"):
+            await fleet.proxy(ssl={"enabled": True, "ca_file": str(tls_redis.certs["ca.crt"])})
     finally:
         await fleet.close()
+
+
+async def test_tls_without_the_right_ca_fails_at_start(tls_redis: TLSRedisServer) -> None:
+    certs = tls_redis.certs
+    fleet = Fleet(f"rediss://127.0.0.1:{tls_redis.port}/0")
+    try:
+        with pytest.raises(EngineError, match=r"ssl\.ca_file \(not set.*does not verify"):
+            await fleet.proxy(
+                ssl={
+                    "enabled": True,
+                    "cert_file": str(certs["client.crt"]),
+                    "key_file": str(certs["client.key"]),
+                }
+            )
+        # The client certificate's file given as the CA: it verifies nothing either.
+        with pytest.raises(EngineError, match=re.escape(f"ssl.ca_file ({certs['client.crt']})")):
+            await fleet.proxy(ssl={"enabled": True, "ca_file": str(certs["client.crt"])})
+    finally:
+        await fleet.close()
+
+
+def test_faye_serve_says_what_is_wrong_with_tls_in_one_line(tls_redis: TLSRedisServer) -> None:
+    """The real CLI: start-up fails with the option named, and no traceback."""
+    ca = tls_redis.certs["ca.crt"]
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "faye",
+            "serve",
+            "--port",
+            "0",
+            "--redis",
+            f"rediss://127.0.0.1:{tls_redis.port}/0",
+            "--engine-option",
+            f'ssl={{"enabled": true, "ca_file": "{ca}"}}',
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode != 0
+    assert "Traceback" not in result.stderr, result.stderr
+    (line,) = [x for x in result.stderr.splitlines() if "engine failed to start" in x]
+    assert "requires a client certificate: set ssl.cert_file and ssl.key_file" in line

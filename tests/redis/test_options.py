@@ -25,6 +25,7 @@ def test_defaults_are_the_seeds() -> None:
     assert (o.pool_size, o.pool_timeout) == (5, 5.0)
     assert (o.connect_timeout, o.read_timeout, o.write_timeout) == (1.0, 1.0, 1.0)
     assert (o.max_retries, o.retry_delay) == (3, 1.0)
+    assert o.stall_timeout == 10.0  # a publish waits out a Redis stall this long
     assert o.client_timeout is None
     assert (o.message_ttl, o.subscription_ttl, o.gc_interval) == (3600.0, 3600.0, 60.0)
     assert (o.log_level, o.namespace, o.max_queue) == ("info", "faye", 1000)
@@ -45,6 +46,8 @@ def test_defaults_are_the_seeds() -> None:
         ({"write_timeout": float("nan")}, "write_timeout"),
         ({"max_retries": -1}, "max_retries"),
         ({"retry_delay": -0.5}, "retry_delay"),
+        ({"stall_timeout": -1}, "stall_timeout"),
+        ({"stall_timeout": "long"}, "stall_timeout"),
         ({"client_timeout": -3}, "client_timeout"),
         ({"message_ttl": 0}, "message_ttl"),
         ({"subscription_ttl": -1}, "subscription_ttl"),

@@ -92,5 +92,5 @@ def test_memory_engine_refuses_several_workers() -> None:
         text=True,
         timeout=60,
     )
-    assert result.returncode == 1
+    assert result.returncode == 2
     assert "--workers needs the Redis engine (--redis URL)" in result.stderr

@@ -42,10 +42,18 @@ def wait_for_port(
 class FayeServer:
     """One ``python -m faye serve`` process."""
 
-    def __init__(self, *args: str, port: int | None = None, env: dict[str, str] | None = None):
+    def __init__(
+        self,
+        *args: str,
+        port: int | None = None,
+        env: dict[str, str] | None = None,
+        log: Path | None = None,
+    ):
         self.port = port or free_port()
         self.args = list(args)
         self.env = env or {}
+        #: Where the server's output (its log) goes; None: the test's own stderr.
+        self.log = log
         self.process: subprocess.Popen[bytes] | None = None
 
     @property
@@ -53,11 +61,18 @@ class FayeServer:
         return f"http://127.0.0.1:{self.port}/faye"
 
     def start(self) -> FayeServer:
-        self.process = subprocess.Popen(
-            [sys.executable, "-m", "faye", "serve", "--port", str(self.port), *self.args],
-            cwd=ROOT,
-            env={**os.environ, **self.env},
-        )
+        output = None if self.log is None else self.log.open("ab")
+        try:
+            self.process = subprocess.Popen(
+                [sys.executable, "-m", "faye", "serve", "--port", str(self.port), *self.args],
+                cwd=ROOT,
+                env={**os.environ, **self.env},
+                stdout=output,
+                stderr=output,
+            )
+        finally:
+            if output is not None:
+                output.close()
         wait_for_port(self.port, self.process)
         return self
 

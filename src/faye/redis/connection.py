@@ -18,13 +18,19 @@ one connection per node).
 
 redis-py's own retries are switched off: only operations the engine marks
 idempotent are retried here (``max_retries`` attempts in all, sleeping
-``retry_delay * 2**n`` between them). A publish is never retried: had Redis run it
-before the connection failed, a retry would queue the message twice.
+``retry_delay * 2**n`` between them). A publish is retried only through a stall
+(``stall_timeout``), and only because each publish call carries a token its script
+checks first: had Redis run it before the connection failed, a retry would otherwise
+queue the message twice.
 """
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import re
+import ssl
+import time
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -36,6 +42,7 @@ from redis.asyncio.sentinel import Sentinel, SentinelConnectionPool
 from redis.backoff import NoBackoff
 
 from faye.engine import EngineError
+from faye.redis.health import RedisHealth
 from faye.redis.listeners import Listener, PlainListener, ShardedListener
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
@@ -53,6 +60,9 @@ Arg = str | bytes | int | float
 
 #: What every client type the engine uses answers to (Redis or RedisCluster).
 Client = Any
+
+#: The longest pause between two attempts of a call waiting out a stall (seconds).
+STALL_PAUSE = 0.25
 
 #: Errors after which the same idempotent command may simply be sent again.
 TRANSIENT: tuple[type[BaseException], ...] = (
@@ -82,13 +92,17 @@ class _Cluster(RedisCluster):
         return await super()._determine_slot(command, *args)
 
 
-def _socket_kwargs(options: RedisOptions, *, pubsub: bool) -> dict[str, Any]:
+def _socket_kwargs(options: RedisOptions, *, pubsub: bool, lanes: bool = False) -> dict[str, Any]:
+    # redis-py has one socket timeout for reads and writes. The lanes' connections wait
+    # out a stall (stall_timeout) rather than time out and leave the answer unknown.
+    timeout = max(options.read_timeout, options.write_timeout)
+    if lanes:
+        timeout = max(timeout, options.stall_timeout)
     kwargs: dict[str, Any] = {
         "username": options.username,
         "password": options.password,
         "socket_connect_timeout": options.connect_timeout,
-        # redis-py has one socket timeout for reads and writes.
-        "socket_timeout": None if pubsub else max(options.read_timeout, options.write_timeout),
+        "socket_timeout": None if pubsub else timeout,
         "socket_keepalive": True,
         "retry": Retry(NoBackoff(), 0),
         "client_name": f"faye-{options.namespace}" + ("-listener" if pubsub else ""),
@@ -108,9 +122,11 @@ def _ssl_kwargs(options: RedisOptions) -> dict[str, Any]:
     }
 
 
-def connection_kwargs(options: RedisOptions, *, pubsub: bool = False) -> dict[str, Any]:
-    """redis-py connection arguments for one Redis (shared by both pools)."""
-    kwargs = _socket_kwargs(options, pubsub=pubsub)
+def connection_kwargs(
+    options: RedisOptions, *, pubsub: bool = False, lanes: bool = False
+) -> dict[str, Any]:
+    """redis-py connection arguments for one Redis (shared by the pools)."""
+    kwargs = _socket_kwargs(options, pubsub=pubsub, lanes=lanes)
     kwargs.update(host=options.host, port=options.port, db=options.database)
     if options.ssl.enabled:
         kwargs["connection_class"] = PackedSSLConnection
@@ -118,6 +134,99 @@ def connection_kwargs(options: RedisOptions, *, pubsub: bool = False) -> dict[st
     else:
         kwargs["connection_class"] = PackedConnection
     return kwargs
+
+
+def check_tls_files(options: RedisOptions) -> None:
+    """Fail at start-up, naming the option and the file, on a certificate, key or CA
+    file that is missing, unreadable or not what it should be (PEM)."""
+    tls = options.ssl
+    for name in ("ca_file", "cert_file", "key_file"):
+        path = getattr(tls, name)
+        if path is None:
+            continue
+        try:
+            with open(path, "rb") as file:
+                file.read(1)
+        except OSError as exc:
+            raise ValueError(f"ssl.{name}: cannot read {path}: {exc.strerror or exc}") from None
+    context = ssl.create_default_context()
+    if tls.ca_file is not None:
+        try:
+            context.load_verify_locations(cafile=tls.ca_file)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"ssl.ca_file: {tls.ca_file} holds no CA certificate in PEM ({exc.reason})"
+            ) from None
+    if tls.cert_file is not None:
+        try:
+            context.load_cert_chain(tls.cert_file, tls.key_file)
+        except ssl.SSLError as exc:
+            raise ValueError(
+                f"ssl.cert_file, ssl.key_file: {tls.cert_file} and {tls.key_file} are not a "
+                f"certificate and its key in PEM ({exc.reason})"
+            ) from None
+
+
+_SSL_REASON = re.compile(r"\[SSL: [A-Z0-9_]+\] [^(]*")
+
+
+def tls_problem(exc: BaseException, options: RedisOptions) -> str | None:
+    """A TLS handshake Redis or we refused, as one line naming the option to look at;
+    None if ``exc`` is no TLS failure. (redis-py reports them as connection errors.)"""
+    chain: list[BaseException] = []
+    cause: BaseException | None = exc
+    while cause is not None and len(chain) < 10:
+        chain.append(cause)
+        cause = cause.__cause__ or cause.__context__
+    text = " ".join(str(e) for e in chain)
+    if not any(isinstance(e, ssl.SSLError) for e in chain) and "[SSL" not in text:
+        return None
+    found = _SSL_REASON.search(text)
+    reason = found.group(0).strip() if found else text
+    where = f"Redis at {options.host}:{options.port}" if options.mode == "single" else "Redis"
+    tls = options.ssl
+    if "CERTIFICATE_VERIFY_FAILED" in text:
+        ca = tls.ca_file or "not set: the system's CAs"
+        return f"ssl.ca_file ({ca}) does not verify the certificate of {where}: {reason}"
+    if "CERTIFICATE_REQUIRED" in text or "certificate required" in text:
+        if tls.cert_file is None:
+            return (
+                f"{where} requires a client certificate: set ssl.cert_file and ssl.key_file "
+                f"({reason})"
+            )
+        return f"{where} refused the client certificate ssl.cert_file ({tls.cert_file}): {reason}"
+    return f"TLS with {where} failed (check ssl.ca_file, ssl.cert_file, ssl.key_file): {reason}"
+
+
+async def probe_tls(options: RedisOptions) -> str | None:
+    """Shake hands with one Redis as the engine would and wait briefly for its verdict:
+    the TLS mistake found (see :func:`tls_problem`), or None.
+
+    Nothing is sent after the handshake: a server refusing our certificate (TLS 1.3
+    says so after the handshake) then closes cleanly and its alert is read, where a
+    pending command would make it reset the connection and lose the alert.
+    """
+    tls = options.ssl
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    context.check_hostname = tls.check_hostname
+    if tls.cert_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    try:
+        reader, writer = await asyncio.wait_for(
+            asyncio.open_connection(options.host, options.port, ssl=context),
+            options.connect_timeout,
+        )
+    except (OSError, TimeoutError) as exc:
+        return tls_problem(exc, options)
+    try:
+        await asyncio.wait_for(reader.read(1), options.connect_timeout)
+    except (OSError, TimeoutError) as exc:
+        return tls_problem(exc, options)
+    finally:
+        writer.close()
+        with contextlib.suppress(Exception):
+            await writer.wait_closed()
+    return None
 
 
 def translate(exc: BaseException, what: str) -> EngineError:
@@ -136,7 +245,10 @@ class RedisConnection:
     def __init__(self, options: RedisOptions, log: EngineLog | None = None) -> None:
         self.options = options
         self.log = log or EngineLog(options.log_threshold)
+        self.health = RedisHealth(self.log)
         self.mode = options.mode
+        if options.ssl.enabled:
+            check_tls_files(options)
         self.library = library(sharded=self.mode == "cluster")
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
@@ -147,9 +259,15 @@ class RedisConnection:
         self._sentinel: Sentinel | None = None
         self._pools: list[ConnectionPool] = []
         self.client: Client
+        #: The publish and delivery lanes' client: the same Redis, with a socket timeout
+        #: of stall_timeout, so that a lane's batch waits out a stall and gets its answer
+        #: (a drain whose answer is lost makes the next one resend, and duplicates).
+        self.lanes_client: Client
         if self.mode == "cluster":
             self._cluster = self._make_cluster(options)
             self.client = self._cluster
+            # One client on a Cluster: its calls time out after read_timeout.
+            self.lanes_client = self._cluster
             self._gate = asyncio.Semaphore(options.pool_size)
         elif self.mode == "sentinel":
             self._sentinel = self._make_sentinel(options)
@@ -159,6 +277,13 @@ class RedisConnection:
                 connection_pool_class=SentinelConnectionPool,
                 max_connections=options.pool_size,
                 **_socket_kwargs(options, pubsub=False),
+            )
+            self.lanes_client = self._sentinel.master_for(
+                str(options.service_name),
+                redis_class=Redis,
+                connection_pool_class=SentinelConnectionPool,
+                max_connections=options.pool_size,
+                **_socket_kwargs(options, pubsub=False, lanes=True),
             )
             self.listener_client = self._sentinel.master_for(
                 str(options.service_name),
@@ -177,10 +302,17 @@ class RedisConnection:
             listener_pool = ConnectionPool(
                 max_connections=2, **connection_kwargs(options, pubsub=True)
             )
-            self._pools = [pool, listener_pool]
+            lanes_pool = BlockingConnectionPool(
+                max_connections=options.pool_size,
+                timeout=options.pool_timeout,
+                **connection_kwargs(options, lanes=True),
+            )
+            self._pools = [pool, listener_pool, lanes_pool]
             self.pool = pool
             self.listener_pool = listener_pool
             self.client = Redis(connection_pool=pool)
+            self.lanes_pool = lanes_pool
+            self.lanes_client = Redis(connection_pool=lanes_pool)
             self.listener_client = Redis(connection_pool=listener_pool)
 
     @staticmethod
@@ -249,28 +381,56 @@ class RedisConnection:
                 f"no free Redis connection within pool_timeout ({self.options.pool_timeout:g} s)"
             ) from None
 
-    async def call(self, what: str, fn: Callable[[Client], Awaitable[T]], *, idempotent: bool) -> T:
-        """Run ``fn(client)``, retrying transient failures only when ``idempotent``."""
+    async def call(
+        self,
+        what: str,
+        fn: Callable[[Client], Awaitable[T]],
+        *,
+        idempotent: bool,
+        until: float | None = None,
+        lanes: bool = False,
+    ) -> T:
+        """Run ``fn(client)``, retrying transient failures only when ``idempotent``.
+
+        With ``until`` (a ``loop.time()``), transient failures are retried until then
+        instead, at most ``STALL_PAUSE`` apart: the caller made the call safe to repeat
+        and would rather wait out a stall than fail.
+        """
         attempts = max(1, self.options.max_retries) if idempotent else 1
-        for attempt in range(attempts):
+        loop = asyncio.get_running_loop()
+        client = self.lanes_client if lanes else self.client
+        attempt = 0
+        while True:
+            started = time.monotonic()
             try:
                 if self._gate is None:
-                    return await fn(self.client)
-                await self._acquire()
-                try:
-                    return await fn(self.client)
-                finally:
-                    self._gate.release()
+                    result = await fn(client)
+                else:
+                    await self._acquire()
+                    try:
+                        result = await fn(client)
+                    finally:
+                        self._gate.release()
+                if not self.health.up:
+                    self.health.answered(started)
+                return result
             except rx.AuthenticationError as exc:
                 raise translate(exc, what) from exc
             except TRANSIENT as exc:
+                self.health.failed(what, exc)
                 self._topology_suspect()
-                if attempt + 1 >= attempts:
+                if until is not None:
+                    pause = min(max(self.options.retry_delay, 0.05) * 2**attempt, STALL_PAUSE)
+                    if loop.time() + pause >= until:
+                        raise translate(exc, what) from exc
+                elif attempt + 1 >= attempts:
                     raise translate(exc, what) from exc
-                await asyncio.sleep(self.options.retry_delay * 2**attempt)
+                else:
+                    pause = self.options.retry_delay * 2**attempt
+                attempt += 1
+                await asyncio.sleep(pause)
             except rx.RedisError as exc:
                 raise translate(exc, what) from exc
-        raise AssertionError("unreachable")  # pragma: no cover
 
     async def load_scripts(self) -> None:
         await self.call("loading the Lua code", self._load_code, idempotent=True)
@@ -320,7 +480,14 @@ class RedisConnection:
         )
 
     async def run_script(
-        self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
+        self,
+        name: str,
+        keys: Sequence[str],
+        args: Sequence[Arg],
+        *,
+        idempotent: bool,
+        until: float | None = None,
+        lanes: bool = False,
     ) -> Any:
         """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
@@ -336,7 +503,7 @@ class RedisConnection:
                 await self._load_code(client)
                 return await client.execute_command(*self._command(name, keys, args))
 
-        return await self.call(name, run, idempotent=idempotent)
+        return await self.call(name, run, idempotent=idempotent, until=until, lanes=lanes)
 
     async def run_scripts(
         self,
@@ -346,6 +513,8 @@ class RedisConnection:
         idempotent: bool,
         partial: bool = False,
         grouped: bool = False,
+        until: float | None = None,
+        lanes: bool = False,
     ) -> list[Any]:
         """Several calls of one script (one per partition) in one pipelined round trip.
 
@@ -356,24 +525,34 @@ class RedisConnection:
 
         With ``partial`` a failure does not raise: its :class:`EngineError` takes the
         place of the result of every call it concerns. On a Cluster only the calls on
-        the failing master are concerned; the others keep their results.
+        the failing master are concerned; the others keep their results. ``until``:
+        see :meth:`call`.
         """
         if partial and self._cluster is not None and len(calls) > 1:
             groups = [[i] for i in range(len(calls))] if grouped else None
-            return await self._run_per_master(name, calls, idempotent, groups)
+            return await self._run_per_master(name, calls, idempotent, groups, until)
         try:
-            return await self._run_pipelined(name, calls, idempotent)
+            return await self._run_pipelined(name, calls, idempotent, until, lanes)
         except EngineError as exc:
             if not partial:
                 raise
             return [exc] * len(calls)
 
     async def _run_pipelined(
-        self, name: str, calls: Sequence[tuple[Sequence[str], Sequence[Arg]]], idempotent: bool
+        self,
+        name: str,
+        calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
+        idempotent: bool,
+        until: float | None = None,
+        lanes: bool = False,
     ) -> list[Any]:
         if len(calls) == 1:
             keys, args = calls[0]
-            return [await self.run_script(name, keys, args, idempotent=idempotent)]
+            return [
+                await self.run_script(
+                    name, keys, args, idempotent=idempotent, until=until, lanes=lanes
+                )
+            ]
 
         async def run(client: Client) -> list[Any]:
             if self.functions is None:
@@ -395,7 +574,7 @@ class RedisConnection:
                     raise result
             return results
 
-        return await self.call(name, run, idempotent=idempotent)
+        return await self.call(name, run, idempotent=idempotent, until=until, lanes=lanes)
 
     async def group_by_master(self, keys: Sequence[str]) -> list[list[int]]:
         """Indices of ``keys`` grouped by the master serving them, as the slot map last
@@ -419,6 +598,7 @@ class RedisConnection:
         calls: Sequence[tuple[Sequence[str], Sequence[Arg]]],
         idempotent: bool,
         groups: list[list[int]] | None,
+        until: float | None,
     ) -> list[Any]:
         if groups is None:
             try:
@@ -427,7 +607,7 @@ class RedisConnection:
                 return [exc] * len(calls)
         parts = await asyncio.gather(
             *(
-                self._run_pipelined(name, [calls[i] for i in indices], idempotent)
+                self._run_pipelined(name, [calls[i] for i in indices], idempotent, until)
                 for indices in groups
             ),
             return_exceptions=True,
@@ -451,6 +631,7 @@ class RedisConnection:
             await self._cluster.aclose()
             return
         await self.client.aclose()
+        await self.lanes_client.aclose()
         await self.listener_client.aclose()
         for pool in self._pools:
             await pool.disconnect()

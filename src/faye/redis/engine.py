@@ -37,12 +37,23 @@ from redis import exceptions as rx
 
 from faye.engine import Engine, EngineError, EngineHost, generate_id
 from faye.envelope import Envelope
-from faye.redis.connection import TRANSIENT, Arg, Client, RedisConnection
+from faye.redis.connection import (
+    TRANSIENT,
+    Arg,
+    Client,
+    RedisConnection,
+    probe_tls,
+    tls_problem,
+)
 from faye.redis.keys import Keys
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
 
 GC_BATCH = 500
+
+#: How much longer than ``stall_timeout`` a publish call's token is kept (seconds): a
+#: retry is sent at most that long after the first attempt (plus one read timeout).
+TOKEN_MARGIN = 30.0
 
 #: The longest a written message's acknowledgement waits for its client's next drain
 #: (seconds). A server dying meanwhile makes those messages duplicates, never losses.
@@ -167,6 +178,8 @@ class RedisEngine(Engine):
         self._listening = asyncio.Event()
         # The publish lane.
         self._publishes: list[_Publish] = []
+        self._publishes_since = 0.0  # loop time of the oldest publish waiting
+        self._publish_calls_made = 0  # numbers the publish calls' tokens
         self._publish_lane: asyncio.Task[None] | None = None
         # The delivery lane.
         self._ops: list[_Op] = []
@@ -193,6 +206,9 @@ class RedisEngine(Engine):
         # Clients that connected here, to wake after the listener missed notifications.
         self._held: set[str] = set()
         self._rechecks: dict[str, asyncio.TimerHandle] = {}
+        # Drains that failed, to try again after retry_delay.
+        self._redrain: set[tuple[str, int]] = set()
+        self._redrain_timer: asyncio.TimerHandle | None = None
         self._beaten = False
 
     # -- lifecycle ---------------------------------------------------------------------
@@ -206,11 +222,18 @@ class RedisEngine(Engine):
         try:
             await self.redis.load_scripts()
             await self._beat()
+            # The lanes' first connection, made now rather than by the first publish.
+            await self.redis.call("ping", lambda c: c.ping(), idempotent=True, lanes=True)
         except EngineError as exc:
             cause = exc.__cause__
             transient = isinstance(cause, TRANSIENT)
             if not transient or isinstance(cause, rx.AuthenticationError):
                 raise  # wrong credentials or permissions: say so at start-up
+            problem = tls_problem(exc, self.config)
+            if problem is None and self.config.ssl.enabled and self.config.mode == "single":
+                problem = await probe_tls(self.config)
+            if problem is not None:
+                raise EngineError(problem) from exc  # a TLS mistake: no retry mends it
             self.log.error("Redis is not reachable yet (%s); will keep trying", exc)
         self._spawn(self._listen())
         self._spawn(self._heartbeat_loop())
@@ -275,6 +298,9 @@ class RedisEngine(Engine):
         if self._ack_timer is not None:
             self._ack_timer.cancel()
             self._ack_timer = None
+        if self._redrain_timer is not None:
+            self._redrain_timer.cancel()
+            self._redrain_timer = None
         for task in self._tasks:
             task.cancel()
         for handle in self._rechecks.values():
@@ -379,7 +405,8 @@ class RedisEngine(Engine):
         self._forget(client_id)
         if run is not None:
             run.collected += 1
-        self.host.on_close(client_id)
+        # The proxy fires close here, after unsubscribe and disconnect (Faye's order);
+        # the destroy script told every other server.
         return sorted(found)
 
     async def _clean_homes(self, client_id: str, record: int, homes: set[int]) -> set[str]:
@@ -495,6 +522,8 @@ class RedisEngine(Engine):
         if self._closed:
             raise EngineError("the Redis engine is closed")
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        if not self._publishes:
+            self._publishes_since = future.get_loop().time()
         self._publishes.append((envelope, channels, future))
         if self._publish_lane is None:
             self._publish_lane = asyncio.ensure_future(self._run_publish_lane())
@@ -505,8 +534,12 @@ class RedisEngine(Engine):
             while self._publishes:
                 await asyncio.sleep(0)  # let this turn's publishes join the batch
                 batch, self._publishes = self._publishes, []
+                # A batch waits out a stall until its oldest publish has waited
+                # stall_timeout (0: no waiting, no retry).
+                stall = self.config.stall_timeout
+                until = self._publishes_since + stall if stall else None
                 try:
-                    await self._send_publishes(batch)
+                    await self._send_publishes(batch, until)
                 except BaseException as exc:
                     error = exc if isinstance(exc, EngineError) else EngineError(repr(exc))
                     for _, _, future in batch:
@@ -517,12 +550,12 @@ class RedisEngine(Engine):
         finally:
             self._publish_lane = None
 
-    async def _send_publishes(self, batch: list[_Publish]) -> None:
+    async def _send_publishes(self, batch: list[_Publish], until: float | None) -> None:
         homes: dict[int, list[_Publish]] = {}
         for item in batch:
             homes.setdefault(self._home_of(item[1]), []).append(item)
         unsent = await self._each_master(
-            list(homes), lambda together: self._publish_calls(homes, together)
+            list(homes), lambda together: self._publish_calls(homes, together, until)
         )
         for p in unsent:
             for _, _, future in homes[p]:
@@ -530,10 +563,14 @@ class RedisEngine(Engine):
                     future.set_exception(EngineError("publish: the partition moved"))
 
     async def _publish_calls(
-        self, homes: dict[int, list[_Publish]], together: list[list[int]]
+        self, homes: dict[int, list[_Publish]], together: list[list[int]], until: float | None
     ) -> list[int]:
         """One publish call per list of partitions (a master's); returns the partitions
-        of calls that found one of theirs elsewhere (and did nothing)."""
+        of calls that found one of theirs elsewhere (and did nothing).
+
+        With ``until`` each call carries a token, and transient failures are retried
+        until then: a call Redis ran already finds its token and does nothing again.
+        """
         _, alive, dead = self._cutoffs()
         head: list[Arg] = [
             self.server_id,
@@ -543,19 +580,31 @@ class RedisEngine(Engine):
             int(self.config.message_ttl * 1000),
             "1" if self.keys.partitions == 1 else "0",
         ]
+        token_ttl = int((self.config.stall_timeout + TOKEN_MARGIN) * 1000)
         calls: list[tuple[list[str], list[Arg]]] = []
         for members in together:
-            args: list[Arg] = [self.keys.prefix(members[0]), *head]
+            token = ""
+            if until is not None:
+                self._publish_calls_made += 1
+                token = f"{self.server_id}:{self._publish_calls_made}"
+            args: list[Arg] = [self.keys.prefix(members[0]), *head, token, token_ttl]
             for k, p in enumerate(members):
                 if k:
                     args += ["P", self.keys.prefix(p), p]
                 for envelope, channels, _ in homes[p]:
                     args += ["M", envelope.raw, len(channels), *channels]
             calls.append(([self.keys.clients(members[0])], args))
-        # Never retried: had Redis run it, a second run would queue the message twice.
-        # On a Cluster a failing master fails only the publishes homed there.
+        # Retried only with a token: had Redis run it, a second run without one would
+        # queue the message twice. On a Cluster a failing master fails only the
+        # publishes homed there.
         results = await self.redis.run_scripts(
-            "publish", calls, idempotent=False, partial=True, grouped=True
+            "publish",
+            calls,
+            idempotent=False,
+            partial=True,
+            grouped=True,
+            until=until,
+            lanes=until is not None,
         )
         elsewhere: list[int] = []
         for members, result in zip(together, results, strict=True):
@@ -564,6 +613,15 @@ class RedisEngine(Engine):
                 for _, (_, _, future) in items:
                     if not future.done():
                         future.set_exception(result)
+                continue
+            if len(result) == 1 and result[0] == -2:
+                # A retry of a call Redis had run: its answer, naming the clients of
+                # ours to wake, was lost with the connection. Wake all we hold there.
+                for p in members:
+                    for _, _, future in homes[p]:
+                        if not future.done():
+                            future.set_result(None)
+                    self._wake(self._held_in(p), p)
                 continue
             if len(result) == 1:  # {-1}: a partition is not on that master any more
                 elsewhere += members
@@ -576,6 +634,10 @@ class RedisEngine(Engine):
                 if mine:
                     self._wake((_text(cid) for cid in mine), p)
         return elsewhere
+
+    def _held_in(self, partition: int) -> list[str]:
+        """The clients held here with a home (or their record) in ``partition``."""
+        return [cid for cid in self._held if partition in self._partitions_of(cid)]
 
     async def _each_master(
         self,
@@ -620,13 +682,28 @@ class RedisEngine(Engine):
         await self._claim(client_id)
 
     async def _claim(self, client_id: str) -> None:
+        """Claim and drain; a claim Redis does not answer within the command timeout
+        fails the connect (as any command would) but stays in the lane: what it drains
+        later goes to the client's connection if it is still here, else back to its
+        queue. (A long-poll waiting out a stall would race its client giving up: Node's
+        HTTP agent drops a request idle for 5 s, and a reply written as it goes is lost.)
+        """
         self._held.add(client_id)
         futures = self._submit_claims(client_id, want_future=True)
-        results = await asyncio.gather(*futures)
+        results = await self._answered(futures)
         # The record's answer names homes we did not claim: claim them too.
         missing: frozenset[int] = results[0]
         if missing:
-            await asyncio.gather(*self._submit_claims(client_id, missing, want_future=True))
+            await self._answered(self._submit_claims(client_id, missing, want_future=True))
+
+    async def _answered(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
+        together = asyncio.gather(*futures)
+        limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
+        try:
+            return await asyncio.wait_for(asyncio.shield(together), limit)
+        except TimeoutError:
+            together.add_done_callback(_consume)
+            raise EngineError("Redis did not answer in time during connect") from None
 
     def _submit_claims(
         self, client_id: str, homes: Iterable[int] | None = None, *, want_future: bool = False
@@ -830,7 +907,12 @@ class RedisEngine(Engine):
             calls.append(([self.keys.clients(first)], args))
         try:
             results = await self.redis.run_scripts(
-                "deliveries", calls, idempotent=False, partial=True, grouped=True
+                "deliveries",
+                calls,
+                idempotent=False,
+                partial=True,
+                grouped=True,
+                lanes=bool(self.config.stall_timeout),
             )
         except Exception as exc:
             results = [EngineError(f"delivery: {exc!r}")] * len(calls)
@@ -865,12 +947,30 @@ class RedisEngine(Engine):
         for op in ops:
             if op.code in "CHWR":
                 # The script may have run: messages may be in flight here
-                # without having been handed out. The next drain resends them.
+                # without having been handed out. The next drain resends them, and
+                # one comes soon for a client held here, whether or not a publish
+                # wakes it (Redis may only have stalled, keeping our listener).
                 self._resend.add((op.client_id, op.partition))
+                self._retry_drain(op.client_id, op.partition)
             if op.future is not None and not op.future.done():
                 op.future.set_exception(error)
         if not any(op.future is not None for op in ops):
-            self.log.warning("delivery batch failed: %s", error)
+            self.log.debug("delivery batch failed: %s", error)
+
+    def _retry_drain(self, client_id: str, partition: int) -> None:
+        """Wake the client again after ``retry_delay`` (one timer for all of them)."""
+        if self._closed:
+            return
+        self._redrain.add((client_id, partition))
+        if self._redrain_timer is None:
+            delay = min(max(self.config.retry_delay, 0.05), 1.0)
+            self._redrain_timer = asyncio.get_running_loop().call_later(delay, self._redrain_now)
+
+    def _redrain_now(self) -> None:
+        self._redrain_timer = None
+        pending, self._redrain = self._redrain, set()
+        for client_id, partition in pending:
+            self._wake([client_id], partition)
 
     def _finish(
         self, op: _Op, result: Any, decoded: dict[bytes, Envelope | None]
@@ -995,21 +1095,25 @@ class RedisEngine(Engine):
     async def _listen(self) -> None:
         failures = 0
         channels = self._channels()
-        # Behind Sentinel or on a Cluster an outage is a failover, over in seconds: keep
-        # trying often enough to be back soon after it.
-        cap = 30.0 if self.config.mode == "single" else max(self.config.retry_delay, 1.0)
+        # An outage is usually a restart or a failover, over in seconds: keep trying
+        # often enough (one connection attempt a second) to be back soon after it.
+        cap = max(self.config.retry_delay, 1.0)
         while True:
             listener = self.redis.listener()
+            started = time.monotonic()
             try:
                 await listener.open(channels)
+                self.redis.health.answered(started)
                 if failures:
-                    self.log.info("listener back on Redis after %d attempt(s)", failures)
+                    self.log.info(
+                        "listener resubscribed to %d channel(s) after %d attempt(s)",
+                        len(channels),
+                        failures,
+                    )
                     failures = 0
                 if self._listening.is_set():
                     # Notifications sent while we were away are lost: look ourselves.
-                    for client_id in self._held:
-                        for p in self._partitions_of(client_id):
-                            self._wake([client_id], p)
+                    self._spawn(self._after_outage())
                 self._listening.set()
                 while True:
                     message = await listener.get_message(5.0)
@@ -1019,8 +1123,8 @@ class RedisEngine(Engine):
                 raise
             except Exception as exc:
                 failures += 1
-                level = "error" if failures == 1 else "debug"
-                getattr(self.log, level)("listener lost Redis (%s); reconnecting", exc)
+                self.redis.health.failed("listening", exc)
+                self.log.debug("listener lost Redis (%s); reconnecting", exc)
                 delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), cap)
                 await asyncio.sleep(delay * (1 + 0.3 * random.random()))
             finally:
@@ -1028,6 +1132,60 @@ class RedisEngine(Engine):
                 # event loop's shutdown, which waits for every task) alive.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listener.aclose(), self.config.connect_timeout + 1)
+
+    async def _after_outage(self) -> None:
+        """Back on Redis after the listener lost it: take up every connection held here.
+
+        Redis may have lost its data (a restart without persistence, a failover to a
+        replica behind): our heartbeat, the clients' records, owners and queues. Clients
+        still known are claimed again (owner, queue, messages queued meanwhile); those
+        Redis forgot get their held connect answered and their socket closed, so that
+        they learn at once (401 on their next connect) that they must handshake again
+        instead of waiting out a held connect that nothing will ever wake.
+        """
+        with contextlib.suppress(EngineError):
+            await self._beat()
+        held = [cid for cid in self._held if self.host.has_connection(cid)]
+        if not held:
+            return
+        try:
+            known = await self._known_clients(held)
+        except EngineError as exc:
+            self.log.warning("could not check the held clients after reconnecting: %s", exc)
+            for client_id in held:  # at least look for what was queued meanwhile
+                for p in self._partitions_of(client_id):
+                    self._wake([client_id], p)
+            return
+        gone = [cid for cid in held if cid not in known]
+        for client_id in gone:
+            self._forget(client_id)
+            self.host.on_close(client_id)
+        for client_id in known:
+            if self.host.has_connection(client_id):
+                self._submit_claims(client_id)
+        if gone:
+            self.log.warning(
+                "Redis no longer knows %d client(s) held here; told them to handshake again",
+                len(gone),
+            )
+
+    async def _known_clients(self, client_ids: Sequence[str]) -> set[str]:
+        """Those of ``client_ids`` with a record (one ZMSCORE per partition). An old
+        ping does not count against them: they are connected here, and their claim
+        pings them."""
+        by_partition: dict[int, list[str]] = {}
+        for cid in client_ids:
+            by_partition.setdefault(self.keys.partition(cid), []).append(cid)
+        known: set[str] = set()
+        for p, cids in by_partition.items():
+            key = self.keys.clients(p)
+
+            async def scores_of(client: Client, key: str = key, cids: list[str] = cids) -> Any:
+                return await client.zmscore(key, cids)
+
+            scores = await self.redis.call("held clients", scores_of, idempotent=True)
+            known.update(cid for cid, s in zip(cids, scores, strict=True) if s is not None)
+        return known
 
     def _on_message(self, message: Mapping[str, Any]) -> None:
         if message.get("type") not in ("message", "smessage"):
@@ -1149,6 +1307,12 @@ class RedisEngine(Engine):
                     return run.collected
         finally:
             _GC_RUN.reset(token)
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    """Retrieve a result nobody waits for any more (no 'never retrieved' warning)."""
+    if not future.cancelled():
+        future.exception()
 
 
 class _StandaloneHost:

@@ -58,6 +58,9 @@ class RedisOptions:
     #: Total attempts for idempotent commands (as in faye-redis-ng); 0 or 1: no retry.
     max_retries: int = 3
     retry_delay: float = 1.0
+    #: How long a publish waits through a Redis stall or outage (retrying, each call
+    #: made idempotent by a token) before it fails; 0: one attempt, no token.
+    stall_timeout: float = 10.0
     #: None: liveness follows the server timeout (1.6x to exist, 2x to be collected).
     client_timeout: float | None = None
     message_ttl: float = 3600.0
@@ -416,6 +419,7 @@ _CHECKS: dict[str, Any] = {
     "write_timeout": _seconds,
     "max_retries": lambda n, v: _int(n, v, 0, 100),
     "retry_delay": lambda n, v: _seconds(n, v, positive=False),
+    "stall_timeout": lambda n, v: _seconds(n, v, positive=False),
     "client_timeout": _opt_seconds,
     "message_ttl": _seconds,
     "subscription_ttl": _opt_seconds,

@@ -262,7 +262,7 @@ local function requeue(cid, messages)
   end
   local owner = redis.call('HGET', owners, cid)
   if owner == me then return 1 end
-  if owner and server_alive(prefix, owner, dead_cutoff) then
+  if owner and worth_waking(prefix, owner, dead_cutoff) then
     redis.call(NOTIFY, prefix .. 'notify:' .. owner, cid)
   end
   return 0

@@ -64,6 +64,15 @@ local function server_alive(prefix, sid, dead_cutoff)
   return beat and tonumber(beat) > dead_cutoff
 end
 
+-- Whether a notification to `sid` may be of use: not for a server known to be dead. A
+-- server with no heartbeat entry at all is woken too: after Redis lost its data, the
+-- owners it names were written since, by live servers, and their next heartbeat may be
+-- a couple of seconds away.
+local function worth_waking(prefix, sid, dead_cutoff)
+  local beat = redis.call('ZSCORE', prefix .. 'servers', sid)
+  return not beat or tonumber(beat) > dead_cutoff
+end
+
 -- LRANGE a list; a key of another type is reported in `bad` and deleted.
 local function read_list(key, bad)
   local got = redis.pcall('LRANGE', key, 0, -1)

@@ -5,13 +5,16 @@
 -- the first partition, '<partition>/<cid>' for the others.
 -- KEYS[1] = <prefix>clients
 -- ARGV: prefix, server id, alive cutoff (ms), dead-server cutoff (ms), max queue,
---       message ttl (ms), records, then items, each either
+--       message ttl (ms), records, token, token ttl (ms), then items, each either
 --         'M', message, channel count, channel...   (a message, in the current partition)
 --         'P', prefix, number                        (the next messages' partition)
 -- records '1': every client's record lives here (a single partition): clients idle past
 -- the cutoff or unknown get nothing. Otherwise most records live elsewhere (1 in
 -- `partitions` here): liveness is not read at all, and the GC removes dead clients'
 -- subscriptions.
+-- token: '' or a string unique to this call; a call whose token was seen before (in
+-- the last token ttl) does nothing and returns {-2}: the caller sent it again after a
+-- failure without knowing whether Redis had run it, and it had.
 -- Returns {{{queued, {clients held by the calling server}} per message}, {bad keys}},
 -- or {-1} when a partition named by P is not on this node (a Cluster resharded): then
 -- nothing was done, and the caller sends each partition's messages on its own.
@@ -104,7 +107,7 @@ local function main(KEYS, ARGV)
   max_queue, ttl = tonumber(ARGV[5]), tonumber(ARGV[6])
   records = ARGV[7] == '1'
   bad = {}
-  local i = 8
+  local i = 10
   while i <= #ARGV do
     if ARGV[i] == 'P' then
       if not served_here(ARGV[i + 1]) then return {-1} end
@@ -113,10 +116,14 @@ local function main(KEYS, ARGV)
       i = i + 3 + tonumber(ARGV[i + 2])
     end
   end
+  if ARGV[8] ~= '' then
+    local done = prefix .. 'published:' .. ARGV[8]
+    if not redis.call('SET', done, '1', 'NX', 'PX', ARGV[9]) then return {-2} end
+  end
 
   woken, servers, seen, tag = {}, {}, {}, ''
   local first, results = prefix, {}
-  i = 8
+  i = 10
   while i <= #ARGV do
     if ARGV[i] == 'P' then
       prefix, tag = ARGV[i + 1], ARGV[i + 2] .. '/'
@@ -128,7 +135,7 @@ local function main(KEYS, ARGV)
     end
   end
   for _, sid in ipairs(servers) do
-    if server_alive(first, sid, dead_cutoff) then
+    if worth_waking(first, sid, dead_cutoff) then
       redis.call(NOTIFY, first .. 'notify:' .. sid, table.concat(woken[sid], ','))
     end
   end
