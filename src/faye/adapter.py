@@ -17,6 +17,8 @@ from typing import Any
 from faye.client import Client, InProcessTransport
 from faye.engine import Engine
 from faye.events import Listener
+from faye.limits import Limits
+from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS, ChannelLimits
 from faye.proxy import EngineFactory, EngineProxy
 from faye.server import Server
 from faye.transport.eventsource import EventSourceSession
@@ -79,6 +81,8 @@ class ASGIAdapter:
         client_script: str | os.PathLike[str] | None = None,
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_channel_length: int = DEFAULT_MAX_LENGTH,
+        max_channel_segments: int = DEFAULT_MAX_SEGMENTS,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -94,7 +98,10 @@ class ASGIAdapter:
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
-        self.server = Server(self.proxy)
+        self.limits = Limits(
+            channels=ChannelLimits(max_channel_length, max_channel_segments),
+        )
+        self.server = Server(self.proxy, self.limits)
         for extension in extensions:
             self.server.add_extension(extension)
         self._polling = PollingTransport(self.server, max_request_size)

@@ -69,6 +69,7 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("FAYE_MAX_REQUEST_SIZE", 1 << 20)),
     )
+    add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
         default=os.environ.get("FAYE_GC_THRESHOLDS", ",".join(map(str, SERVER_THRESHOLDS))),
@@ -89,6 +90,30 @@ def build_parser() -> argparse.ArgumentParser:
         help="the servers' --timeout; clients idle for twice as long are collected",
     )
     return parser
+
+
+def _env_int(name: str, default: int) -> int:
+    value = os.environ.get(name)
+    return int(value) if value else default
+
+
+def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Flags for the abuse limits (docs/security.md); 0 turns a rate limit off."""
+    from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS
+
+    limits = serve.add_argument_group("limits (see docs/security.md)")
+    limits.add_argument(
+        "--max-channel-length",
+        type=int,
+        default=_env_int("FAYE_MAX_CHANNEL_LENGTH", DEFAULT_MAX_LENGTH),
+        help=f"longest channel name a client may use (default {DEFAULT_MAX_LENGTH})",
+    )
+    limits.add_argument(
+        "--max-channel-segments",
+        type=int,
+        default=_env_int("FAYE_MAX_CHANNEL_SEGMENTS", DEFAULT_MAX_SEGMENTS),
+        help=f"most segments in a channel name (default {DEFAULT_MAX_SEGMENTS})",
+    )
 
 
 def engine_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -122,6 +147,8 @@ def make_adapter(args: argparse.Namespace) -> Any:
         ping=args.ping,
         client_script=args.client_script,
         max_request_size=args.max_request_size,
+        max_channel_length=args.max_channel_length,
+        max_channel_segments=args.max_channel_segments,
     )
 
 

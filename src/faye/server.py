@@ -14,6 +14,7 @@ from typing import Any
 from faye.engine import EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
+from faye.limits import Limits
 from faye.protocol import channels, errors, meta
 from faye.proxy import EngineProxy
 
@@ -92,8 +93,9 @@ class Batch:
 
 
 class Server:
-    def __init__(self, proxy: EngineProxy) -> None:
+    def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
+        self.limits = limits or Limits()
         self.extensions = Extensions()
         self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item]]]] = {
             channels.HANDSHAKE: self._handshake,
@@ -286,14 +288,15 @@ class Server:
         requested = meta.check_subscription(message, reply, exists)
         if requested is not None:
             assert isinstance(client_id, str)
-            for channel in meta.check_channels(requested, reply, local):
+            accepted = meta.check_channels(requested, reply, local, self.limits.channels)
+            for channel in accepted:
                 await action(client_id, channel)
         return [reply]
 
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
         """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
-        if not meta.check_publish(message, reply):
+        if not meta.check_publish(message, reply, self.limits.channels):
             return reply, None
         try:
             return reply, self.proxy.publish(message)
