@@ -100,6 +100,7 @@ def _env_int(name: str, default: int) -> int:
 def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     """Flags for the abuse limits (docs/security.md); 0 turns a rate limit off."""
     from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS
+    from faye.transport.uvicorn_http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 
     limits = serve.add_argument_group("limits (see docs/security.md)")
     limits.add_argument(
@@ -113,6 +114,27 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         type=int,
         default=_env_int("FAYE_MAX_CHANNEL_SEGMENTS", DEFAULT_MAX_SEGMENTS),
         help=f"most segments in a channel name (default {DEFAULT_MAX_SEGMENTS})",
+    )
+    limits.add_argument(
+        "--max-header-size",
+        type=int,
+        default=_env_int("FAYE_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES),
+        help="bytes of HTTP request headers accepted; more gets 431 "
+        f"(default {DEFAULT_MAX_HEADER_BYTES})",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_env_float("FAYE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+        help="seconds a connection may take to send a request's headers "
+        f"(default {DEFAULT_HEADER_TIMEOUT:g}; 0: no limit)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env_int("FAYE_MAX_CONNECTIONS", 0) or None,
+        help="open connections (HTTP and WebSocket) before new requests get 503 "
+        "(default: the open-file limit less 64)",
     )
 
 
@@ -156,6 +178,7 @@ def serve(args: argparse.Namespace) -> None:
     import uvicorn
 
     from faye.gc_tuning import tune_for_server
+    from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
     from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 
     logging.basicConfig(
@@ -174,6 +197,8 @@ def serve(args: argparse.Namespace) -> None:
         timeout_keep_alive=max(5, int(args.timeout) + 5),
         lifespan="on",
         ws=FayeWebSocketProtocol,
+        http=limited_http_protocol(args.max_header_size, args.header_timeout),
+        limit_concurrency=args.max_connections or default_max_connections(),
     )
 
 
