@@ -14,6 +14,7 @@ import re
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from faye import limits as caps
 from faye.client import Client, InProcessTransport
 from faye.engine import Engine
 from faye.events import Listener
@@ -83,11 +84,18 @@ class ASGIAdapter:
         max_queue: int = DEFAULT_MAX_QUEUE,
         max_channel_length: int = DEFAULT_MAX_LENGTH,
         max_channel_segments: int = DEFAULT_MAX_SEGMENTS,
+        max_subscriptions: int = caps.DEFAULT_MAX_SUBSCRIPTIONS,
+        publish_rate: float = caps.DEFAULT_PUBLISH_RATE,
+        publish_burst: int = caps.DEFAULT_PUBLISH_BURST,
+        handshake_rate: float = caps.DEFAULT_HANDSHAKE_RATE,
+        handshake_burst: int = caps.DEFAULT_HANDSHAKE_BURST,
+        handshake_exempt: Iterable[str] = caps.DEFAULT_HANDSHAKE_EXEMPT,
+        max_outbox_bytes: int = caps.DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
-        if max_request_size <= 0 or max_queue <= 0:
-            raise ValueError("max_request_size and max_queue must be positive")
+        if max_request_size <= 0 or max_queue <= 0 or max_outbox_bytes <= 0:
+            raise ValueError("max_request_size, max_queue and max_outbox_bytes must be positive")
         self.mount = "/" + mount.strip("/") if mount.strip("/") else "/"
         self._prefix = self.mount.rstrip("/")
         self._path_re = re.compile(rf"{re.escape(self._prefix)}(?:/[^/]*)*(?:\.[^.]+)?")
@@ -95,11 +103,18 @@ class ASGIAdapter:
         self.app = app
         self.max_request_size = max_request_size
         self.max_queue = max_queue
+        self.max_outbox_bytes = max_outbox_bytes
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
         self.limits = Limits(
             channels=ChannelLimits(max_channel_length, max_channel_segments),
+            max_subscriptions=max_subscriptions,
+            publish_rate=publish_rate,
+            publish_burst=publish_burst,
+            handshake_rate=handshake_rate,
+            handshake_burst=handshake_burst,
+            handshake_exempt=tuple(handshake_exempt),
         )
         self.server = Server(self.proxy, self.limits)
         for extension in extensions:
@@ -188,6 +203,7 @@ class ASGIAdapter:
                 send,
                 max_message_size=self.max_request_size,
                 max_queue=self.max_queue,
+                max_outbox_bytes=self.max_outbox_bytes,
             ).run()
         elif kind == "http":
             await self._http(scope, receive, send, path)
@@ -207,6 +223,7 @@ class ASGIAdapter:
                 client_id=client_id,
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
+                max_outbox_bytes=self.max_outbox_bytes,
             ).run()
         else:
             await self._polling.handle(scope, receive, send)

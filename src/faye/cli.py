@@ -99,6 +99,7 @@ def _env_int(name: str, default: int) -> int:
 
 def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     """Flags for the abuse limits (docs/security.md); 0 turns a rate limit off."""
+    from faye import limits as caps
     from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS
     from faye.transport.uvicorn_http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 
@@ -114,6 +115,58 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         type=int,
         default=_env_int("FAYE_MAX_CHANNEL_SEGMENTS", DEFAULT_MAX_SEGMENTS),
         help=f"most segments in a channel name (default {DEFAULT_MAX_SEGMENTS})",
+    )
+    limits.add_argument(
+        "--max-subscriptions",
+        type=int,
+        default=_env_int("FAYE_MAX_SUBSCRIPTIONS", caps.DEFAULT_MAX_SUBSCRIPTIONS),
+        help=f"subscriptions per client (default {caps.DEFAULT_MAX_SUBSCRIPTIONS}; 0: no cap)",
+    )
+    limits.add_argument(
+        "--publish-rate",
+        type=float,
+        default=_env_float("FAYE_PUBLISH_RATE", caps.DEFAULT_PUBLISH_RATE),
+        help=f"publishes per second per client (default {caps.DEFAULT_PUBLISH_RATE:g}; 0: off)",
+    )
+    limits.add_argument(
+        "--publish-burst",
+        type=int,
+        default=_env_int("FAYE_PUBLISH_BURST", caps.DEFAULT_PUBLISH_BURST),
+        help=f"publishes a client may make at once (default {caps.DEFAULT_PUBLISH_BURST})",
+    )
+    limits.add_argument(
+        "--handshake-rate",
+        type=float,
+        default=_env_float("FAYE_HANDSHAKE_RATE", caps.DEFAULT_HANDSHAKE_RATE),
+        help="handshakes per second per source address "
+        f"(default {caps.DEFAULT_HANDSHAKE_RATE:g}; 0: off)",
+    )
+    limits.add_argument(
+        "--handshake-burst",
+        type=int,
+        default=_env_int("FAYE_HANDSHAKE_BURST", caps.DEFAULT_HANDSHAKE_BURST),
+        help=f"handshakes an address may make at once (default {caps.DEFAULT_HANDSHAKE_BURST})",
+    )
+    limits.add_argument(
+        "--handshake-exempt",
+        action="append",
+        metavar="CIDR",
+        help="a network whose handshakes are not rate limited (repeatable; default "
+        "loopback; '' for none)",
+    )
+    limits.add_argument(
+        "--max-outbox-bytes",
+        type=int,
+        default=_env_int("FAYE_MAX_OUTBOX_BYTES", caps.DEFAULT_MAX_OUTBOX_BYTES),
+        help="bytes of deliveries a WebSocket/EventSource client may fall behind before "
+        f"it is dropped (default {caps.DEFAULT_MAX_OUTBOX_BYTES})",
+    )
+    limits.add_argument(
+        "--max-client-queue",
+        type=int,
+        default=_env_int("FAYE_MAX_CLIENT_QUEUE", 0) or None,
+        help="messages queued per client while it has no connection, on either engine; "
+        "the oldest are dropped (default 1000)",
     )
     limits.add_argument(
         "--max-header-size",
@@ -153,6 +206,7 @@ def engine_options(pairs: Sequence[str]) -> dict[str, Any]:
 
 
 def make_adapter(args: argparse.Namespace) -> Any:
+    from faye import limits as caps
     from faye.adapter import ASGIAdapter
 
     engine: Any = None
@@ -162,6 +216,9 @@ def make_adapter(args: argparse.Namespace) -> Any:
             engine["namespace"] = args.namespace
     elif args.engine_option:
         raise SystemExit("--engine-option needs --redis")
+    if args.max_client_queue is not None:
+        engine = {"type": "memory"} if engine is None else engine
+        engine["max_queue"] = args.max_client_queue
     return ASGIAdapter(
         mount=args.mount,
         timeout=args.timeout,
@@ -171,6 +228,15 @@ def make_adapter(args: argparse.Namespace) -> Any:
         max_request_size=args.max_request_size,
         max_channel_length=args.max_channel_length,
         max_channel_segments=args.max_channel_segments,
+        max_subscriptions=args.max_subscriptions,
+        publish_rate=args.publish_rate,
+        publish_burst=args.publish_burst,
+        handshake_rate=args.handshake_rate,
+        handshake_burst=args.handshake_burst,
+        handshake_exempt=caps.DEFAULT_HANDSHAKE_EXEMPT
+        if args.handshake_exempt is None
+        else [n for n in args.handshake_exempt if n],
+        max_outbox_bytes=args.max_outbox_bytes,
     )
 
 

@@ -131,6 +131,7 @@ class EngineProxy(EventEmitter):
         self.timeout = float(timeout)
         self.interval = float(interval)
         self._connections: dict[str, Connection] = {}
+        self._subscription_counts: dict[str, int] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self.backend: Engine = engine(self, dict(options or {}))
@@ -169,13 +170,30 @@ class EngineProxy(EventEmitter):
         self.trigger("disconnect", client_id)
         self.on_close(client_id)
 
-    async def subscribe(self, client_id: str, channel: str) -> None:
-        if await self.backend.subscribe(client_id, channel):
-            self.trigger("subscribe", client_id, channel)
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        """True if the subscription is new."""
+        if not await self.backend.subscribe(client_id, channel):
+            return False
+        self._subscription_counts[client_id] = self._subscription_counts.get(client_id, 0) + 1
+        self.trigger("subscribe", client_id, channel)
+        return True
 
-    async def unsubscribe(self, client_id: str, channel: str) -> None:
-        if await self.backend.unsubscribe(client_id, channel):
-            self.trigger("unsubscribe", client_id, channel)
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        """True if the subscription existed."""
+        if not await self.backend.unsubscribe(client_id, channel):
+            return False
+        count = self._subscription_counts.get(client_id, 0) - 1
+        if count > 0:
+            self._subscription_counts[client_id] = count
+        else:
+            self._subscription_counts.pop(client_id, None)
+        self.trigger("unsubscribe", client_id, channel)
+        return True
+
+    def subscription_count(self, client_id: str) -> int:
+        """Subscriptions the client made through this process (all of them on the memory
+        engine; on a shared engine, those made here and not yet undone here)."""
+        return self._subscription_counts.get(client_id, 0)
 
     def publish(self, message: Message) -> Awaitable[None]:
         """Fan a message out; the returned awaitable completes when the engine is done.
@@ -262,6 +280,7 @@ class EngineProxy(EventEmitter):
         self.close_connection(client_id)
 
     def on_close(self, client_id: str) -> None:
+        self._subscription_counts.pop(client_id, None)
         self.trigger("close", client_id)
         asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
 

@@ -14,7 +14,7 @@ from typing import Any
 from faye.engine import EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
-from faye.limits import Limits
+from faye.limits import Limits, TokenBuckets
 from faye.protocol import channels, errors, meta
 from faye.proxy import EngineProxy
 
@@ -96,6 +96,8 @@ class Server:
     def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
         self.limits = limits or Limits()
+        self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
+        self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
         self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item]]]] = {
             channels.HANDSHAKE: self._handshake,
@@ -179,6 +181,10 @@ class Server:
             return []
         local = request is None
         channel = incoming.get("channel")
+        if not local:
+            refusal = self._over_rate(incoming, request)
+            if refusal is not None:
+                return await self.outgoing([refusal], request)
         try:
             if channels.is_meta(channel):
                 handler = self._handlers.get(channel)  # type: ignore[arg-type]
@@ -202,6 +208,35 @@ class Server:
             log.warning("engine failure on %s: %s", channel, exc)
             out = [self._failure(incoming, exc)]
         return await self.outgoing(out, request)
+
+    def _over_rate(self, message: Message, request: Any) -> Message | None:
+        """A refusal if the message's sender is over its handshake or publish rate.
+
+        Handshakes are counted per source address (the only identity a new client has),
+        publishes per client id, or per address when the publish names none.
+        """
+        channel = message.get("channel")
+        if channel == channels.HANDSHAKE:
+            address = _address(request)
+            if self.limits.exempt(address) or self._handshake_rate.allow(address):
+                return None
+            reply = meta.reply_skeleton(message)
+            reply["successful"] = False
+            reply["error"] = errors.render(errors.HANDSHAKE_RATE_EXCEEDED)
+            reply["advice"] = {"reconnect": "handshake", "interval": RETRY_AFTER_FAILURE_MS}
+            return reply
+        if not self._publish_rate.enabled or (
+            isinstance(channel, str) and channel.startswith("/meta/")
+        ):
+            return None
+        client_id = message.get("clientId")
+        key = client_id if isinstance(client_id, str) and client_id else _address(request)
+        if self._publish_rate.allow(key):
+            return None
+        reply = meta.reply_skeleton(message)
+        reply["successful"] = False
+        reply["error"] = errors.render(errors.PUBLISH_RATE_EXCEEDED, channel)
+        return reply
 
     def _track_delivery(self, client_id: str, count: int, delivered_to: Delivered | None) -> None:
         if delivered_to is None:
@@ -271,26 +306,30 @@ class Server:
         return [reply]
 
     async def _subscribe(self, message: Message, local: bool) -> list[Item]:
-        return await self._subscription(message, local, self.proxy.subscribe)
+        return await self._subscription(message, local, subscribing=True)
 
     async def _unsubscribe(self, message: Message, local: bool) -> list[Item]:
-        return await self._subscription(message, local, self.proxy.unsubscribe)
+        return await self._subscription(message, local, subscribing=False)
 
-    async def _subscription(
-        self,
-        message: Message,
-        local: bool,
-        action: Callable[[str, str], Awaitable[None]],
-    ) -> list[Item]:
+    async def _subscription(self, message: Message, local: bool, subscribing: bool) -> list[Item]:
         client_id = message.get("clientId")
         exists = await self.proxy.client_exists(client_id)
         reply = meta.reply_skeleton(message)
         requested = meta.check_subscription(message, reply, exists)
-        if requested is not None:
-            assert isinstance(client_id, str)
-            accepted = meta.check_channels(requested, reply, local, self.limits.channels)
-            for channel in accepted:
-                await action(client_id, channel)
+        if requested is None:
+            return [reply]
+        assert isinstance(client_id, str)
+        cap = 0 if local or not subscribing else self.limits.max_subscriptions
+        for channel in meta.check_channels(requested, reply, local, self.limits.channels):
+            if not subscribing:
+                await self.proxy.unsubscribe(client_id, channel)
+            elif cap and self.proxy.subscription_count(client_id) >= cap:
+                # Like a refused channel: those before it stand, the rest are not tried.
+                reply["successful"] = False
+                reply["error"] = errors.render(errors.TOO_MANY_SUBSCRIPTIONS, channel)
+                break
+            else:
+                await self.proxy.subscribe(client_id, channel)
         return [reply]
 
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
@@ -315,3 +354,9 @@ class Server:
             log.warning("engine failure on %s: %s", reply.get("channel"), exc)
             reply = self._failure(reply, exc)
         return await self.outgoing([reply], request)
+
+
+def _address(request: Any) -> str:
+    """The peer's host (the proxy's, unless the ASGI server was told to trust its headers)."""
+    client = getattr(request, "client", None)
+    return client[0] if client else ""

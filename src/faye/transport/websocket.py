@@ -17,6 +17,7 @@ from collections.abc import Callable, Sequence
 from typing import Any
 
 from faye.envelope import Envelope, Item, encode_items, text_frame
+from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.protocol import channels
 from faye.server import Batch, Delivered, Server
 from faye.transport.polling import BadRequest, decode_messages
@@ -65,18 +66,22 @@ class WebSocketSession:
         *,
         max_message_size: int,
         max_queue: int,
+        max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
         self.server = server
         self.proxy = server.proxy
         self.request = Request(scope)
         self._receive = receive
         self._send = send
-        self._write_now: Callable[[bytes], bool] | None = (
-            scope.get("extensions", {}).get(WRITE_EXTENSION, {}).get("write")
-        )
+        direct = scope.get("extensions", {}).get(WRITE_EXTENSION, {})
+        self._write_now: Callable[[bytes], bool] | None = direct.get("write")
+        self._abort: Callable[[], None] | None = direct.get("abort")
         self._max_message_size = max_message_size
         self._max_queue = max_queue
         self._outbox: list[_Frame | Envelope] = []
+        # Bytes in _outbox (not yet taken by the writer), capped by max_outbox_bytes.
+        self._outbox_bytes = 0
+        self._max_outbox_bytes = max_outbox_bytes
         self._writer: asyncio.Task[None] | None = None
         self._frames: set[asyncio.Task[None]] = set()
         self._inbox: list[Any] = []
@@ -104,6 +109,10 @@ class WebSocketSession:
             self.proxy.delivered(client_id, len(messages))
             return
         self._outbox.extend(messages)
+        self._outbox_bytes += sum(len(message.raw) for message in messages)
+        if self._outbox_bytes > self._max_outbox_bytes:
+            self._drop_slow_client()
+            return
         if len(self._outbox) > self._max_queue and self._stall_check is None:
             # A burst (a backlog handed over on reconnect) may overfill the queue for a
             # moment; a client still that far behind after STALL_GRACE is not reading.
@@ -122,9 +131,29 @@ class WebSocketSession:
             kept = [item for item in self._outbox if isinstance(item, _Frame)]
             unsent = [item for item in self._outbox if isinstance(item, Envelope)]
             self._outbox = kept  # type: ignore[assignment]
+            self._outbox_bytes = sum(len(item.text) for item in kept)
             if unsent and self._client_id is not None:
                 self.proxy.requeue(self._client_id, unsent)
             self._close_soon(CLOSE_TRY_AGAIN)
+
+    def _drop_slow_client(self) -> None:
+        """The client fell more than max_outbox_bytes behind: drop it, undelivered
+        messages and all. Its client id is destroyed, so it handshakes again (and its
+        client library subscribes again) instead of resuming with a gap it cannot see."""
+        client_id = self._client_id
+        log.warning(
+            "client %s fell %d bytes behind (cap %d); dropping it",
+            client_id,
+            self._outbox_bytes,
+            self._max_outbox_bytes,
+        )
+        self._outbox = []
+        self._outbox_bytes = 0
+        self._close_soon(CLOSE_TRY_AGAIN)
+        if self._abort is not None:
+            self._abort()
+        if client_id is not None:
+            self.proxy.spawn(self.proxy.destroy_client(client_id))
 
     def _close_soon(self, code: int) -> None:
         """Close once the replies being worked on are written (a disconnect's own reply)."""
@@ -278,6 +307,10 @@ class WebSocketSession:
                 self.proxy.delivered(delivered, count)
             return
         self._outbox.append(_Frame(text, delivered_to))
+        self._outbox_bytes += len(text)
+        if self._outbox_bytes > self._max_outbox_bytes and not self._closing:
+            self._drop_slow_client()
+            return
         self._wake_writer()
 
     async def _push_frame(self, batch: list[Envelope]) -> str:
@@ -299,6 +332,7 @@ class WebSocketSession:
             while True:
                 while self._outbox:
                     items, self._outbox = self._outbox, []
+                    self._outbox_bytes = 0
                     index = 0
                     while index < len(items):
                         item = items[index]
@@ -331,6 +365,7 @@ class WebSocketSession:
             log.debug("WebSocket write failed: %s", exc)
             unsent = [*pushed, *items[index:], *self._outbox]
             self._outbox = []
+            self._outbox_bytes = 0
             envelopes = [item for item in unsent if isinstance(item, Envelope)]
             client_id = client_id or self._client_id
             if envelopes and client_id is not None:
