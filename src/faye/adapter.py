@@ -23,6 +23,7 @@ from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS, Cha
 from faye.proxy import EngineFactory, EngineProxy
 from faye.server import Server
 from faye.transport.eventsource import EventSourceSession
+from faye.transport.origins import OriginPolicy, origin_of
 from faye.transport.polling import PollingTransport, is_preflight, preflight
 from faye.transport.responses import Receive, Scope, Send, header, plain
 from faye.transport.static import StaticClient
@@ -91,6 +92,8 @@ class ASGIAdapter:
         handshake_burst: int = caps.DEFAULT_HANDSHAKE_BURST,
         handshake_exempt: Iterable[str] = caps.DEFAULT_HANDSHAKE_EXEMPT,
         max_outbox_bytes: int = caps.DEFAULT_MAX_OUTBOX_BYTES,
+        allow_origins: Iterable[str] | None = None,
+        strict_origin: bool = False,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -104,6 +107,7 @@ class ASGIAdapter:
         self.max_request_size = max_request_size
         self.max_queue = max_queue
         self.max_outbox_bytes = max_outbox_bytes
+        self.origins = OriginPolicy(allow_origins, strict=strict_origin)
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
@@ -194,6 +198,13 @@ class ASGIAdapter:
             elif kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        if not self.origins.permits(scope) and not self._is_static(scope, path):
+            log.info("refused origin %r on %s", origin_of(scope), path)
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # before accept: 403
+            elif kind == "http":
+                await plain(send, 403, "Forbidden origin")
+            return
         await self.start()
         if kind == "websocket":
             await WebSocketSession(
@@ -208,8 +219,17 @@ class ASGIAdapter:
         elif kind == "http":
             await self._http(scope, receive, send, path)
 
+    @staticmethod
+    def _is_static(scope: Scope, path: str) -> bool:
+        """The client script: public, and loaded by pages of any origin."""
+        return (
+            scope["type"] == "http"
+            and path.endswith((".js", ".map"))
+            and scope["method"] in ("GET", "HEAD")
+        )
+
     async def _http(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        if path.endswith((".js", ".map")) and scope["method"] in ("GET", "HEAD"):
+        if self._is_static(scope, path):
             await self._static.serve(scope, send, path.rsplit("/", 1)[-1])
         elif is_preflight(scope):
             await preflight(scope, send)

@@ -168,6 +168,21 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         help="messages queued per client while it has no connection, on either engine; "
         "the oldest are dropped (default 1000)",
     )
+    origins = serve.add_argument_group("origins (see docs/security.md)")
+    origins.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="PATTERN",
+        default=[o for o in os.environ.get("FAYE_ALLOW_ORIGINS", "").split(",") if o] or None,
+        help="a web origin allowed to use the endpoint, shell-style pattern "
+        "(https://*.example.com); repeatable. Default: every origin, as Faye",
+    )
+    origins.add_argument(
+        "--strict-origin",
+        action="store_true",
+        default=os.environ.get("FAYE_STRICT_ORIGIN", "") not in ("", "0"),
+        help="also refuse requests with neither Origin nor Referer (non-browser clients)",
+    )
     limits.add_argument(
         "--max-header-size",
         type=int,
@@ -237,6 +252,8 @@ def make_adapter(args: argparse.Namespace) -> Any:
         if args.handshake_exempt is None
         else [n for n in args.handshake_exempt if n],
         max_outbox_bytes=args.max_outbox_bytes,
+        allow_origins=args.allow_origin,
+        strict_origin=args.strict_origin,
     )
 
 
