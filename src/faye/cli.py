@@ -69,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
         type=int,
         default=int(os.environ.get("FAYE_MAX_REQUEST_SIZE", 1 << 20)),
     )
+    serve.add_argument(
+        "--extension",
+        action="append",
+        default=[e for e in os.environ.get("FAYE_EXTENSIONS", "").split(",") if e],
+        metavar="MODULE:FACTORY",
+        help="a server extension: FACTORY() in MODULE (importable, e.g. on PYTHONPATH) "
+        "returns it; repeatable, added in order",
+    )
     add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
@@ -206,6 +214,22 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
 
 
+def load_extension(spec: str) -> Any:
+    """``module:factory`` -> ``factory()``; an attribute that is not callable is used as is."""
+    import importlib
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise SystemExit(f"faye: --extension expects MODULE:FACTORY, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"faye: cannot load extension {spec!r}: {exc}") from None
+    return target() if callable(target) else target
+
+
 def engine_options(pairs: Sequence[str]) -> dict[str, Any]:
     """``NAME=VALUE`` pairs; VALUE is read as JSON when it is JSON (numbers, false, {...})."""
     options: dict[str, Any] = {}
@@ -252,6 +276,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         if args.handshake_exempt is None
         else [n for n in args.handshake_exempt if n],
         max_outbox_bytes=args.max_outbox_bytes,
+        extensions=[load_extension(spec) for spec in args.extension],
         allow_origins=args.allow_origin,
         strict_origin=args.strict_origin,
     )

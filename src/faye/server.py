@@ -176,9 +176,15 @@ class Server:
         taken: list[tuple[str, list[Envelope]]] | None = None,
     ) -> list[Item] | asyncio.Task[list[Item]]:
         """One message's replies, or a task for them when a publish is under way."""
-        incoming = await self.extensions.incoming(message, request)
+        try:
+            incoming = await self.extensions.incoming(message, request)
+        except Exception:
+            return await self.outgoing([self._extension_failed(message, "incoming")], request)
         if incoming is None:
             return []
+        if not isinstance(incoming, dict):
+            log.error("an incoming extension returned %s, not a message", type(incoming).__name__)
+            return await self.outgoing([self._extension_failed(message, None)], request)
         local = request is None
         channel = incoming.get("channel")
         if not local:
@@ -260,10 +266,37 @@ class Server:
         result: list[Item] = []
         for item in items:
             message = item.copy() if isinstance(item, Envelope) else item
-            processed = await self.extensions.outgoing(message, request)
+            try:
+                processed = await self.extensions.outgoing(message, request)
+            except Exception:
+                if isinstance(item, Envelope):
+                    # This recipient does not get this delivery; the others do.
+                    log.error("an outgoing extension failed on a delivery", exc_info=True)
+                    continue
+                processed = self._extension_failed(item, "outgoing")
             if processed is not None:
                 result.append(processed)
         return result
+
+    def _extension_failed(self, message: Message, stage: str | None) -> Message:
+        """The failure reply for a message an extension broke on; only this message fails.
+
+        The log names the channel, never the message: it may be large, or secret.
+        """
+        if stage is not None:
+            log.error(
+                "an %s extension failed on a message to %.200r",
+                stage,
+                message.get("channel"),
+                exc_info=True,
+            )
+        reply = meta.reply_skeleton({k: message.get(k) for k in ("id", "clientId", "channel")})
+        reply["successful"] = False
+        reply["error"] = errors.server_error()
+        if reply.get("channel") in (channels.HANDSHAKE, channels.CONNECT):
+            reply.pop("clientId", None)
+            reply["advice"] = {"reconnect": "handshake", "interval": RETRY_AFTER_FAILURE_MS}
+        return reply
 
     def _advise(self, reply: Message, connection_type: Any = None) -> None:
         meta.add_advice(
