@@ -83,18 +83,21 @@ class EventSourceSession:
         if not await proxy.client_exists(self.client_id):
             await plain(self._send, 400, "Bad request")
             return
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    NO_CACHE,
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
+        try:
+            await self._send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        NO_CACHE,
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
+        except OSError:
+            return  # the client left before the stream began
         proxy.open_socket(self.client_id, self)
         gone = asyncio.ensure_future(self._wait_for_disconnect())
         try:

@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
@@ -37,6 +38,11 @@ CLOSE_GRACE = 1.0
 #: How long a socket may stay more than ``max_queue`` messages behind before it is
 #: closed with 1013 (its undelivered messages go back to the engine).
 STALL_GRACE = 5.0
+
+
+def _abandon_if_cancelled(batch: Batch, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        batch.abandon()
 
 
 class _Frame:
@@ -208,7 +214,10 @@ class WebSocketSession:
         first = await self._receive()
         if first["type"] != "websocket.connect":
             return
-        await self._send({"type": "websocket.accept"})
+        try:
+            await self._send({"type": "websocket.accept"})
+        except OSError:
+            return  # the client left before we answered its handshake
         try:
             while True:
                 message = await self._receive()
@@ -268,7 +277,10 @@ class WebSocketSession:
                 log.exception("failed to process a WebSocket frame")
                 continue
             if batch.waiting:
-                self._track(self._complete(batch, delivered_to))
+                task = self._track(self._complete(batch, delivered_to))
+                # Cancelled before it ever ran (the socket closed at once), it never
+                # reached Batch.finish: release the held connects and their messages.
+                task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
             else:
                 self._write_frame(batch.replies, delivered_to)
 
