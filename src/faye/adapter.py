@@ -22,6 +22,7 @@ from faye.limits import Limits
 from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS, ChannelLimits
 from faye.proxy import EngineFactory, EngineProxy
 from faye.server import Server
+from faye.transport import health
 from faye.transport.eventsource import EventSourceSession
 from faye.transport.origins import OriginPolicy, origin_of
 from faye.transport.polling import PollingTransport, is_preflight, preflight
@@ -94,6 +95,9 @@ class ASGIAdapter:
         max_outbox_bytes: int = caps.DEFAULT_MAX_OUTBOX_BYTES,
         allow_origins: Iterable[str] | None = None,
         strict_origin: bool = False,
+        health_path: str | None = "healthz",
+        ready_path: str | None = "readyz",
+        ready_timeout: float = 2.0,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -108,6 +112,10 @@ class ASGIAdapter:
         self.max_queue = max_queue
         self.max_outbox_bytes = max_outbox_bytes
         self.origins = OriginPolicy(allow_origins, strict=strict_origin)
+        # Probe paths, relative to the mount unless they start with "/".
+        self.health_path = self._probe_path(health_path)
+        self.ready_path = self._probe_path(ready_path)
+        self.ready_timeout = ready_timeout
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
@@ -181,6 +189,29 @@ class ASGIAdapter:
             path = path[len(root) :]
         return path or "/"
 
+    def _probe_path(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        return path if path.startswith("/") else f"{self._prefix}/{path}"
+
+    async def _probe(self, scope: Scope, send: Send, path: str) -> bool:
+        """Answer a health or readiness probe; False if ``path`` is neither."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return False
+        if path == self.health_path:
+            await health.alive(send)
+            return True
+        if path == self.ready_path:
+            try:
+                await self.start()
+            except Exception:
+                log.warning("not ready: the engine failed to start", exc_info=True)
+                await plain(send, 503, "engine failed to start\n")
+                return True
+            await health.ready(send, self.proxy, self.ready_timeout)
+            return True
+        return False
+
     def handles(self, path: str) -> bool:
         return self._path_re.fullmatch(path) is not None
 
@@ -190,6 +221,8 @@ class ASGIAdapter:
             await self._lifespan(scope, receive, send)
             return
         path = self._relative_path(scope)
+        if await self._probe(scope, send, path):
+            return
         if not self.handles(path):
             if self.app is not None:
                 await self.app(scope, receive, send)

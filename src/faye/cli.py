@@ -77,6 +77,16 @@ def build_parser() -> argparse.ArgumentParser:
         help="a server extension: FACTORY() in MODULE (importable, e.g. on PYTHONPATH) "
         "returns it; repeatable, added in order",
     )
+    serve.add_argument(
+        "--health-path",
+        default=os.environ.get("FAYE_HEALTH_PATH", "healthz"),
+        help="liveness probe path, under the mount unless it starts with / ('' turns it off)",
+    )
+    serve.add_argument(
+        "--ready-path",
+        default=os.environ.get("FAYE_READY_PATH", "readyz"),
+        help="readiness probe path (the engine answers), as --health-path",
+    )
     add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
@@ -277,6 +287,8 @@ def make_adapter(args: argparse.Namespace) -> Any:
         else [n for n in args.handshake_exempt if n],
         max_outbox_bytes=args.max_outbox_bytes,
         extensions=[load_extension(spec) for spec in args.extension],
+        health_path=args.health_path or None,
+        ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,
         strict_origin=args.strict_origin,
     )
