@@ -74,8 +74,8 @@ def build_parser() -> argparse.ArgumentParser:
         action="append",
         default=[e for e in os.environ.get("FAYE_EXTENSIONS", "").split(",") if e],
         metavar="MODULE:FACTORY",
-        help="a server extension: FACTORY() in MODULE (importable, e.g. on PYTHONPATH) "
-        "returns it; repeatable, added in order",
+        help="server extensions: FACTORY() in MODULE (importable, e.g. on PYTHONPATH) "
+        "returns one or a list; repeatable, added in order",
     )
     serve.add_argument(
         "--health-path",
@@ -224,8 +224,9 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
     )
 
 
-def load_extension(spec: str) -> Any:
-    """``module:factory`` -> ``factory()``; an attribute that is not callable is used as is."""
+def load_extension(spec: str) -> list[Any]:
+    """``module:factory`` -> ``factory()``: an extension, or a list of extensions that
+    share state; an attribute that is not callable is used as is."""
     import importlib
 
     module_name, sep, attribute = spec.partition(":")
@@ -237,7 +238,8 @@ def load_extension(spec: str) -> Any:
             target = getattr(target, part)
     except (ImportError, AttributeError) as exc:
         raise SystemExit(f"faye: cannot load extension {spec!r}: {exc}") from None
-    return target() if callable(target) else target
+    made = target() if callable(target) else target
+    return list(made) if isinstance(made, list | tuple) else [made]
 
 
 def engine_options(pairs: Sequence[str]) -> dict[str, Any]:
@@ -286,7 +288,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         if args.handshake_exempt is None
         else [n for n in args.handshake_exempt if n],
         max_outbox_bytes=args.max_outbox_bytes,
-        extensions=[load_extension(spec) for spec in args.extension],
+        extensions=[ext for spec in args.extension for ext in load_extension(spec)],
         health_path=args.health_path or None,
         ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,

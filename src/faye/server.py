@@ -176,6 +176,11 @@ class Server:
         taken: list[tuple[str, list[Envelope]]] | None = None,
     ) -> list[Item] | asyncio.Task[list[Item]]:
         """One message's replies, or a task for them when a publish is under way."""
+        if request is not None:
+            # Before the extensions: traffic over its rate costs no authentication work.
+            refusal = self._over_rate(message, request)
+            if refusal is not None:
+                return await self.outgoing([refusal], request)
         try:
             incoming = await self.extensions.incoming(message, request)
         except Exception:
@@ -187,10 +192,6 @@ class Server:
             return await self.outgoing([self._extension_failed(message, None)], request)
         local = request is None
         channel = incoming.get("channel")
-        if not local:
-            refusal = self._over_rate(incoming, request)
-            if refusal is not None:
-                return await self.outgoing([refusal], request)
         try:
             if channels.is_meta(channel):
                 handler = self._handlers.get(channel)  # type: ignore[arg-type]
