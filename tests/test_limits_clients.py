@@ -229,3 +229,34 @@ async def test_faye_serve_flags_set_the_caps() -> None:
             assert [m["data"] for m in replies if "data" in m] == [3, 4, 5]
     finally:
         server.stop()
+
+
+@pytest.mark.parametrize("served", [{"max_outbox_bytes": 256 * 1024}], indirect=True)
+async def test_slow_eventsource_reader_is_dropped(served: tuple[ASGIAdapter, LiveServer]) -> None:
+    adapter, server = served
+    payload = "x" * 100_000
+    async with httpx.AsyncClient(base_url=server.base, timeout=10) as http:
+        (reply,) = await post(
+            http, MOUNT, {**HANDSHAKE, "supportedConnectionTypes": ["eventsource"]}
+        )
+        client_id = reply["clientId"]
+        await post(http, MOUNT, subscribe_msg(client_id, "/flood"))
+        async with (
+            httpx.AsyncClient(base_url=server.base, timeout=10) as stream_client,
+            stream_client.stream(
+                "GET", f"{MOUNT}/{client_id}", headers={"accept": "text/event-stream"}
+            ) as stream,
+        ):
+            assert stream.status_code == 200  # and never read from again
+            before = rss_bytes()
+            for start in range(0, 300, 10):  # 30 MB for a reader that reads nothing
+                batch = [
+                    {"channel": "/flood", "data": [n, payload]} for n in range(start, start + 10)
+                ]
+                assert (await http.post(MOUNT, json=batch)).status_code == 200
+                if not await adapter.proxy.client_exists(client_id):
+                    break
+            grown = rss_bytes() - before
+            await asyncio.sleep(0.2)
+            assert not await adapter.proxy.client_exists(client_id)
+            assert grown < 30 * 1024 * 1024, grown
