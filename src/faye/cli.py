@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -97,6 +96,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("FAYE_LOG_FORMAT", "text"),
+        help="json: one JSON object per line (ts, level, logger, message, exception)",
     )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
     gc.add_argument("--redis", default=os.environ.get("FAYE_REDIS_URL"), required=False)
@@ -298,14 +303,14 @@ def make_adapter(args: argparse.Namespace) -> Any:
 
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from faye.gc_tuning import tune_for_server
+    from faye.logs import configure as configure_logging
     from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
     from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 
-    logging.basicConfig(
-        level=args.log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
+    configure_logging(args.log_level, args.log_format)
     adapter = make_adapter(args)
     tune_for_server(args.gc_thresholds)
     uvicorn.run(
@@ -321,6 +326,8 @@ def serve(args: argparse.Namespace) -> None:
         ws=FayeWebSocketProtocol,
         http=limited_http_protocol(args.max_header_size, args.header_timeout),
         limit_concurrency=args.max_connections or default_max_connections(),
+        # JSON: uvicorn's loggers go through ours (configured above) instead of its own.
+        log_config=None if args.log_format == "json" else LOGGING_CONFIG,
     )
 
 
