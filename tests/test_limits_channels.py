@@ -155,7 +155,7 @@ async def test_crafted_publish_over_http(
             response = await attacker.post(
                 MOUNT, content=body, headers={"content-type": "application/json"}
             )
-            assert time.perf_counter() - t0 < 0.5
+            assert time.perf_counter() - t0 < 1.0
             (reply,) = response.json()
             assert reply["successful"] is False
             assert reply["error"] == f"405:{CRAFTED}:Invalid channel"
@@ -166,7 +166,7 @@ async def test_crafted_publish_over_http(
     assert grown < 20 * 1024 * 1024, grown
     assert CRAFTED not in expand_cache._entries
     assert victim_latencies, "the other client was starved"
-    assert max(victim_latencies) < 0.5, max(victim_latencies)
+    assert max(victim_latencies) < 1.0, max(victim_latencies)
 
 
 async def test_crafted_publish_and_subscribe_over_websocket(
@@ -182,7 +182,7 @@ async def test_crafted_publish_and_subscribe_over_websocket(
         ):
             t0 = time.perf_counter()
             (reply,) = await exchange(ws, [message])
-            assert time.perf_counter() - t0 < 0.5
+            assert time.perf_counter() - t0 < 1.0
             assert reply["successful"] is False
             assert reply["error"] == f"405:{CRAFTED}:Invalid channel"
         # Still a working client afterwards.
@@ -190,7 +190,7 @@ async def test_crafted_publish_and_subscribe_over_websocket(
         assert ok["successful"] is True
     await asyncio.sleep(0.1)  # the victim's round trip under way at the end completes
     assert victim_latencies
-    assert max(victim_latencies) < 0.5, max(victim_latencies)
+    assert max(victim_latencies) < 1.0, max(victim_latencies)
 
 
 def test_adapter_options_set_the_caps() -> None:

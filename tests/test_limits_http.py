@@ -175,3 +175,32 @@ async def test_connection_cap_answers_503_then_recovers() -> None:
         for sock in idle:
             sock.close()
         server.stop()
+
+
+def test_connections_far_over_the_cap_are_dropped_on_arrival() -> None:
+    server = FayeServer(
+        "--max-connections", "20", "--header-timeout", "5", "--log-level", "error"
+    ).start()
+    flood = []
+    try:
+        for _ in range(80):
+            flood.append(socket.create_connection(("127.0.0.1", server.port)))
+        time.sleep(0.5)
+        dropped = 0
+        for sock in flood:
+            sock.settimeout(0.01)
+            try:
+                if sock.recv(1) == b"":
+                    dropped += 1
+            except TimeoutError:
+                pass
+            except OSError:
+                dropped += 1
+        # 20 within the cap and 32 more that would get a 503 are held; the rest are gone
+        # long before the 5 s header timeout.
+        assert 80 - dropped <= 20 + 32 + 2, dropped
+        assert dropped >= 20
+    finally:
+        for sock in flood:
+            sock.close()
+        server.stop()

@@ -20,6 +20,9 @@ DEFAULT_MAX_HEADER_BYTES = 64 * 1024
 DEFAULT_HEADER_TIMEOUT = 10.0
 #: File descriptors kept free for Redis connections, logs and the listening socket.
 FD_RESERVE = 64
+#: Connections past the cap that still get their 503; beyond these, new connections are
+#: dropped on arrival (half the reserve, so the process never runs out of descriptors).
+OVERFLOW_ROOM = FD_RESERVE // 2
 
 
 def default_max_connections() -> int:
@@ -61,6 +64,12 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
+        limit = self.limit_concurrency
+        if limit is not None and len(self.connections) > limit + OVERFLOW_ROOM:
+            # Far over the cap: drop it now rather than hold its file descriptor until
+            # the header timeout, so a flood of connections cannot exhaust them.
+            transport.abort()
+            return
         self._arm_header_timer()
 
     def connection_lost(self, exc: Exception | None) -> None:
