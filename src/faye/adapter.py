@@ -8,9 +8,11 @@ Starlette/FastAPI with ``mount="/"`` (``app.mount("/faye", ASGIAdapter(mount="/"
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
@@ -26,7 +28,7 @@ from faye.transport import health
 from faye.transport.eventsource import EventSourceSession
 from faye.transport.origins import OriginPolicy, origin_of
 from faye.transport.polling import PollingTransport, is_preflight, preflight
-from faye.transport.responses import Receive, Scope, Send, header, plain
+from faye.transport.responses import Receive, Scope, Send, header, plain, respond
 from faye.transport.static import StaticClient
 from faye.transport.websocket import WebSocketSession
 
@@ -98,6 +100,8 @@ class ASGIAdapter:
         health_path: str | None = "healthz",
         ready_path: str | None = "readyz",
         ready_timeout: float = 2.0,
+        metrics_path: str | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -116,6 +120,11 @@ class ASGIAdapter:
         self.health_path = self._probe_path(health_path)
         self.ready_path = self._probe_path(ready_path)
         self.ready_timeout = ready_timeout
+        self.metrics_path = self._probe_path(metrics_path)
+        self.metrics_token = metrics_token
+        self._metrics: Any = None
+        #: Open Bayeux connections by transport (long-polling: requests in flight).
+        self.open_connections: Counter[str] = Counter()
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
@@ -201,6 +210,9 @@ class ASGIAdapter:
         if path == self.health_path:
             await health.alive(send)
             return True
+        if path == self.metrics_path:
+            await self._serve_metrics(scope, send)
+            return True
         if path == self.ready_path:
             try:
                 await self.start()
@@ -211,6 +223,19 @@ class ASGIAdapter:
             await health.ready(send, self.proxy, self.ready_timeout)
             return True
         return False
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        if self.metrics_token is not None:
+            given = header(scope, b"authorization") or ""
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.metrics_token}".encode()):
+                await plain(send, 401, "Unauthorized")
+                return
+        if self._metrics is None:
+            from faye.metrics import Metrics
+
+            self._metrics = Metrics(self)
+        body, content_type = self._metrics.exposition(header(scope, b"accept") or "")
+        await respond(send, 200, [(b"content-type", content_type.encode())], body)
 
     def handles(self, path: str) -> bool:
         return self._path_re.fullmatch(path) is not None
@@ -240,7 +265,7 @@ class ASGIAdapter:
             return
         await self.start()
         if kind == "websocket":
-            await WebSocketSession(
+            session = WebSocketSession(
                 self.server,
                 scope,
                 receive,
@@ -248,7 +273,8 @@ class ASGIAdapter:
                 max_message_size=self.max_request_size,
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,
-            ).run()
+            )
+            await self._counted("websocket", session.run())
         elif kind == "http":
             await self._http(scope, receive, send, path)
 
@@ -268,7 +294,7 @@ class ASGIAdapter:
             await preflight(scope, send)
         elif scope["method"] == "GET" and "text/event-stream" in (header(scope, b"accept") or ""):
             client_id = path.rstrip("/").rsplit("/", 1)[-1]
-            await EventSourceSession(
+            stream = EventSourceSession(
                 self.server,
                 scope,
                 receive,
@@ -277,9 +303,17 @@ class ASGIAdapter:
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,
-            ).run()
+            )
+            await self._counted("eventsource", stream.run())
         else:
-            await self._polling.handle(scope, receive, send)
+            await self._counted("long-polling", self._polling.handle(scope, receive, send))
+
+    async def _counted(self, transport: str, work: Awaitable[None]) -> None:
+        self.open_connections[transport] += 1
+        try:
+            await work
+        finally:
+            self.open_connections[transport] -= 1
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is not None:

@@ -86,6 +86,17 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FAYE_READY_PATH", "readyz"),
         help="readiness probe path (the engine answers), as --health-path",
     )
+    serve.add_argument(
+        "--metrics-path",
+        default=os.environ.get("FAYE_METRICS_PATH") or None,
+        help="serve Prometheus metrics at this path, under the mount unless it starts "
+        "with / (default: off)",
+    )
+    serve.add_argument(
+        "--metrics-token",
+        default=os.environ.get("FAYE_METRICS_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on the metrics path",
+    )
     add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
@@ -294,6 +305,8 @@ def make_adapter(args: argparse.Namespace) -> Any:
         else [n for n in args.handshake_exempt if n],
         max_outbox_bytes=args.max_outbox_bytes,
         extensions=[ext for spec in args.extension for ext in load_extension(spec)],
+        metrics_path=args.metrics_path,
+        metrics_token=args.metrics_token,
         health_path=args.health_path or None,
         ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,

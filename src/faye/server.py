@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
@@ -96,6 +97,9 @@ class Server:
     def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
         self.limits = limits or Limits()
+        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
+        #: outbox_bytes, stalled), for metrics.
+        self.limit_hits: Counter[str] = Counter()
         self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
         self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
@@ -227,6 +231,7 @@ class Server:
             address = _address(request)
             if self.limits.exempt(address) or self._handshake_rate.allow(address):
                 return None
+            self.limit_hits["handshake_rate"] += 1
             reply = meta.reply_skeleton(message)
             reply["successful"] = False
             reply["error"] = errors.render(errors.HANDSHAKE_RATE_EXCEEDED)
@@ -240,10 +245,16 @@ class Server:
         key = client_id if isinstance(client_id, str) and client_id else _address(request)
         if self._publish_rate.allow(key):
             return None
+        self.limit_hits["publish_rate"] += 1
         reply = meta.reply_skeleton(message)
         reply["successful"] = False
         reply["error"] = errors.render(errors.PUBLISH_RATE_EXCEEDED, channel)
         return reply
+
+    def _count_long_names(self, names: list[Any]) -> None:
+        allow = self.limits.channels.allow
+        if any(isinstance(name, str) and not allow(name) for name in names):
+            self.limit_hits["channel"] += 1
 
     def _track_delivery(self, client_id: str, count: int, delivered_to: Delivered | None) -> None:
         if delivered_to is None:
@@ -354,10 +365,12 @@ class Server:
             return [reply]
         assert isinstance(client_id, str)
         cap = 0 if local or not subscribing else self.limits.max_subscriptions
+        self._count_long_names(requested)
         for channel in meta.check_channels(requested, reply, local, self.limits.channels):
             if not subscribing:
                 await self.proxy.unsubscribe(client_id, channel)
             elif cap and self.proxy.subscription_count(client_id) >= cap:
+                self.limit_hits["subscriptions"] += 1
                 # Like a refused channel: those before it stand, the rest are not tried.
                 reply["successful"] = False
                 reply["error"] = errors.render(errors.TOO_MANY_SUBSCRIPTIONS, channel)
@@ -369,6 +382,7 @@ class Server:
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
         """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
+        self._count_long_names([message.get("channel")])
         if not meta.check_publish(message, reply, self.limits.channels):
             return reply, None
         try:

@@ -129,6 +129,10 @@ class MemoryEngine(Engine):
                     del queue[0]
         return COMPLETED
 
+    def queued_messages(self) -> int:
+        """Messages waiting for clients without a connection (a metrics gauge)."""
+        return sum(len(queue) for queue in self._queues.values())
+
     async def empty_queue(self, client_id: str) -> None:
         if client_id not in self._queues or not self.host.has_connection(client_id):
             return

@@ -68,9 +68,11 @@ class EventSourceSession:
             self._outbox.clear()
             self._outbox_bytes = 0
             self._closing = True
+            self.server.limit_hits["outbox_bytes"] += 1
             self.server.proxy.spawn(self.server.proxy.destroy_client(self.client_id))
         elif len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its stream", self.client_id)
+            self.server.limit_hits["stalled"] += 1
             self._closing = True
         self._wakeup.set()
 

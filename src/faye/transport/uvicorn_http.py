@@ -12,6 +12,7 @@ from __future__ import annotations
 
 import asyncio
 import resource
+from collections import Counter
 from typing import Any
 
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
@@ -43,6 +44,10 @@ def _response(status: bytes, text: bytes) -> bytes:
     )
 
 
+#: Connections this process refused, by reason (header_size, header_timeout,
+#: connections), for metrics.
+REFUSALS: Counter[str] = Counter()
+
 HEADERS_TOO_LARGE = _response(b"431 Request Header Fields Too Large", b"Header fields too large")
 HEADER_TIMEOUT = _response(b"408 Request Timeout", b"Request timeout")
 UNAVAILABLE = _response(b"503 Service Unavailable", b"Too many connections")
@@ -68,6 +73,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         if limit is not None and len(self.connections) > limit + OVERFLOW_ROOM:
             # Far over the cap: drop it now rather than hold its file descriptor until
             # the header timeout, so a flood of connections cannot exhaust them.
+            REFUSALS["connections"] += 1
             transport.abort()
             return
         self._arm_header_timer()
@@ -86,6 +92,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             and not self.transport.is_closing()
         ):
             self.logger.info("refused request headers over %d bytes", self.max_header_bytes)
+            REFUSALS["header_size"] += 1
             self._refuse(HEADERS_TOO_LARGE)
 
     def on_message_begin(self) -> None:
@@ -97,6 +104,13 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         self._reading_headers = False
         self._header_bytes = 0
         self._cancel_header_timer()
+        limit = self.limit_concurrency
+        if (
+            limit is not None
+            and (len(self.connections) >= limit or len(self.tasks) >= limit)
+            and not (self.parser.should_upgrade() and self._should_upgrade())
+        ):
+            REFUSALS["connections"] += 1  # uvicorn answers it 503 (limit_concurrency)
         super().on_headers_complete()
 
     def on_message_complete(self) -> None:
@@ -108,6 +122,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         limit = self.limit_concurrency
         if limit is not None and len(self.connections) >= limit:
             self.logger.warning("refused a WebSocket upgrade: %d connections", limit)
+            REFUSALS["connections"] += 1
             self._refuse(UNAVAILABLE)
             return
         super().handle_websocket_upgrade()
@@ -127,6 +142,7 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             self.logger.info(
                 "dropped a connection whose headers took over %ss", self.header_timeout
             )
+            REFUSALS["header_timeout"] += 1
             self._refuse(HEADER_TIMEOUT)
 
     def _refuse(self, response: bytes) -> None:

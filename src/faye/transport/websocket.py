@@ -133,6 +133,7 @@ class WebSocketSession:
         self._stall_check = None
         if len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its socket", self._client_id)
+            self.server.limit_hits["stalled"] += 1
             # What it has not been sent waits in the engine for its next connect.
             kept = [item for item in self._outbox if isinstance(item, _Frame)]
             unsent = [item for item in self._outbox if isinstance(item, Envelope)]
@@ -147,6 +148,7 @@ class WebSocketSession:
         messages and all. Its client id is destroyed, so it handshakes again (and its
         client library subscribes again) instead of resuming with a gap it cannot see."""
         client_id = self._client_id
+        self.server.limit_hits["outbox_bytes"] += 1
         log.warning(
             "client %s fell %d bytes behind (cap %d); dropping it",
             client_id,
