@@ -185,6 +185,9 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         "--handshake-exempt",
         action="append",
         metavar="CIDR",
+        default=[n for n in os.environ["FAYE_HANDSHAKE_EXEMPT"].split(",")]
+        if "FAYE_HANDSHAKE_EXEMPT" in os.environ
+        else None,
         help="a network whose handshakes are not rate limited (repeatable; default "
         "loopback; '' for none)",
     )
