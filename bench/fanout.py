@@ -66,7 +66,10 @@ async def run(args: argparse.Namespace) -> dict[str, Any]:
     if url is None:
         port = free_port()
         server = subprocess.Popen(
-            [sys.executable, "-m", "faye", "serve", "--port", str(port), "--log-level", "warning"],
+            [
+                *[sys.executable, "-m", "faye", "serve", "--port", str(port)],
+                *["--log-level", "warning", "--publish-rate", "0"],  # measure, not throttle
+            ],
             cwd=ROOT,
         )
         await wait_until_up(port)

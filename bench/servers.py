@@ -422,7 +422,7 @@ def server_command(
     if setup.runtime == "python":
         command = [sys.executable, "-m", "faye", "serve", "--host", "127.0.0.1"]
         command += ["--port", str(port), "--mount", MOUNT, "--timeout", TIMEOUT]
-        command += ["--log-level", "warning"]
+        command += ["--log-level", "warning", "--publish-rate", "0"]  # as Node's: no limit
         if redis_url:
             command += ["--redis", redis_url, "--namespace", NAMESPACE]
         return command

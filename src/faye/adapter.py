@@ -8,20 +8,27 @@ Starlette/FastAPI with ``mount="/"`` (``app.mount("/faye", ASGIAdapter(mount="/"
 from __future__ import annotations
 
 import asyncio
+import hmac
 import logging
 import os
 import re
+from collections import Counter
 from collections.abc import Awaitable, Callable, Iterable, Mapping
 from typing import Any
 
+from faye import limits as caps
 from faye.client import Client, InProcessTransport
 from faye.engine import Engine, EngineError
 from faye.events import Listener
+from faye.limits import Limits
+from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS, ChannelLimits
 from faye.proxy import EngineFactory, EngineProxy
 from faye.server import Server
+from faye.transport import health
 from faye.transport.eventsource import EventSourceSession
+from faye.transport.origins import OriginPolicy, origin_of
 from faye.transport.polling import PollingTransport, is_preflight, preflight
-from faye.transport.responses import Receive, Scope, Send, header, plain
+from faye.transport.responses import Receive, Scope, Send, header, plain, respond
 from faye.transport.static import StaticClient
 from faye.transport.websocket import WebSocketSession
 
@@ -79,11 +86,27 @@ class ASGIAdapter:
         client_script: str | os.PathLike[str] | None = None,
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        max_channel_length: int = DEFAULT_MAX_LENGTH,
+        max_channel_segments: int = DEFAULT_MAX_SEGMENTS,
+        max_subscriptions: int = caps.DEFAULT_MAX_SUBSCRIPTIONS,
+        publish_rate: float = caps.DEFAULT_PUBLISH_RATE,
+        publish_burst: int = caps.DEFAULT_PUBLISH_BURST,
+        handshake_rate: float = caps.DEFAULT_HANDSHAKE_RATE,
+        handshake_burst: int = caps.DEFAULT_HANDSHAKE_BURST,
+        handshake_exempt: Iterable[str] = caps.DEFAULT_HANDSHAKE_EXEMPT,
+        max_outbox_bytes: int = caps.DEFAULT_MAX_OUTBOX_BYTES,
+        allow_origins: Iterable[str] | None = None,
+        strict_origin: bool = False,
+        health_path: str | None = "healthz",
+        ready_path: str | None = "readyz",
+        ready_timeout: float = 2.0,
+        metrics_path: str | None = None,
+        metrics_token: str | None = None,
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
-        if max_request_size <= 0 or max_queue <= 0:
-            raise ValueError("max_request_size and max_queue must be positive")
+        if max_request_size <= 0 or max_queue <= 0 or max_outbox_bytes <= 0:
+            raise ValueError("max_request_size, max_queue and max_outbox_bytes must be positive")
         self.mount = "/" + mount.strip("/") if mount.strip("/") else "/"
         self._prefix = self.mount.rstrip("/")
         self._path_re = re.compile(rf"{re.escape(self._prefix)}(?:/[^/]*)*(?:\.[^.]+)?")
@@ -91,10 +114,30 @@ class ASGIAdapter:
         self.app = app
         self.max_request_size = max_request_size
         self.max_queue = max_queue
+        self.max_outbox_bytes = max_outbox_bytes
+        self.origins = OriginPolicy(allow_origins, strict=strict_origin)
+        # Probe paths, relative to the mount unless they start with "/".
+        self.health_path = self._probe_path(health_path)
+        self.ready_path = self._probe_path(ready_path)
+        self.ready_timeout = ready_timeout
+        self.metrics_path = self._probe_path(metrics_path)
+        self.metrics_token = metrics_token
+        self._metrics: Any = None
+        #: Open Bayeux connections by transport (long-polling: requests in flight).
+        self.open_connections: Counter[str] = Counter()
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)
-        self.server = Server(self.proxy)
+        self.limits = Limits(
+            channels=ChannelLimits(max_channel_length, max_channel_segments),
+            max_subscriptions=max_subscriptions,
+            publish_rate=publish_rate,
+            publish_burst=publish_burst,
+            handshake_rate=handshake_rate,
+            handshake_burst=handshake_burst,
+            handshake_exempt=tuple(handshake_exempt),
+        )
+        self.server = Server(self.proxy, self.limits)
         for extension in extensions:
             self.server.add_extension(extension)
         self._polling = PollingTransport(self.server, max_request_size)
@@ -155,6 +198,45 @@ class ASGIAdapter:
             path = path[len(root) :]
         return path or "/"
 
+    def _probe_path(self, path: str | None) -> str | None:
+        if not path:
+            return None
+        return path if path.startswith("/") else f"{self._prefix}/{path}"
+
+    async def _probe(self, scope: Scope, send: Send, path: str) -> bool:
+        """Answer a health or readiness probe; False if ``path`` is neither."""
+        if scope["type"] != "http" or scope["method"] not in ("GET", "HEAD"):
+            return False
+        if path == self.health_path:
+            await health.alive(send)
+            return True
+        if path == self.metrics_path:
+            await self._serve_metrics(scope, send)
+            return True
+        if path == self.ready_path:
+            try:
+                await self.start()
+            except Exception:
+                log.warning("not ready: the engine failed to start", exc_info=True)
+                await plain(send, 503, "engine failed to start\n")
+                return True
+            await health.ready(send, self.proxy, self.ready_timeout)
+            return True
+        return False
+
+    async def _serve_metrics(self, scope: Scope, send: Send) -> None:
+        if self.metrics_token is not None:
+            given = header(scope, b"authorization") or ""
+            if not hmac.compare_digest(given.encode(), f"Bearer {self.metrics_token}".encode()):
+                await plain(send, 401, "Unauthorized")
+                return
+        if self._metrics is None:
+            from faye.metrics import Metrics
+
+            self._metrics = Metrics(self)
+        body, content_type = self._metrics.exposition(header(scope, b"accept") or "")
+        await respond(send, 200, [(b"content-type", content_type.encode())], body)
+
     def handles(self, path: str) -> bool:
         return self._path_re.fullmatch(path) is not None
 
@@ -164,6 +246,8 @@ class ASGIAdapter:
             await self._lifespan(scope, receive, send)
             return
         path = self._relative_path(scope)
+        if await self._probe(scope, send, path):
+            return
         if not self.handles(path):
             if self.app is not None:
                 await self.app(scope, receive, send)
@@ -172,27 +256,45 @@ class ASGIAdapter:
             elif kind == "websocket":
                 await send({"type": "websocket.close", "code": 1008})
             return
+        if not self.origins.permits(scope) and not self._is_static(scope, path):
+            log.info("refused origin %r on %s", origin_of(scope), path)
+            if kind == "websocket":
+                await send({"type": "websocket.close", "code": 1008})  # before accept: 403
+            elif kind == "http":
+                await plain(send, 403, "Forbidden origin")
+            return
         await self.start()
         if kind == "websocket":
-            await WebSocketSession(
+            session = WebSocketSession(
                 self.server,
                 scope,
                 receive,
                 send,
                 max_message_size=self.max_request_size,
                 max_queue=self.max_queue,
-            ).run()
+                max_outbox_bytes=self.max_outbox_bytes,
+            )
+            await self._counted("websocket", session.run())
         elif kind == "http":
             await self._http(scope, receive, send, path)
 
+    @staticmethod
+    def _is_static(scope: Scope, path: str) -> bool:
+        """The client script: public, and loaded by pages of any origin."""
+        return (
+            scope["type"] == "http"
+            and path.endswith((".js", ".map"))
+            and scope["method"] in ("GET", "HEAD")
+        )
+
     async def _http(self, scope: Scope, receive: Receive, send: Send, path: str) -> None:
-        if path.endswith((".js", ".map")) and scope["method"] in ("GET", "HEAD"):
+        if self._is_static(scope, path):
             await self._static.serve(scope, send, path.rsplit("/", 1)[-1])
         elif is_preflight(scope):
             await preflight(scope, send)
         elif scope["method"] == "GET" and "text/event-stream" in (header(scope, b"accept") or ""):
             client_id = path.rstrip("/").rsplit("/", 1)[-1]
-            await EventSourceSession(
+            stream = EventSourceSession(
                 self.server,
                 scope,
                 receive,
@@ -200,9 +302,18 @@ class ASGIAdapter:
                 client_id=client_id,
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
-            ).run()
+                max_outbox_bytes=self.max_outbox_bytes,
+            )
+            await self._counted("eventsource", stream.run())
         else:
-            await self._polling.handle(scope, receive, send)
+            await self._counted("long-polling", self._polling.handle(scope, receive, send))
+
+    async def _counted(self, transport: str, work: Awaitable[None]) -> None:
+        self.open_connections[transport] += 1
+        try:
+            await work
+        finally:
+            self.open_connections[transport] -= 1
 
     async def _lifespan(self, scope: Scope, receive: Receive, send: Send) -> None:
         if self.app is not None:

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import argparse
 import json
-import logging
 import os
 import sys
 from collections.abc import Sequence
@@ -133,6 +132,36 @@ def build_parser() -> argparse.ArgumentParser:
         "--max-request-size", type=int, default=_env("--max-request-size", str(1 << 20))
     )
     serve.add_argument(
+        "--extension",
+        action="append",
+        default=[e for e in os.environ.get("FAYE_EXTENSIONS", "").split(",") if e],
+        metavar="MODULE:FACTORY",
+        help="server extensions: FACTORY() in MODULE (importable, e.g. on PYTHONPATH) "
+        "returns one or a list; repeatable, added in order",
+    )
+    serve.add_argument(
+        "--health-path",
+        default=os.environ.get("FAYE_HEALTH_PATH", "healthz"),
+        help="liveness probe path, under the mount unless it starts with / ('' turns it off)",
+    )
+    serve.add_argument(
+        "--ready-path",
+        default=os.environ.get("FAYE_READY_PATH", "readyz"),
+        help="readiness probe path (the engine answers), as --health-path",
+    )
+    serve.add_argument(
+        "--metrics-path",
+        default=os.environ.get("FAYE_METRICS_PATH") or None,
+        help="serve Prometheus metrics at this path, under the mount unless it starts "
+        "with / (default: off)",
+    )
+    serve.add_argument(
+        "--metrics-token",
+        default=os.environ.get("FAYE_METRICS_TOKEN") or None,
+        help="require 'Authorization: Bearer TOKEN' on the metrics path",
+    )
+    add_limit_arguments(serve)
+    serve.add_argument(
         "--gc-thresholds",
         default=_env("--gc-thresholds", ",".join(map(str, SERVER_THRESHOLDS))),
         type=_gc_thresholds,
@@ -151,6 +180,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("--workers", "1"),
         help="server processes sharing the port (uvicorn's multiprocess mode); more than one "
         "needs --redis, which lets them share clients",
+    )
+    serve.add_argument(
+        "--log-format",
+        choices=("text", "json"),
+        default=os.environ.get("FAYE_LOG_FORMAT", "text"),
+        help="json: one JSON object per line (ts, level, logger, message, exception)",
     )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
     _redis_arguments(gc)
@@ -177,7 +212,160 @@ def redis_engine(args: argparse.Namespace) -> dict[str, Any]:
     return engine
 
 
+def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any:
+    """A limit's default from its environment variable; a bad value is one line, exit 2."""
+    value = os.environ.get(name)
+    if not value:
+        return default
+    try:
+        number = kind(value)
+    except ValueError:
+        number = -1
+    if number < 0:
+        sys.exit(f"faye: error: {name}: expected a non-negative number, got {value!r}")
+    return number
+
+
+def _env_int(name: str, default: int) -> int:
+    return int(_env_number(name, default, int))
+
+
+def _env_float(name: str, default: float) -> float:
+    return float(_env_number(name, default, float))
+
+
+def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Flags for the abuse limits (docs/security.md); 0 turns a rate limit off."""
+    from faye import limits as caps
+    from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS
+    from faye.transport.uvicorn_http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
+
+    limits = serve.add_argument_group("limits (see docs/security.md)")
+    limits.add_argument(
+        "--max-channel-length",
+        type=int,
+        default=_env_int("FAYE_MAX_CHANNEL_LENGTH", DEFAULT_MAX_LENGTH),
+        help=f"longest channel name a client may use (default {DEFAULT_MAX_LENGTH})",
+    )
+    limits.add_argument(
+        "--max-channel-segments",
+        type=int,
+        default=_env_int("FAYE_MAX_CHANNEL_SEGMENTS", DEFAULT_MAX_SEGMENTS),
+        help=f"most segments in a channel name (default {DEFAULT_MAX_SEGMENTS})",
+    )
+    limits.add_argument(
+        "--max-subscriptions",
+        type=int,
+        default=_env_int("FAYE_MAX_SUBSCRIPTIONS", caps.DEFAULT_MAX_SUBSCRIPTIONS),
+        help=f"subscriptions per client (default {caps.DEFAULT_MAX_SUBSCRIPTIONS}; 0: no cap)",
+    )
+    limits.add_argument(
+        "--publish-rate",
+        type=float,
+        default=_env_float("FAYE_PUBLISH_RATE", caps.DEFAULT_PUBLISH_RATE),
+        help=f"publishes per second per client (default {caps.DEFAULT_PUBLISH_RATE:g}; 0: off)",
+    )
+    limits.add_argument(
+        "--publish-burst",
+        type=int,
+        default=_env_int("FAYE_PUBLISH_BURST", caps.DEFAULT_PUBLISH_BURST),
+        help=f"publishes a client may make at once (default {caps.DEFAULT_PUBLISH_BURST})",
+    )
+    limits.add_argument(
+        "--handshake-rate",
+        type=float,
+        default=_env_float("FAYE_HANDSHAKE_RATE", caps.DEFAULT_HANDSHAKE_RATE),
+        help="handshakes per second per source address "
+        f"(default {caps.DEFAULT_HANDSHAKE_RATE:g}; 0: off)",
+    )
+    limits.add_argument(
+        "--handshake-burst",
+        type=int,
+        default=_env_int("FAYE_HANDSHAKE_BURST", caps.DEFAULT_HANDSHAKE_BURST),
+        help=f"handshakes an address may make at once (default {caps.DEFAULT_HANDSHAKE_BURST})",
+    )
+    limits.add_argument(
+        "--handshake-exempt",
+        action="append",
+        metavar="CIDR",
+        default=[n for n in os.environ["FAYE_HANDSHAKE_EXEMPT"].split(",")]
+        if "FAYE_HANDSHAKE_EXEMPT" in os.environ
+        else None,
+        help="a network whose handshakes are not rate limited (repeatable; default "
+        "loopback; '' for none)",
+    )
+    limits.add_argument(
+        "--max-outbox-bytes",
+        type=int,
+        default=_env_int("FAYE_MAX_OUTBOX_BYTES", caps.DEFAULT_MAX_OUTBOX_BYTES),
+        help="bytes of deliveries a WebSocket/EventSource client may fall behind before "
+        f"it is dropped (default {caps.DEFAULT_MAX_OUTBOX_BYTES})",
+    )
+    limits.add_argument(
+        "--max-client-queue",
+        type=int,
+        default=_env_int("FAYE_MAX_CLIENT_QUEUE", 0) or None,
+        help="messages queued per client while it has no connection, on either engine; "
+        "the oldest are dropped (default 1000)",
+    )
+    origins = serve.add_argument_group("origins (see docs/security.md)")
+    origins.add_argument(
+        "--allow-origin",
+        action="append",
+        metavar="PATTERN",
+        default=[o for o in os.environ.get("FAYE_ALLOW_ORIGINS", "").split(",") if o] or None,
+        help="a web origin allowed to use the endpoint, shell-style pattern "
+        "(https://*.example.com); repeatable. Default: every origin, as Faye",
+    )
+    origins.add_argument(
+        "--strict-origin",
+        action="store_true",
+        default=os.environ.get("FAYE_STRICT_ORIGIN", "") not in ("", "0"),
+        help="also refuse requests with neither Origin nor Referer (non-browser clients)",
+    )
+    limits.add_argument(
+        "--max-header-size",
+        type=int,
+        default=_env_int("FAYE_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES),
+        help="bytes of HTTP request headers accepted; more gets 431 "
+        f"(default {DEFAULT_MAX_HEADER_BYTES})",
+    )
+    limits.add_argument(
+        "--header-timeout",
+        type=float,
+        default=_env_float("FAYE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
+        help="seconds a connection may take to send a request's headers "
+        f"(default {DEFAULT_HEADER_TIMEOUT:g}; 0: no limit)",
+    )
+    limits.add_argument(
+        "--max-connections",
+        type=int,
+        default=_env_int("FAYE_MAX_CONNECTIONS", 0) or None,
+        help="open connections (HTTP and WebSocket) before new requests get 503 "
+        "(default: the open-file limit less 64)",
+    )
+
+
+def load_extension(spec: str) -> list[Any]:
+    """``module:factory`` -> ``factory()``: an extension, or a list of extensions that
+    share state; an attribute that is not callable is used as is."""
+    import importlib
+
+    module_name, sep, attribute = spec.partition(":")
+    if not sep or not module_name or not attribute:
+        raise SystemExit(f"faye: --extension expects MODULE:FACTORY, got {spec!r}")
+    try:
+        target: Any = importlib.import_module(module_name)
+        for part in attribute.split("."):
+            target = getattr(target, part)
+    except (ImportError, AttributeError) as exc:
+        raise SystemExit(f"faye: cannot load extension {spec!r}: {exc}") from None
+    made = target() if callable(target) else target
+    return list(made) if isinstance(made, list | tuple) else [made]
+
+
 def make_adapter(args: argparse.Namespace) -> Any:
+    from faye import limits as caps
     from faye.adapter import ASGIAdapter
 
     engine: Any = None
@@ -185,6 +373,9 @@ def make_adapter(args: argparse.Namespace) -> Any:
         engine = redis_engine(args)
     elif args.engine_option:
         raise ConfigError("--engine-option needs --redis")
+    if args.max_client_queue is not None:
+        engine = {"type": "memory"} if engine is None else engine
+        engine["max_queue"] = args.max_client_queue
     return ASGIAdapter(
         mount=args.mount,
         timeout=args.timeout,
@@ -192,6 +383,24 @@ def make_adapter(args: argparse.Namespace) -> Any:
         ping=args.ping or None,
         client_script=args.client_script,
         max_request_size=args.max_request_size,
+        max_channel_length=args.max_channel_length,
+        max_channel_segments=args.max_channel_segments,
+        max_subscriptions=args.max_subscriptions,
+        publish_rate=args.publish_rate,
+        publish_burst=args.publish_burst,
+        handshake_rate=args.handshake_rate,
+        handshake_burst=args.handshake_burst,
+        handshake_exempt=caps.DEFAULT_HANDSHAKE_EXEMPT
+        if args.handshake_exempt is None
+        else [n for n in args.handshake_exempt if n],
+        max_outbox_bytes=args.max_outbox_bytes,
+        extensions=[ext for spec in args.extension for ext in load_extension(spec)],
+        metrics_path=args.metrics_path,
+        metrics_token=args.metrics_token,
+        health_path=args.health_path or None,
+        ready_path=args.ready_path or None,
+        allow_origins=args.allow_origin,
+        strict_origin=args.strict_origin,
     )
 
 
@@ -199,16 +408,13 @@ def make_adapter(args: argparse.Namespace) -> Any:
 WORKER_ARGS_VARIABLE = "_FAYE_SERVE_ARGS"
 
 
-def _configure_logging(level: str) -> None:
-    logging.basicConfig(
-        level=level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
-    )
-
-
 def serve(args: argparse.Namespace) -> None:
     import uvicorn
+    from uvicorn.config import LOGGING_CONFIG
 
     from faye.gc_tuning import tune_for_server
+    from faye.logs import configure as configure_logging
+    from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
     from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 
     if args.workers < 1:
@@ -218,7 +424,7 @@ def serve(args: argparse.Namespace) -> None:
             "--workers needs the Redis engine (--redis URL): with the memory engine each "
             "worker would hold its own clients, and a client's requests reach any worker"
         )
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     adapter = make_adapter(args)  # bad options stop here, before any worker starts
     settings: dict[str, Any] = {
         "host": args.host,
@@ -230,6 +436,10 @@ def serve(args: argparse.Namespace) -> None:
         "timeout_keep_alive": max(5, int(args.timeout) + 5),
         "lifespan": "on",
         "ws": FayeWebSocketProtocol,
+        "http": limited_http_protocol(args.max_header_size, args.header_timeout),
+        "limit_concurrency": args.max_connections or default_max_connections(),
+        # JSON: uvicorn's loggers go through ours (configured above) instead of its own.
+        "log_config": None if args.log_format == "json" else LOGGING_CONFIG,
     }
     if args.workers == 1:
         tune_for_server(args.gc_thresholds)
@@ -244,11 +454,12 @@ def serve(args: argparse.Namespace) -> None:
 def worker_app() -> Any:
     """The ASGI app of one ``faye serve --workers N`` process (a uvicorn app factory)."""
     from faye.gc_tuning import tune_for_server
+    from faye.logs import configure as configure_logging
 
     args = argparse.Namespace(**json.loads(os.environ[WORKER_ARGS_VARIABLE]))
     if args.gc_thresholds is not None:
         args.gc_thresholds = tuple(args.gc_thresholds)
-    _configure_logging(args.log_level)
+    configure_logging(args.log_level, args.log_format)
     tune_for_server(args.gc_thresholds)
     return make_adapter(args)
 

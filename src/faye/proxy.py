@@ -119,6 +119,20 @@ class Connection:
 EngineFactory = Callable[["EngineProxy", Mapping[str, Any]], Engine]
 
 
+class Stats:
+    """What this process did, as plain counters: cheap to keep, read by :mod:`faye.metrics`."""
+
+    __slots__ = ("closes", "deliveries", "handshakes", "publishes", "subscribes", "unsubscribes")
+
+    def __init__(self) -> None:
+        self.handshakes = 0
+        self.closes = 0
+        self.subscribes = 0
+        self.unsubscribes = 0
+        self.publishes = 0
+        self.deliveries = 0
+
+
 class EngineProxy(EventEmitter):
     """What the server talks to: engine calls plus connections, timers and events."""
 
@@ -134,6 +148,8 @@ class EngineProxy(EventEmitter):
         self.timeout = float(timeout)
         self.interval = float(interval)
         self._connections: dict[str, Connection] = {}
+        self._subscription_counts: dict[str, int] = {}
+        self.stats = Stats()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self.backend: Engine = engine(self, dict(options or {}))
@@ -170,6 +186,7 @@ class EngineProxy(EventEmitter):
 
     async def create_client(self) -> str:
         client_id = await self.backend.create_client()
+        self.stats.handshakes += 1
         self.trigger("handshake", client_id)
         return client_id
 
@@ -187,13 +204,40 @@ class EngineProxy(EventEmitter):
         self.trigger("disconnect", client_id)
         self.on_close(client_id)
 
-    async def subscribe(self, client_id: str, channel: str) -> None:
-        if await self.backend.subscribe(client_id, channel):
-            self.trigger("subscribe", client_id, channel)
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        """True if the subscription is new."""
+        if not await self.backend.subscribe(client_id, channel):
+            return False
+        self._subscription_counts[client_id] = self._subscription_counts.get(client_id, 0) + 1
+        self.stats.subscribes += 1
+        self.trigger("subscribe", client_id, channel)
+        return True
 
-    async def unsubscribe(self, client_id: str, channel: str) -> None:
-        if await self.backend.unsubscribe(client_id, channel):
-            self.trigger("unsubscribe", client_id, channel)
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        """True if the subscription existed."""
+        if not await self.backend.unsubscribe(client_id, channel):
+            return False
+        self.stats.unsubscribes += 1
+        count = self._subscription_counts.get(client_id, 0) - 1
+        if count > 0:
+            self._subscription_counts[client_id] = count
+        else:
+            self._subscription_counts.pop(client_id, None)
+        self.trigger("unsubscribe", client_id, channel)
+        return True
+
+    def subscriptions_held(self) -> int:
+        """All subscriptions counted by :meth:`subscription_count`, for metrics."""
+        return sum(self._subscription_counts.values())
+
+    def connections_held(self) -> int:
+        """Clients with a held connect or a bound socket in this process."""
+        return len(self._connections)
+
+    def subscription_count(self, client_id: str) -> int:
+        """Subscriptions the client made through this process (all of them on the memory
+        engine; on a shared engine, those made here and not yet undone here)."""
+        return self._subscription_counts.get(client_id, 0)
 
     def publish(self, message: Message) -> Awaitable[None]:
         """Fan a message out; the returned awaitable completes when the engine is done.
@@ -202,6 +246,7 @@ class EngineProxy(EventEmitter):
         Raises TypeError at once if the message cannot be sent as JSON.
         """
         envelope = Envelope.from_message(message)
+        self.stats.publishes += 1
         channel = message["channel"]
         pending = self.backend.publish(envelope, channels.expand(channel))
         return self._published(pending, message.get("clientId"), channel, message.get("data"))
@@ -286,11 +331,14 @@ class EngineProxy(EventEmitter):
         self.close_connection(client_id)
 
     def on_close(self, client_id: str) -> None:
+        self.stats.closes += 1
+        self._subscription_counts.pop(client_id, None)
         self.trigger("close", client_id)
         asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
 
     def delivered(self, client_id: str, count: int) -> None:
         """A transport wrote the client's next ``count`` deliveries; the engine may forget them."""
+        self.stats.deliveries += count
         if self.backend.tracks_delivery and count > 0:
             self.backend.acknowledge(client_id, count)
 

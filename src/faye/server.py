@@ -8,12 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine
 from typing import Any
 
 from faye.engine import EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
+from faye.limits import Limits, TokenBuckets
 from faye.protocol import channels, errors, meta
 from faye.proxy import EngineProxy
 
@@ -92,8 +94,14 @@ class Batch:
 
 
 class Server:
-    def __init__(self, proxy: EngineProxy) -> None:
+    def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
+        self.limits = limits or Limits()
+        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
+        #: outbox_bytes, stalled), for metrics.
+        self.limit_hits: Counter[str] = Counter()
+        self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
+        self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
         self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item]]]] = {
             channels.HANDSHAKE: self._handshake,
@@ -172,9 +180,20 @@ class Server:
         taken: list[tuple[str, list[Envelope]]] | None = None,
     ) -> list[Item] | asyncio.Task[list[Item]]:
         """One message's replies, or a task for them when a publish is under way."""
-        incoming = await self.extensions.incoming(message, request)
+        if request is not None:
+            # Before the extensions: traffic over its rate costs no authentication work.
+            refusal = self._over_rate(message, request)
+            if refusal is not None:
+                return await self.outgoing([refusal], request)
+        try:
+            incoming = await self.extensions.incoming(message, request)
+        except Exception:
+            return await self.outgoing([self._extension_failed(message, "incoming")], request)
         if incoming is None:
             return []
+        if not isinstance(incoming, dict):
+            log.error("an incoming extension returned %s, not a message", type(incoming).__name__)
+            return await self.outgoing([self._extension_failed(message, None)], request)
         local = request is None
         channel = incoming.get("channel")
         try:
@@ -201,6 +220,42 @@ class Server:
             out = [self._failure(incoming, exc)]
         return await self.outgoing(out, request)
 
+    def _over_rate(self, message: Message, request: Any) -> Message | None:
+        """A refusal if the message's sender is over its handshake or publish rate.
+
+        Handshakes are counted per source address (the only identity a new client has),
+        publishes per client id, or per address when the publish names none.
+        """
+        channel = message.get("channel")
+        if channel == channels.HANDSHAKE:
+            address = _address(request)
+            if self.limits.exempt(address) or self._handshake_rate.allow(address):
+                return None
+            self.limit_hits["handshake_rate"] += 1
+            reply = meta.reply_skeleton(message)
+            reply["successful"] = False
+            reply["error"] = errors.render(errors.HANDSHAKE_RATE_EXCEEDED)
+            reply["advice"] = {"reconnect": "handshake", "interval": RETRY_AFTER_FAILURE_MS}
+            return reply
+        if not self._publish_rate.enabled or (
+            isinstance(channel, str) and channel.startswith("/meta/")
+        ):
+            return None
+        client_id = message.get("clientId")
+        key = client_id if isinstance(client_id, str) and client_id else _address(request)
+        if self._publish_rate.allow(key):
+            return None
+        self.limit_hits["publish_rate"] += 1
+        reply = meta.reply_skeleton(message)
+        reply["successful"] = False
+        reply["error"] = errors.render(errors.PUBLISH_RATE_EXCEEDED, channel)
+        return reply
+
+    def _count_long_names(self, names: list[Any]) -> None:
+        allow = self.limits.channels.allow
+        if any(isinstance(name, str) and not allow(name) for name in names):
+            self.limit_hits["channel"] += 1
+
     def _track_delivery(self, client_id: str, count: int, delivered_to: Delivered | None) -> None:
         if delivered_to is None:
             self.proxy.delivered(client_id, count)
@@ -223,10 +278,37 @@ class Server:
         result: list[Item] = []
         for item in items:
             message = item.copy() if isinstance(item, Envelope) else item
-            processed = await self.extensions.outgoing(message, request)
+            try:
+                processed = await self.extensions.outgoing(message, request)
+            except Exception:
+                if isinstance(item, Envelope):
+                    # This recipient does not get this delivery; the others do.
+                    log.error("an outgoing extension failed on a delivery", exc_info=True)
+                    continue
+                processed = self._extension_failed(item, "outgoing")
             if processed is not None:
                 result.append(processed)
         return result
+
+    def _extension_failed(self, message: Message, stage: str | None) -> Message:
+        """The failure reply for a message an extension broke on; only this message fails.
+
+        The log names the channel, never the message: it may be large, or secret.
+        """
+        if stage is not None:
+            log.error(
+                "an %s extension failed on a message to %.200r",
+                stage,
+                message.get("channel"),
+                exc_info=True,
+            )
+        reply = meta.reply_skeleton({k: message.get(k) for k in ("id", "clientId", "channel")})
+        reply["successful"] = False
+        reply["error"] = errors.server_error()
+        if reply.get("channel") in (channels.HANDSHAKE, channels.CONNECT):
+            reply.pop("clientId", None)
+            reply["advice"] = {"reconnect": "handshake", "interval": RETRY_AFTER_FAILURE_MS}
+        return reply
 
     def _advise(self, reply: Message, connection_type: Any = None) -> None:
         meta.add_advice(
@@ -269,31 +351,39 @@ class Server:
         return [reply]
 
     async def _subscribe(self, message: Message, local: bool) -> list[Item]:
-        return await self._subscription(message, local, self.proxy.subscribe)
+        return await self._subscription(message, local, subscribing=True)
 
     async def _unsubscribe(self, message: Message, local: bool) -> list[Item]:
-        return await self._subscription(message, local, self.proxy.unsubscribe)
+        return await self._subscription(message, local, subscribing=False)
 
-    async def _subscription(
-        self,
-        message: Message,
-        local: bool,
-        action: Callable[[str, str], Awaitable[None]],
-    ) -> list[Item]:
+    async def _subscription(self, message: Message, local: bool, subscribing: bool) -> list[Item]:
         client_id = message.get("clientId")
         exists = await self.proxy.client_exists(client_id)
         reply = meta.reply_skeleton(message)
         requested = meta.check_subscription(message, reply, exists)
-        if requested is not None:
-            assert isinstance(client_id, str)
-            for channel in meta.check_channels(requested, reply, local):
-                await action(client_id, channel)
+        if requested is None:
+            return [reply]
+        assert isinstance(client_id, str)
+        cap = 0 if local or not subscribing else self.limits.max_subscriptions
+        self._count_long_names(requested)
+        for channel in meta.check_channels(requested, reply, local, self.limits.channels):
+            if not subscribing:
+                await self.proxy.unsubscribe(client_id, channel)
+            elif cap and self.proxy.subscription_count(client_id) >= cap:
+                self.limit_hits["subscriptions"] += 1
+                # Like a refused channel: those before it stand, the rest are not tried.
+                reply["successful"] = False
+                reply["error"] = errors.render(errors.TOO_MANY_SUBSCRIPTIONS, channel)
+                break
+            else:
+                await self.proxy.subscribe(client_id, channel)
         return [reply]
 
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
         """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
-        if not meta.check_publish(message, reply):
+        self._count_long_names([message.get("channel")])
+        if not meta.check_publish(message, reply, self.limits.channels):
             return reply, None
         try:
             return reply, self.proxy.publish(message)
@@ -312,3 +402,9 @@ class Server:
             log.warning("engine failure on %s: %s", reply.get("channel"), exc)
             reply = self._failure(reply, exc)
         return await self.outgoing([reply], request)
+
+
+def _address(request: Any) -> str:
+    """The peer's host (the proxy's, unless the ASGI server was told to trust its headers)."""
+    client = getattr(request, "client", None)
+    return client[0] if client else ""

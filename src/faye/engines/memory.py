@@ -9,12 +9,23 @@ from typing import Any
 from faye.engine import COMPLETED, Engine, EngineHost, generate_id
 from faye.envelope import Envelope
 
+#: Longest queue of a client with no connection; the oldest messages are dropped first.
+#: The same default as the Redis engine's ``max_queue``.
+DEFAULT_MAX_QUEUE = 1000
+
 
 class MemoryEngine(Engine):
-    """Clients expire twice the server timeout after their last ping, as in Faye's memory engine."""
+    """Clients expire twice the server timeout after their last ping, as in Faye's memory engine.
+
+    Option ``max_queue`` bounds each client's queue (oldest dropped), as on Redis.
+    """
 
     def __init__(self, host: EngineHost, options: Mapping[str, Any] | None = None) -> None:
         super().__init__(host, options)
+        max_queue = self.options.get("max_queue", DEFAULT_MAX_QUEUE)
+        if not isinstance(max_queue, int) or isinstance(max_queue, bool) or max_queue < 1:
+            raise ValueError(f"max_queue must be a positive integer, got {max_queue!r}")
+        self.max_queue = max_queue
         self._clients: set[str] = set()
         self._subscriptions: dict[str, set[str]] = {}
         self._channels: dict[str, set[str]] = {}
@@ -112,8 +123,15 @@ class MemoryEngine(Engine):
                 recipients.update(members)
         for client_id in recipients:
             if not self.host.deliver(client_id, (envelope,)) and client_id in self._clients:
-                self._queues.setdefault(client_id, []).append(envelope)
+                queue = self._queues.setdefault(client_id, [])
+                queue.append(envelope)
+                if len(queue) > self.max_queue:
+                    del queue[0]
         return COMPLETED
+
+    def queued_messages(self) -> int:
+        """Messages waiting for clients without a connection (a metrics gauge)."""
+        return sum(len(queue) for queue in self._queues.values())
 
     async def empty_queue(self, client_id: str) -> None:
         if client_id not in self._queues or not self.host.has_connection(client_id):
@@ -122,7 +140,8 @@ class MemoryEngine(Engine):
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         if messages and client_id in self._clients:
-            self._queues[client_id] = [*messages, *self._queues.get(client_id, ())]
+            queue = [*messages, *self._queues.get(client_id, ())]
+            self._queues[client_id] = queue[-self.max_queue :]
 
     async def close(self) -> None:
         if self._sweeper is not None:

@@ -17,6 +17,12 @@ EXT_UNKNOWN = (406, "Unknown extension")
 PUBLISH_FAILED = (407, "Failed to publish")
 SERVER_ERROR = (500, "Internal server error")
 
+# Not Faye's: the server's abuse limits (docs/security.md). Clients treat them as any
+# other failure of the message (a handshake is retried after the client's interval).
+TOO_MANY_SUBSCRIPTIONS = (429, "Too many subscriptions")
+PUBLISH_RATE_EXCEEDED = (429, "Publish rate exceeded")
+HANDSHAKE_RATE_EXCEEDED = (429, "Handshake rate exceeded")
+
 
 def _arg(value: object) -> str:
     if value is None:

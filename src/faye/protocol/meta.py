@@ -17,6 +17,7 @@ from faye.protocol import channels, errors
 Message = dict[str, Any]
 
 BAYEUX_VERSION: Final = "1.0"
+DEFAULT_LIMITS: Final = channels.ChannelLimits()
 CONNECTION_TYPES: Final = (
     "long-polling",
     "cross-origin-long-polling",
@@ -127,15 +128,24 @@ def check_subscription(message: Message, reply: Message, exists: bool) -> list[A
     return subscription if isinstance(subscription, list) else [subscription]
 
 
-def check_channels(requested: list[Any], reply: Message, local: bool) -> list[str]:
-    """The leading run of channels a client may (un)subscribe; records the first refusal."""
+def check_channels(
+    requested: list[Any],
+    reply: Message,
+    local: bool,
+    limits: channels.ChannelLimits = DEFAULT_LIMITS,
+) -> list[str]:
+    """The leading run of channels a client may (un)subscribe; records the first refusal.
+
+    A name past the limits is invalid (405) before any grammar work is done on it.
+    """
     accepted: list[str] = []
     for channel in requested:
         error: str | None = None
-        if not local and not channels.is_subscribable(channel):
-            error = errors.channel_forbidden(channel)
-        if not channels.is_valid(channel):
+        # 405 wins over 403 for the same channel, as in Faye.
+        if not limits.allow(channel) or not channels.is_valid(channel):
             error = errors.channel_invalid(channel)
+        elif not local and not channels.is_subscribable(channel):
+            error = errors.channel_forbidden(channel)
         if error is not None:
             _fail(reply, error)
             break
@@ -143,9 +153,11 @@ def check_channels(requested: list[Any], reply: Message, local: bool) -> list[st
     return accepted
 
 
-def check_publish(message: Message, reply: Message) -> bool:
+def check_publish(
+    message: Message, reply: Message, limits: channels.ChannelLimits = DEFAULT_LIMITS
+) -> bool:
     channel = message.get("channel")
-    if not channels.is_name(channel):
+    if not limits.allow(channel) or not channels.is_name(channel):
         _fail(reply, errors.channel_invalid(channel))
     if "data" not in message:
         _fail(reply, errors.parameter_missing("data"))

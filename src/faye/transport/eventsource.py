@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faye.envelope import Envelope, encode_items
+from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.server import Server
 from faye.transport.request import Request
 from faye.transport.responses import NO_CACHE, Receive, Scope, Send, plain
@@ -34,6 +35,7 @@ class EventSourceSession:
         client_id: str,
         ping: float,
         max_queue: int,
+        max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
         self.server = server
         self.request = Request(scope)
@@ -43,6 +45,8 @@ class EventSourceSession:
         self._ping = ping
         self._max_queue = max_queue
         self._outbox: deque[Envelope] = deque()
+        self._outbox_bytes = 0
+        self._max_outbox_bytes = max_outbox_bytes
         self._wakeup = asyncio.Event()
         self._closing = False
 
@@ -51,8 +55,24 @@ class EventSourceSession:
             self.server.proxy.requeue(self.client_id, messages)
             return
         self._outbox.extend(messages)
-        if len(self._outbox) > self._max_queue:
+        self._outbox_bytes += sum(len(message.raw) for message in messages)
+        if self._outbox_bytes > self._max_outbox_bytes:
+            # Dropped with what it has not been sent; it must handshake again (the same
+            # policy as WebSocket, docs/security.md).
+            log.warning(
+                "client %s fell %d bytes behind (cap %d); dropping it",
+                self.client_id,
+                self._outbox_bytes,
+                self._max_outbox_bytes,
+            )
+            self._outbox.clear()
+            self._outbox_bytes = 0
+            self._closing = True
+            self.server.limit_hits["outbox_bytes"] += 1
+            self.server.proxy.spawn(self.server.proxy.destroy_client(self.client_id))
+        elif len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its stream", self.client_id)
+            self.server.limit_hits["stalled"] += 1
             self._closing = True
         self._wakeup.set()
 
@@ -65,18 +85,21 @@ class EventSourceSession:
         if not await proxy.client_exists(self.client_id):
             await plain(self._send, 400, "Bad request")
             return
-        await self._send(
-            {
-                "type": "http.response.start",
-                "status": 200,
-                "headers": [
-                    (b"content-type", b"text/event-stream"),
-                    NO_CACHE,
-                    (b"connection", b"close"),
-                ],
-            }
-        )
-        await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
+        try:
+            await self._send(
+                {
+                    "type": "http.response.start",
+                    "status": 200,
+                    "headers": [
+                        (b"content-type", b"text/event-stream"),
+                        NO_CACHE,
+                        (b"connection", b"close"),
+                    ],
+                }
+            )
+            await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
+        except OSError:
+            return  # the client left before the stream began
         proxy.open_socket(self.client_id, self)
         gone = asyncio.ensure_future(self._wait_for_disconnect())
         try:
@@ -105,6 +128,7 @@ class EventSourceSession:
             if self._outbox:
                 batch = list(self._outbox)
                 self._outbox.clear()
+                self._outbox_bytes = 0
                 out = await self.server.outgoing(list(batch), self.request)
                 if out:
                     try:

@@ -158,7 +158,9 @@ class PollingTransport:
         try:
             replies = await process_watching(self.server, messages, request, receive, delivered_to)
         except Exception:
-            log.exception("failed to process %r", messages)
+            # Not the messages: they may be large, or carry secrets.
+            count = len(messages) if isinstance(messages, list) else 1
+            log.exception("failed to process a request of %d message(s)", count)
             await plain(send, 400, "Bad request")
             return
         if replies is None:

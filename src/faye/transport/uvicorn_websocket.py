@@ -19,7 +19,8 @@ from typing import Any
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.protocol import Protocol
 
-#: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``
+#: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``, and
+#: ``["abort"]()``: drop the connection now, whether or not the client reads.
 WRITE_EXTENSION = "faye.websocket.write"
 
 
@@ -110,7 +111,10 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
     def handle_connect(self, event: Any) -> None:
         super().handle_connect(event)
         if not self.close_sent:
-            self.scope["extensions"][WRITE_EXTENSION] = {"write": self.write_frame}
+            self.scope["extensions"][WRITE_EXTENSION] = {
+                "write": self.write_frame,
+                "abort": self.abort,
+            }
             self._forget_handshake_request()
 
     def _forget_handshake_request(self) -> None:
@@ -147,3 +151,13 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
             return False
         self.transport.write(frame)
         return True
+
+    def abort(self) -> None:
+        """Drop the connection at once, discarding what is buffered for it.
+
+        A close frame cannot reach a client that stopped reading (``send`` waits for
+        the socket to drain first, and so would a close), so a client dropped for
+        falling behind sees the connection end (1006) and reconnects.
+        """
+        if not self.transport.is_closing():
+            self.transport.abort()

@@ -12,11 +12,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
 from faye.envelope import Envelope, Item, encode_items, text_frame
+from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.protocol import channels
 from faye.server import Batch, Delivered, Server
 from faye.transport.polling import BadRequest, decode_messages
@@ -36,6 +38,11 @@ CLOSE_GRACE = 1.0
 #: How long a socket may stay more than ``max_queue`` messages behind before it is
 #: closed with 1013 (its undelivered messages go back to the engine).
 STALL_GRACE = 5.0
+
+
+def _abandon_if_cancelled(batch: Batch, task: asyncio.Task[None]) -> None:
+    if task.cancelled():
+        batch.abandon()
 
 
 class _Frame:
@@ -65,18 +72,22 @@ class WebSocketSession:
         *,
         max_message_size: int,
         max_queue: int,
+        max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
         self.server = server
         self.proxy = server.proxy
         self.request = Request(scope)
         self._receive = receive
         self._send = send
-        self._write_now: Callable[[bytes], bool] | None = (
-            scope.get("extensions", {}).get(WRITE_EXTENSION, {}).get("write")
-        )
+        direct = scope.get("extensions", {}).get(WRITE_EXTENSION, {})
+        self._write_now: Callable[[bytes], bool] | None = direct.get("write")
+        self._abort: Callable[[], None] | None = direct.get("abort")
         self._max_message_size = max_message_size
         self._max_queue = max_queue
         self._outbox: list[_Frame | Envelope] = []
+        # Bytes in _outbox (not yet taken by the writer), capped by max_outbox_bytes.
+        self._outbox_bytes = 0
+        self._max_outbox_bytes = max_outbox_bytes
         self._writer: asyncio.Task[None] | None = None
         self._frames: set[asyncio.Task[None]] = set()
         self._inbox: list[Any] = []
@@ -104,6 +115,10 @@ class WebSocketSession:
             self.proxy.delivered(client_id, len(messages))
             return
         self._outbox.extend(messages)
+        self._outbox_bytes += sum(len(message.raw) for message in messages)
+        if self._outbox_bytes > self._max_outbox_bytes:
+            self._drop_slow_client()
+            return
         if len(self._outbox) > self._max_queue and self._stall_check is None:
             # A burst (a backlog handed over on reconnect) may overfill the queue for a
             # moment; a client still that far behind after STALL_GRACE is not reading.
@@ -118,13 +133,35 @@ class WebSocketSession:
         self._stall_check = None
         if len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its socket", self._client_id)
+            self.server.limit_hits["stalled"] += 1
             # What it has not been sent waits in the engine for its next connect.
             kept = [item for item in self._outbox if isinstance(item, _Frame)]
             unsent = [item for item in self._outbox if isinstance(item, Envelope)]
             self._outbox = kept  # type: ignore[assignment]
+            self._outbox_bytes = sum(len(item.text) for item in kept)
             if unsent and self._client_id is not None:
                 self.proxy.requeue(self._client_id, unsent)
             self._close_soon(CLOSE_TRY_AGAIN)
+
+    def _drop_slow_client(self) -> None:
+        """The client fell more than max_outbox_bytes behind: drop it, undelivered
+        messages and all. Its client id is destroyed, so it handshakes again (and its
+        client library subscribes again) instead of resuming with a gap it cannot see."""
+        client_id = self._client_id
+        self.server.limit_hits["outbox_bytes"] += 1
+        log.warning(
+            "client %s fell %d bytes behind (cap %d); dropping it",
+            client_id,
+            self._outbox_bytes,
+            self._max_outbox_bytes,
+        )
+        self._outbox = []
+        self._outbox_bytes = 0
+        self._close_soon(CLOSE_TRY_AGAIN)
+        if self._abort is not None:
+            self._abort()
+        if client_id is not None:
+            self.proxy.spawn(self.proxy.destroy_client(client_id))
 
     def _close_soon(self, code: int) -> None:
         """Close once the replies being worked on are written (a disconnect's own reply)."""
@@ -179,7 +216,10 @@ class WebSocketSession:
         first = await self._receive()
         if first["type"] != "websocket.connect":
             return
-        await self._send({"type": "websocket.accept"})
+        try:
+            await self._send({"type": "websocket.accept"})
+        except OSError:
+            return  # the client left before we answered its handshake
         try:
             while True:
                 message = await self._receive()
@@ -239,7 +279,10 @@ class WebSocketSession:
                 log.exception("failed to process a WebSocket frame")
                 continue
             if batch.waiting:
-                self._track(self._complete(batch, delivered_to))
+                task = self._track(self._complete(batch, delivered_to))
+                # Cancelled before it ever ran (the socket closed at once), it never
+                # reached Batch.finish: release the held connects and their messages.
+                task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
             else:
                 self._write_frame(batch.replies, delivered_to)
 
@@ -278,6 +321,10 @@ class WebSocketSession:
                 self.proxy.delivered(delivered, count)
             return
         self._outbox.append(_Frame(text, delivered_to))
+        self._outbox_bytes += len(text)
+        if self._outbox_bytes > self._max_outbox_bytes and not self._closing:
+            self._drop_slow_client()
+            return
         self._wake_writer()
 
     async def _push_frame(self, batch: list[Envelope]) -> str:
@@ -299,6 +346,7 @@ class WebSocketSession:
             while True:
                 while self._outbox:
                     items, self._outbox = self._outbox, []
+                    self._outbox_bytes = 0
                     index = 0
                     while index < len(items):
                         item = items[index]
@@ -331,6 +379,7 @@ class WebSocketSession:
             log.debug("WebSocket write failed: %s", exc)
             unsent = [*pushed, *items[index:], *self._outbox]
             self._outbox = []
+            self._outbox_bytes = 0
             envelopes = [item for item in unsent if isinstance(item, Envelope)]
             client_id = client_id or self._client_id
             if envelopes and client_id is not None:
