@@ -23,6 +23,7 @@ from faye.transport.eventsource import EventSourceSession
 from faye.transport.polling import PollingTransport, is_preflight, preflight
 from faye.transport.responses import Receive, Scope, Send, header, plain
 from faye.transport.static import StaticClient
+from faye.transport.uvicorn_websocket import check_compression
 from faye.transport.websocket import WebSocketSession
 
 log = logging.getLogger("faye")
@@ -79,6 +80,7 @@ class ASGIAdapter:
         client_script: str | os.PathLike[str] | None = None,
         max_request_size: int = DEFAULT_MAX_REQUEST_SIZE,
         max_queue: int = DEFAULT_MAX_QUEUE,
+        ws_compression: str = "off",
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -91,6 +93,9 @@ class ASGIAdapter:
         self.app = app
         self.max_request_size = max_request_size
         self.max_queue = max_queue
+        #: Read by the WebSocket protocol of ``faye serve`` when a client offers
+        #: ``permessage-deflate`` (faye.transport.uvicorn_websocket.COMPRESSION_SETTINGS).
+        self.ws_compression = check_compression(ws_compression)
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)

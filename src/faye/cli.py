@@ -11,6 +11,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
+from faye.transport.uvicorn_websocket import COMPRESSION_SETTINGS
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -77,6 +78,13 @@ def build_parser() -> argparse.ArgumentParser:
         "CPython's defaults (see faye.gc_tuning)",
     )
     serve.add_argument(
+        "--ws-compression",
+        choices=COMPRESSION_SETTINGS,
+        default=os.environ.get("FAYE_WS_COMPRESSION", "off"),
+        help="what a WebSocket client's permessage-deflate offer gets (default off; "
+        "'on' costs about 37 KB per connection, see docs/benchmarks.md)",
+    )
+    serve.add_argument(
         "--log-level", choices=LOG_LEVELS, default=os.environ.get("FAYE_LOG_LEVEL", "info")
     )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
@@ -122,6 +130,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         ping=args.ping,
         client_script=args.client_script,
         max_request_size=args.max_request_size,
+        ws_compression=args.ws_compression,
     )
 
 

@@ -7,6 +7,11 @@ recipient: this protocol offers them a direct way onto the socket, as the scope
 extension :data:`WRITE_EXTENSION`. Everything else (handshake, parsing, pings, close)
 is uvicorn's and the ``websockets`` library's own.
 
+It also decides ``permessage-deflate`` (:data:`COMPRESSION_SETTINGS`) from the
+``ws_compression`` option of the :class:`~faye.adapter.ASGIAdapter` it serves: uvicorn's
+own protocols accept it by default, and then hold two zlib contexts per socket for its
+whole life (every browser offers it).
+
 ``faye serve`` uses it; an app served by any other ASGI server, or by uvicorn with its
 own protocols, simply takes the ordinary ``send`` path.
 """
@@ -14,13 +19,65 @@ own protocols, simply takes the ordinary ``send`` path.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.extensions import ServerExtensionFactory
+from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
 from websockets.protocol import Protocol
+from websockets.server import ServerProtocol
 
 #: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``
 WRITE_EXTENSION = "faye.websocket.write"
+
+#: What a ``permessage-deflate`` offer gets. ``off``: declined, messages travel
+#: uncompressed (Node Faye's default). ``on``: uvicorn's own terms (4 KB windows, zlib
+#: memLevel 5, contexts kept for the socket's life). ``no-context-takeover``: both sides
+#: compress each message on its own, so a context exists only while a message is being
+#: (de)compressed and an idle socket holds none. docs/benchmarks.md has their prices.
+COMPRESSION_SETTINGS = ("off", "on", "no-context-takeover")
+
+_EXTENSIONS: dict[str, list[ServerExtensionFactory]] = {
+    "off": [],
+    "on": [
+        ServerPerMessageDeflateFactory(
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ],
+    "no-context-takeover": [
+        ServerPerMessageDeflateFactory(
+            server_no_context_takeover=True,
+            client_no_context_takeover=True,
+            server_max_window_bits=12,
+            client_max_window_bits=12,
+            compress_settings={"memLevel": 5},
+        )
+    ],
+}
+
+
+def check_compression(setting: str) -> str:
+    """``setting`` if it is one of :data:`COMPRESSION_SETTINGS`, else ValueError."""
+    if setting not in _EXTENSIONS:
+        choices = ", ".join(COMPRESSION_SETTINGS)
+        raise ValueError(f"ws_compression must be one of {choices}, not {setting!r}")
+    return setting
+
+
+def compression_of(app: Any) -> str | None:
+    """The ``ws_compression`` of the Faye adapter ``app`` is or wraps (uvicorn wraps the
+    app in middleware that keep it as ``.app``); None for any other app."""
+    for _ in range(8):
+        setting = getattr(app, "ws_compression", None)
+        if isinstance(setting, str):
+            return setting
+        app = getattr(app, "app", None)
+        if app is None:
+            break
+    return None
 
 
 class _Inbox:
@@ -85,13 +142,20 @@ class _Flag:
 
 class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with :data:`WRITE_EXTENSION` in the scope,
-    and less held per idle socket (the handshake's request and response are dropped once
-    answered; a lighter inbox and write flag)."""
+    the adapter's ``ws_compression``, and less held per idle socket (the handshake's
+    request and response are dropped once answered; a lighter inbox and write flag)."""
 
     def __init__(self, *args: Any, **kwargs: Any) -> None:
         super().__init__(*args, **kwargs)
         self.queue = _Inbox()  # type: ignore[assignment]
         self.writable = _Flag()  # type: ignore[assignment]
+        setting = compression_of(self.app)
+        if setting is not None:  # otherwise uvicorn's --ws-per-message-deflate decides
+            self.conn = ServerProtocol(
+                extensions=_EXTENSIONS[check_compression(setting)],
+                max_size=self.config.ws_max_size,
+                logger=logging.getLogger("uvicorn.error"),
+            )
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
