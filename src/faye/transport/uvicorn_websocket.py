@@ -59,6 +59,11 @@ _EXTENSIONS: dict[str, list[ServerExtensionFactory]] = {
 }
 
 
+def deflate_extensions(setting: str) -> list[ServerExtensionFactory]:
+    """The extension factories a socket under ``setting`` negotiates with."""
+    return _EXTENSIONS[check_compression(setting)]
+
+
 def check_compression(setting: str) -> str:
     """``setting`` if it is one of :data:`COMPRESSION_SETTINGS`, else ValueError."""
     if setting not in _EXTENSIONS:
@@ -152,7 +157,7 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         setting = compression_of(self.app)
         if setting is not None:  # otherwise uvicorn's --ws-per-message-deflate decides
             self.conn = ServerProtocol(
-                extensions=_EXTENSIONS[check_compression(setting)],
+                extensions=deflate_extensions(setting),
                 max_size=self.config.ws_max_size,
                 logger=logging.getLogger("uvicorn.error"),
             )
