@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+from collections.abc import Iterable
 from typing import Any
 
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
@@ -83,6 +84,49 @@ def compression_of(app: Any) -> str | None:
         if app is None:
             break
     return None
+
+
+#: Request headers whose values repeat from one client to the next (one browser sends
+#: the same ``User-Agent`` each time; every client sends ``Upgrade: websocket``).
+SHARED_HEADERS = frozenset(
+    (
+        b"host",
+        b"upgrade",
+        b"connection",
+        b"sec-websocket-version",
+        b"sec-websocket-extensions",
+        b"origin",
+        b"user-agent",
+        b"accept-encoding",
+        b"accept-language",
+        b"cache-control",
+        b"pragma",
+    )
+)
+#: At most this many distinct (name, value) pairs are shared, so clients that vary
+#: them cannot grow the table without bound.
+SHARED_HEADERS_MAX = 4096
+_shared_pairs: dict[tuple[bytes, bytes], tuple[bytes, bytes]] = {}
+
+
+def share_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, bytes]]:
+    """``headers`` with each repeating pair replaced by one shared copy.
+
+    The scope, and so its headers, lives as long as the socket: each pair is a tuple
+    and two bytes objects, about 150 bytes, and a browser sends a dozen headers.
+    """
+    shared = _shared_pairs
+    out = []
+    for pair in headers:
+        if pair[0] in SHARED_HEADERS:  # ASGI header names are lowercase
+            known = shared.get(pair)
+            if known is None:
+                if len(shared) < SHARED_HEADERS_MAX:
+                    shared[pair] = pair
+            else:
+                pair = known
+        out.append(pair)
+    return out
 
 
 class _Inbox:
@@ -180,6 +224,7 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         super().handle_connect(event)
         if not self.close_sent:
             self.scope["extensions"][WRITE_EXTENSION] = {"write": self.write_frame}
+            self.scope["headers"] = share_headers(self.scope["headers"])
             self._forget_handshake_request()
 
     def _forget_handshake_request(self) -> None:
