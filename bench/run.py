@@ -809,13 +809,13 @@ class Bench:
             rss0 = servers.rss_bytes(pid)
             before = self.snapshot(running)
             count = 0
-            rate = 500.0  # connects/s expected of the first ramp
+            rate = 2000.0  # connects/s expected of the first ramp
             for target in self.profile["idle_counts"]:
                 if self.over_budget(reserve=30):
                     log(f"  skipping idle-{target}: time budget")
                     break
                 t0 = time.monotonic()
-                probing = self.probe(url, max(1.0, 0.8 * (target - count) / rate))
+                probing = self.probe(url, max(0.5, 0.8 * (target - count) / rate))
                 joined = self.subscribe(
                     [(i, url, f"/bench/idle/{i}") for i in range(count, target)], deadline=240
                 )
@@ -850,6 +850,8 @@ class Bench:
                 }
                 if "redis" in usage:
                     row["redis_used_memory_mb"] = round(usage["redis"]["used_memory"] / 2**20, 1)
+                    grown = usage["redis"]["used_memory"] - int(before["redis"]["used_memory"])
+                    row["redis_bytes_per_client"] = round(grown / max(count, 1))
                 self.add(row)
                 if not running.alive():
                     raise RuntimeError(f"{setup.name} died with {count} idle clients")
