@@ -808,7 +808,7 @@ class Bench:
             time.sleep(1.5)
             rss0 = servers.rss_bytes(pid)
             before = self.snapshot(running)
-            count = 0
+            count = deflated = 0
             rate = 2000.0  # connects/s expected of the first ramp
             for target in self.profile["idle_counts"]:
                 if self.over_budget(reserve=30):
@@ -824,6 +824,7 @@ class Bench:
                 rate = joined["connected"] / max(connect_s, 1e-9)
                 mid = self.snapshot(running)
                 count += joined["connected"]
+                deflated += joined["deflate"]
                 time.sleep(2.0)
                 rss = servers.rss_bytes(pid)
                 usage = self.usage(before, mid)
@@ -835,7 +836,7 @@ class Bench:
                     "rss_before_mb": round(rss0 / 2**20, 1),
                     "rss_after_mb": round(rss / 2**20, 1),
                     "rss_per_client_kb": round((rss - rss0) / max(count, 1) / 1024, 2),
-                    "deflate_accepted": joined["deflate"],
+                    "deflate_accepted": deflated,
                     "ws_compression": self.args.ws_compression
                     if setup.runtime == "python"
                     else "node default",
