@@ -79,3 +79,16 @@ def test_the_shared_table_is_bounded() -> None:
     finally:
         table.clear()
         table.update(saved)
+
+
+async def test_apps_without_the_option_keep_uvicorns_choice(
+    recorded: tuple[LiveServer, ScopeRecorder],
+) -> None:
+    """An app that is not (and does not wrap) an ASGIAdapter: uvicorn's
+    ``ws_per_message_deflate`` (on by default) decides, on uvicorn's terms."""
+    server, _ = recorded
+    async with connect(server.ws_base + "/ws") as ws:
+        assert ws.response is not None
+        extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
+        terms = "server_max_window_bits=12; client_max_window_bits=12"
+        assert extensions == f"permessage-deflate; {terms}"
