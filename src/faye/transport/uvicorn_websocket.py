@@ -113,7 +113,7 @@ def share_headers(headers: Iterable[tuple[bytes, bytes]]) -> list[tuple[bytes, b
     """``headers`` with each repeating pair replaced by one shared copy.
 
     The scope, and so its headers, lives as long as the socket: each pair is a tuple
-    and two bytes objects, about 150 bytes, and a browser sends a dozen headers.
+    and two bytes objects, and a browser sends a dozen headers.
     """
     shared = _shared_pairs
     out = []
