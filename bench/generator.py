@@ -89,6 +89,7 @@ class Worker:
         """
         deadline = time.monotonic() + spec["deadline"]
         errors: list[str] = []
+        deflated: list[int] = []  # clients whose compression offer was accepted
         sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
         started = time.monotonic()
 
@@ -109,6 +110,8 @@ class Worker:
                     errors.append(f"{type(exc).__name__}: {exc}")
                     return
                 client.start_connecting()
+                if client.deflate:
+                    deflated.append(index)
                 self.clients.append(client)
                 self.recorders.append(recorder)
                 self.ids.append(index)
@@ -116,6 +119,7 @@ class Worker:
 
         await asyncio.gather(*(one(*c) for c in spec["clients"]))
         return {
+            "deflate": len(deflated),
             "connected": len(spec["clients"]) - len(errors),
             "errors": len(errors),
             "first_errors": errors[:3],

@@ -82,7 +82,8 @@ def one_line(row: dict[str, Any]) -> str:
     if row["scenario"].startswith("idle"):
         return (
             f"{name} {row['clients']} clients, {row['rss_per_client_kb']} KB/client, "
-            f"{row['connects_per_s']} connects/s"
+            f"{row['connects_per_s']} connects/s, deflate {row.get('deflate_accepted')}, "
+            f"others' p99 {row.get('probe_during_ramp', {}).get('latency_ms', {}).get('p99')} ms"
         )
     if row["scenario"] == "churn":
         return (
@@ -348,15 +349,19 @@ def render(result: dict[str, Any]) -> str:
             "",
             "### Idle WebSocket clients on one process",
             "",
-            "| setup | clients | RSS before MB | RSS after MB | KB per client | connects/s "
-            "| server CPU-s/1k connects |",
-            "|---|--:|--:|--:|--:|--:|--:|",
+            "| setup | clients | deflate accepted | RSS before MB | RSS after MB "
+            "| KB per client | connects/s | server CPU-s/1k connects "
+            "| others' p99 ms, quiet | … while connecting |",
+            "|---|--:|--:|--:|--:|--:|--:|--:|--:|--:|",
         ]
         for r in sorted(idle, key=lambda r: (SETUP_ORDER.index(r["setup"]), r["clients"])):
+            quiet = r.get("probe_quiet", {}).get("latency_ms", {}).get("p99")
+            ramp = r.get("probe_during_ramp", {}).get("latency_ms", {}).get("p99")
             lines.append(
-                f"| {r['setup']} | {_f(r['clients'])} | {r['rss_before_mb']} | {r['rss_after_mb']} "
+                f"| {r['setup']} | {_f(r['clients'])} | {_f(r.get('deflate_accepted'))} "
+                f"| {r['rss_before_mb']} | {r['rss_after_mb']} "
                 f"| {_f(r['rss_per_client_kb'])} | {_f(r['connects_per_s'], 0)} "
-                f"| {_f(r['server_cpu_s_per_1000_connects'], 3)} |"
+                f"| {_f(r['server_cpu_s_per_1000_connects'], 3)} | {_f(quiet)} | {_f(ramp)} |"
             )
     cost = [r for r in result["rows"] if r["scenario"].startswith("redis-cost-")]
     if cost:

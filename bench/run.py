@@ -28,7 +28,10 @@ publisher on the first):
     p2p-one-master-flat  (py-redis, py-redis-cluster) the same on channels that the
                   Cluster homes on one master: a master against one Redis, same load
     churn         open, handshake, subscribe, disconnect, close cycles, flat out
-    idle-N        N idle WebSocket clients on one process: RSS per connection
+    idle-N        N idle WebSocket clients on one process (handshake offering
+                  permessage-deflate like a browser, one subscribe, a held connect):
+                  RSS per connection, connect rate, and the publish-to-delivery latency
+                  of 20 other clients on that process while the N connect
 
 Results: a table on stdout, bench/results/<timestamp>.json (and .md), PNG plots in
 docs/benchmarks/ (full run) or bench/results/raw/<timestamp>/plots/ (--quick; not kept).
@@ -112,6 +115,10 @@ PROFILES: dict[str, dict[str, Any]] = {
 }
 
 PAYLOAD = 64
+#: idle-N: other clients on the same process, and the publishes they get meanwhile.
+PROBES = 20
+PROBE_RATE = 20.0
+PROBE_CHANNEL = "/bench/probe"
 NPROC = os.cpu_count() or 1
 PUB_WORKERS = 2
 
@@ -334,6 +341,7 @@ class Bench:
         specs = [{"clients": s, "transport": transport, "deadline": deadline} for s in shares]
         replies = self.broadcast(self.subs, "subscribe", specs, deadline + 30)
         result = {
+            "deflate": sum(r["deflate"] for r in replies),
             "connected": sum(r["connected"] for r in replies),
             "errors": sum(r["errors"] for r in replies),
             "first_errors": [e for r in replies for e in r["first_errors"]][:3],
@@ -757,8 +765,35 @@ class Bench:
             row["redis_round_trips_per_cycle"] = round(usage["redis"]["reads"] / cycles, 2)
         self.add(row)
 
+    def probe(self, url: str, seconds: float) -> tuple[WorkerHandle, dict[str, Any]]:
+        """Start publishing to the probe clients for ``seconds``; collect with probed()."""
+        self.phase_no += 1
+        phase = f"probe-{self.phase_no}"
+        publisher, watcher = self.pubs
+        for worker in (publisher, watcher):
+            worker.call("begin", phase)
+        spec = {"url": url, "targets": [[PROBE_CHANNEL, PROBES]], "phase": phase}
+        spec |= {"duration": seconds, "rate": PROBE_RATE, "payload": PAYLOAD, "deadline": 10}
+        publisher.send("publish", spec)
+        return publisher, spec
+
+    def probed(self, publisher: WorkerHandle, spec: dict[str, Any]) -> dict[str, Any]:
+        """The probe clients' delivery latencies (ms) while ``probe()`` published."""
+        published = publisher.reply(spec["duration"] + 60)
+        expected = {"expected": published["seqs"], "deadline": 10, "settle": 0.1}
+        got = self.pubs[1].call("collect", expected, timeout=60)
+        latencies: array[float] = array("d")
+        latencies.frombytes(got["latencies"])
+        result = {"window_s": round(spec["duration"], 1), "delivered": len(latencies)}
+        return result | {"lost": got["lost"], "latency_ms": percentiles(latencies)}
+
     def idle(self, setup: servers.Setup) -> None:
-        """Idle WebSocket clients, all on the first process of a fresh setup."""
+        """Idle WebSocket clients, all on the first process of a fresh setup.
+
+        Meanwhile PROBES other clients on that process (subscribed from a publisher
+        worker, which opens no connections) get PROBE_RATE publishes a second: their
+        latency is measured once quiet and during each ramp, over a window set to 80 %
+        of the ramp's expected length (from the previous ramp's connect rate)."""
         running = self.start(setup)
         try:
             url = running.urls[0]
@@ -766,21 +801,30 @@ class Bench:
             # Warm up: code paths, caches and pools exist before the baseline.
             self.subscribe([(i, url, f"/bench/idle/{i}") for i in range(50)])
             self.close_subscribers()
+            probes = [(i, url, PROBE_CHANNEL) for i in range(PROBES)]
+            spec = {"clients": probes, "transport": "websocket", "deadline": 60}
+            self.pubs[1].call("subscribe", spec, timeout=90)
+            quiet = self.probed(*self.probe(url, 3.0))
             time.sleep(1.5)
             rss0 = servers.rss_bytes(pid)
             before = self.snapshot(running)
-            count = 0
+            count = deflated = 0
+            rate = 2000.0  # connects/s expected of the first ramp
             for target in self.profile["idle_counts"]:
                 if self.over_budget(reserve=30):
                     log(f"  skipping idle-{target}: time budget")
                     break
                 t0 = time.monotonic()
+                probing = self.probe(url, max(0.5, 0.8 * (target - count) / rate))
                 joined = self.subscribe(
                     [(i, url, f"/bench/idle/{i}") for i in range(count, target)], deadline=240
                 )
                 connect_s = time.monotonic() - t0
+                ramp = self.probed(*probing)
+                rate = joined["connected"] / max(connect_s, 1e-9)
                 mid = self.snapshot(running)
                 count += joined["connected"]
+                deflated += joined["deflate"]
                 time.sleep(2.0)
                 rss = servers.rss_bytes(pid)
                 usage = self.usage(before, mid)
@@ -792,6 +836,12 @@ class Bench:
                     "rss_before_mb": round(rss0 / 2**20, 1),
                     "rss_after_mb": round(rss / 2**20, 1),
                     "rss_per_client_kb": round((rss - rss0) / max(count, 1) / 1024, 2),
+                    "deflate_accepted": deflated,
+                    "ws_compression": self.args.ws_compression
+                    if setup.runtime == "python"
+                    else "node default",
+                    "probe_quiet": quiet,
+                    "probe_during_ramp": ramp,
                     "connect_s": round(connect_s, 2),
                     "connects_per_s": round(joined["connected"] / max(connect_s, 1e-9), 1),
                     "server_cpu_s_per_1000_connects": round(
@@ -801,10 +851,13 @@ class Bench:
                 }
                 if "redis" in usage:
                     row["redis_used_memory_mb"] = round(usage["redis"]["used_memory"] / 2**20, 1)
+                    grown = usage["redis"]["used_memory"] - int(before["redis"]["used_memory"])
+                    row["redis_bytes_per_client"] = round(grown / max(count, 1))
                 self.add(row)
                 if not running.alive():
                     raise RuntimeError(f"{setup.name} died with {count} idle clients")
             self.close_subscribers(abrupt=True)  # the setup is stopped next anyway
+            self.pubs[1].call("close_all", {"abrupt": True}, timeout=60)
         finally:
             running.stop()
 
@@ -908,6 +961,7 @@ class Bench:
                 "publisher_workers": PUB_WORKERS,
             },
             "payload_bytes": PAYLOAD,
+            "ws_compression": self.args.ws_compression,
             "cluster": {"masters": 3, "replicas_per_master": self.args.cluster_replicas},
         }
         errors: list[str] = []
@@ -1012,6 +1066,19 @@ def main() -> None:
         "turn (A B, B A, ...) this many times, then pooled (smoke, fanout and p2p only); "
         "ratios between setups then stop measuring the machine's drift",
     )
+    parser.add_argument(
+        "--ws-compression",
+        default="off",
+        help="our servers' --ws-compression (off, on, no-context-takeover; default off)",
+    )
+    parser.add_argument(
+        "--idle-counts",
+        type=int,
+        nargs="+",
+        default=None,
+        help="idle-N sizes (default 1000 10000; --quick: 1000); one process holds N "
+        "sockets, so raise ulimit -n above the largest",
+    )
     parser.add_argument("--plots", type=Path, default=None, help="directory for the PNG plots")
     parser.add_argument("--out", type=Path, default=None, help="JSON file to write")
     args = parser.parse_args()
@@ -1024,7 +1091,10 @@ def main() -> None:
     ):
         sys.exit("bench/node/node_modules is missing: run `bash bench/install.sh` first")
 
+    os.environ["FAYE_WS_COMPRESSION"] = args.ws_compression  # our servers inherit it
     bench = Bench(args)
+    if args.idle_counts:
+        bench.profile["idle_counts"] = sorted(args.idle_counts)
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))
     try:
         result = bench.run()

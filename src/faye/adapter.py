@@ -30,6 +30,7 @@ from faye.transport.origins import OriginPolicy, origin_of
 from faye.transport.polling import PollingTransport, is_preflight, preflight
 from faye.transport.responses import Receive, Scope, Send, header, plain, respond
 from faye.transport.static import StaticClient
+from faye.transport.uvicorn_websocket import check_compression
 from faye.transport.websocket import WebSocketSession
 
 log = logging.getLogger("faye")
@@ -102,6 +103,7 @@ class ASGIAdapter:
         ready_timeout: float = 2.0,
         metrics_path: str | None = None,
         metrics_token: str | None = None,
+        ws_compression: str = "off",
     ) -> None:
         if timeout <= 0:
             raise ValueError("timeout must be a positive number of seconds")
@@ -125,6 +127,9 @@ class ASGIAdapter:
         self._metrics: Any = None
         #: Open Bayeux connections by transport (long-polling: requests in flight).
         self.open_connections: Counter[str] = Counter()
+        #: Read by the WebSocket protocol of ``faye serve`` when a client offers
+        #: ``permessage-deflate`` (faye.transport.uvicorn_websocket.COMPRESSION_SETTINGS).
+        self.ws_compression = check_compression(ws_compression)
         factory, engine_options = resolve_engine(engine)
         interval = float(engine_options.pop("interval", 0.0))
         self.proxy = EngineProxy(factory, engine_options, timeout=timeout, interval=interval)

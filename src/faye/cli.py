@@ -12,6 +12,7 @@ from typing import Any, NoReturn
 from faye import __version__
 from faye.extras import MissingExtra
 from faye.gc_tuning import SERVER_THRESHOLDS, parse_thresholds
+from faye.transport.uvicorn_websocket import COMPRESSION_SETTINGS
 
 LOG_LEVELS = ("critical", "error", "warning", "info", "debug")
 
@@ -186,6 +187,13 @@ def build_parser() -> argparse.ArgumentParser:
         choices=("text", "json"),
         default=os.environ.get("FAYE_LOG_FORMAT", "text"),
         help="json: one JSON object per line (ts, level, logger, message, exception)",
+    )
+    serve.add_argument(
+        "--ws-compression",
+        choices=COMPRESSION_SETTINGS,
+        default=os.environ.get("FAYE_WS_COMPRESSION", "off"),
+        help="what a WebSocket client's permessage-deflate offer gets (default off; "
+        "'on' costs about 37 KB per connection, see docs/benchmarks.md)",
     )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
     _redis_arguments(gc)
@@ -401,6 +409,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,
         strict_origin=args.strict_origin,
+        ws_compression=args.ws_compression,
     )
 
 

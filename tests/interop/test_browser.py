@@ -53,6 +53,21 @@ PAGE_PUBLISHES = 2
 TEST_PUBLISHES = 2
 PAYLOAD = {"text": "héllo wörld ✓ \u2028 </script>", "n": 1.5, "nested": {"list": [1, None, True]}}
 
+#: Runs before client.js, which takes ``window.WebSocket`` as it loads: records the
+#: extensions each socket negotiated (``"permessage-deflate; ..."`` when Chromium
+#: compresses its frames).
+SOCKET_WATCH = """
+(function () {
+  var Native = window.WebSocket;
+  window.__wsExtensions = [];
+  window.WebSocket = function (url, protocols) {
+    var socket = protocols === undefined ? new Native(url) : new Native(url, protocols);
+    socket.addEventListener("open", function () { window.__wsExtensions.push(socket.extensions); });
+    return socket;
+  };
+})();
+"""
+
 PAGE_SCRIPT = """
 (function () {
   var cfg = JSON.parse(document.getElementById("cfg").textContent);
@@ -66,7 +81,7 @@ PAGE_SCRIPT = """
   function finish() {
     var dispatcher = client._dispatcher;
     done({received: received, clientId: dispatcher.clientId,
-          connectionType: dispatcher.connectionType});
+          connectionType: dispatcher.connectionType, wsExtensions: window.__wsExtensions});
   }
   var subscription = client.subscribe(cfg.channel + "/*").withChannel(function (channel, data) {
     received.push({channel: channel, data: data});
@@ -116,6 +131,7 @@ async def page_app(scope: Any, receive: Any, send: Any) -> None:
         }
         text = (
             "<!doctype html><meta charset=utf-8><title>faye browser test</title>"
+            f"<script>{SOCKET_WATCH}</script>"
             f'<script src="{html.escape(cfg["script"])}"></script>'
             '<script type="application/json" id="cfg">'
             + json.dumps(cfg).replace("<", "\\u003c")
@@ -234,6 +250,13 @@ class Case:
     transport: str
     cross_origin: bool
     disable: tuple[str, ...]
+    ws_compression: str = "off"
+
+    @property
+    def name(self) -> str:
+        if self.ws_compression == "off":
+            return self.transport
+        return f"{self.transport}-deflate-{self.ws_compression}"
 
     def wire_ok(self, wire: dict[str, Any], origin_a: str, origin_b: str) -> bool:
         if self.transport == "websocket":
@@ -259,6 +282,9 @@ class Case:
 
 CASES = [
     Case("websocket", False, ()),
+    # Chromium offers permessage-deflate; once accepted it sends every frame compressed.
+    Case("websocket", False, (), ws_compression="on"),
+    Case("websocket", False, (), ws_compression="no-context-takeover"),
     Case("eventsource", False, ("websocket",)),
     Case("long-polling", False, ("websocket", "eventsource")),
     Case("cross-origin-long-polling", True, ("websocket",)),
@@ -266,9 +292,9 @@ CASES = [
 ]
 
 
-@pytest.mark.parametrize("case", CASES, ids=[c.transport for c in CASES])
+@pytest.mark.parametrize("case", CASES, ids=[c.name for c in CASES])
 def test_browser_client_over(servers: Servers, case: Case) -> None:
-    base = f"/browser/{case.transport}"
+    base = f"/browser/{case.name}"
     page_server = servers.other if case.cross_origin else servers.faye
     query = urlencode(
         {
@@ -280,6 +306,8 @@ def test_browser_client_over(servers: Servers, case: Case) -> None:
     )
     url = f"{page_server.base}/page.html?{query}"
     subscribed = servers.recorder.expect_subscription(base + "/*")
+    adapter = servers.faye.app
+    adapter.ws_compression = case.ws_compression  # read by each new WebSocket
     browser = subprocess.Popen(
         ["node", str(BROWSER_JS), url, "--timeout", "20", "--chromium", CHROMIUM],
         stdout=subprocess.PIPE,
@@ -295,6 +323,7 @@ def test_browser_client_over(servers: Servers, case: Case) -> None:
         publish_over_http(servers.faye.base, base + "/test")
         out, err = browser.communicate(timeout=40)
     finally:
+        adapter.ws_compression = "off"
         if browser.poll() is None:
             browser.kill()
             browser.communicate()
@@ -315,6 +344,11 @@ def test_browser_client_over(servers: Servers, case: Case) -> None:
 
     # The client's own view, and the server's: every connect and every delivery.
     assert result["connectionType"] == case.transport
+    if case.transport == "websocket":
+        deflate = case.ws_compression != "off"
+        extensions = result["wsExtensions"]
+        assert extensions, "the page opened no WebSocket"
+        assert all(e.startswith("permessage-deflate") is deflate for e in extensions), extensions
     kinds = servers.recorder.connection_types(result["clientId"])
     # Same-origin, the handshake goes over long-polling and the client may send its
     # first connect there before the WebSocket or EventSource has opened.

@@ -16,18 +16,26 @@ from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.redis_server import free_port
 
 
+class _LoopRecorder:
+    """Notes the server's loop; keeps the app as ``.app``, like uvicorn's own wrappers, so
+    the WebSocket protocol finds the adapter's ``ws_compression`` as under ``faye serve``."""
+
+    def __init__(self, app: Any, live: LiveServer) -> None:
+        self.app = app
+        self.live = live
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        self.live.loop = asyncio.get_running_loop()
+        await self.app(scope, receive, send)
+
+
 class LiveServer:
     def __init__(self, app: Any, *, ws: Any = FayeWebSocketProtocol) -> None:
         self.app = app
         self.port = free_port()
         self.loop: asyncio.AbstractEventLoop | None = None
-
-        async def recording(scope: Any, receive: Any, send: Any) -> None:
-            self.loop = asyncio.get_running_loop()
-            await app(scope, receive, send)
-
         config = uvicorn.Config(
-            recording,
+            _LoopRecorder(app, self),
             host="127.0.0.1",
             port=self.port,
             log_level="warning",
