@@ -2,13 +2,14 @@
 -- Candidate C: candidate B's logs, with candidate A's routing: `route:<name>` counts, per
 -- server, the clients it holds subscribed to the name; a publish writes each log once and
 -- wakes each server holding recipients once, on its own channel `w:<sid>`, with the
--- message; servers fan out in memory (no per-name SUBSCRIBE); a client's progress is one number per partition (the global publish
--- sequence it has been written up to), written per connect cycle or in periodic batches.
--- Every key is built from the prefix ARGV[1] (one partition); KEYS[1] = <prefix>seq.
+-- message; servers fan out in memory (no per-name SUBSCRIBE). A client's progress is one
+-- number per partition (the publish sequence it has been written up to), written per
+-- connect cycle or in periodic batches. Every key is built from the prefix ARGV[1] (one
+-- partition); KEYS[1] = <prefix>seq.
 --
--- Entry ids are '<seq>-<ms>': <seq> from one INCR per publish, shared by every log the
--- publish is written to (overlapping subscriptions are told apart by it: exactly once),
--- <ms> the publish time (message_ttl is checked on read).
+-- Entry ids are '<seq>-0', <seq> shared by every log one publish is written to
+-- (overlapping subscriptions are told apart by it: exactly once); it is a time in
+-- microseconds, so message_ttl is checked on read.
 
 -- Sequence numbers: a hybrid logical clock in microseconds, max(last + 1, Redis TIME), so
 -- that a sequence restarted by a Redis restart without persistence, or continued by a
@@ -59,20 +60,19 @@ local function publish(keys, args)
       end
     end
   end
-  local routes = {}
-  for k, name in ipairs(wanted) do routes[k] = redis.call('HKEYS', p .. 'route:' .. name) end
+  local routes = redis.call('HMGET', p .. 'servers_of', unpack(wanted))
   local out, lines, servers = {}, {}, {}
   for k = 1, count do
     local msg, id = args[1 + 2 * k], false
     for _, name in ipairs(names[k]) do
       local route = routes[index[name]]
-      if #route > 0 then
+      if route then
         if not id then
           seq = seq + 1
           id = string.format('%d', seq)
         end
         redis.call('XADD', p .. 'log:' .. name, 'MAXLEN', '~', maxlen, id .. '-0', 'm', msg)
-        for _, sid in ipairs(route) do
+        for sid in string.gmatch(route, '[^,]+') do
           local mine = lines[sid]
           if not mine then
             mine = {}
@@ -95,14 +95,27 @@ local function publish(keys, args)
   return out
 end
 
--- `route:<name>`: server id -> how many of the clients it holds are subscribed to the name.
+-- `route:<name>`: server id -> how many of the clients it holds are subscribed to the name;
+-- `servers_of` field <name>: those servers, comma-separated, rewritten only when one
+-- joins or leaves, so that a publish reads the servers of all its names in one HMGET.
+local function servers_changed(p, name, key)
+  local sids = redis.call('HKEYS', key)
+  if #sids > 0 then
+    redis.call('HSET', p .. 'servers_of', name, table.concat(sids, ','))
+  else
+    redis.call('HDEL', p .. 'servers_of', name)
+  end
+end
+
 local function route_add(p, name, sid, by)
   local key = p .. 'route:' .. name
   local count = redis.call('HINCRBY', key, sid, by)
-  if count == 1 and by > 0 and string.find(name, '*', 1, true) then
-    redis.call('SADD', p .. 'patterns', name)
+  if count == by and by > 0 then
+    servers_changed(p, name, key)
+    if string.find(name, '*', 1, true) then redis.call('SADD', p .. 'patterns', name) end
   elseif count <= 0 then
     redis.call('HDEL', key, sid)
+    servers_changed(p, name, key)
     -- The last subscriber went: nobody will read the log again.
     if redis.call('EXISTS', key) == 0 then
       redis.call('DEL', p .. 'log:' .. name)

@@ -79,6 +79,7 @@ def main() -> None:
         r.function_load(BARE, replace=True)
         for i in range(200):
             r.hset(f"{PREFIX}route:/p/{i}", "A", 1)
+            r.hset(PREFIX + "servers_of", f"/p/{i}", "A")
         r.sadd(PREFIX + "patterns", "/q/*")  # a pattern that matches nothing here
 
         def channels(step: int, batch: int) -> list[str]:

@@ -215,6 +215,7 @@ class Design:
     def publish(self, channels: Sequence[str], step: int) -> None: ...
     def after_publish(self, recipients: dict[str, list[str]], mode: str, step: int) -> None: ...
     def churn(self, cid: str, server: str, other: str) -> None: ...
+    def prepare(self, mode: str) -> None: ...
 
 
 class Current(Design):
@@ -388,10 +389,13 @@ class Candidate(Design):
         self.flushed: dict[str, int] = {}
         self.subscribed: dict[str, set[str]] = {s: set() for s in SERVERS}
         self.dead: set[str] = set()
+        # bounce: clients are between polls when messages arrive, so only the claims on
+        # their next connect (elsewhere) write them, from the record's cursor.
+        self.between_polls = False
 
-    def deliver(self, server: str, cid: str, seq: int) -> None:
-        if server in self.dead:
-            return
+    def deliver(self, server: str, cid: str, seq: int, live: bool = True) -> None:
+        if server in self.dead or (live and self.between_polls):
+            return  # dead; or long-polling between polls: nothing is written live
         if self.holder.get(cid) != server or self.cursor.get(cid, 0) >= seq:
             return  # not held here, or already written (an overlapping subscription)
         self.cursor[cid] = seq
@@ -424,9 +428,12 @@ class Candidate(Design):
         results = self.fcall(server, f"{self.kind}_claim", "seq", *args)
         for cid, result in zip(cids, results, strict=True):
             self.move(cid, self.holder.get(cid), server)
+            if self.between_polls and self.backlog_at == 3:
+                # The new server knows only what the record says was handed out.
+                self.cursor[cid] = int(result[2])
             backlog = result[self.backlog_at :]
             for k in range(0, len(backlog), 2):
-                self.deliver(server, cid, int(backlog[k]))
+                self.deliver(server, cid, int(backlog[k]), live=False)
 
     backlog_at = 0
 
@@ -463,7 +470,7 @@ class Candidate(Design):
                     backlog = result[self.backlog_at :]
                     self.cursor[cid] = 0  # B has no memory of what A wrote
                     for k in range(0, len(backlog), 2):
-                        self.deliver("B", cid, int(backlog[k]))
+                        self.deliver("B", cid, int(backlog[k]), live=False)
             mode = "ws"
         for server, cids in recipients.items():
             if server in self.dead:
@@ -477,9 +484,14 @@ class Candidate(Design):
             else:  # the claim itself marks what it hands out
                 self.claim("B" if server == "A" else "A", cids, warm=False)
 
+    def prepare(self, mode: str) -> None:
+        self.between_polls = mode == "bounce"
+
     def settle(self, recipients: dict[str, list[str]]) -> None:
         """Wait for the listeners to have handed the publish out (a real server would
         write cursors only for what it handed out)."""
+        if self.between_polls:
+            return
         if self.dead:
             time.sleep(0.02)
             return
@@ -673,6 +685,7 @@ def measure(make: Callable[[Redis], Design], shape: Shape, mode: str) -> dict[st
         time.sleep(0.2)
         idle = idle_rate(r)
         steps = shape.publishes // shape.batch
+        design.prepare(mode)
         expected_total = 0
         r.admin.config_resetstat()
         cpu0, t0 = r.cpu(), time.monotonic()
