@@ -1,4 +1,4 @@
-"""Where candidate C's publish spends Redis CPU: Lua overhead against the commands.
+"""Where candidate C's publish spends Redis CPU, and what a log costs in memory.
 
     .venv/bin/python bench/designs/lua_cost.py
 
@@ -6,7 +6,9 @@ On a fresh redis-server (free loopback port): C's ``logroute_publish`` to 200
 single-subscriber channels in calls of 1, 10 and 50 messages, then four bare functions
 (return at once; RPUSH, XADD with an automatic id, XADD with an explicit id, in a loop)
 and a pipelined XADD, 10 messages per call. Per message: Redis CPU (``INFO cpu``),
-FCALL time and the time of the commands inside (``INFO commandstats``).
+FCALL time and the time of the commands inside (``INFO commandstats``). Then
+``MEMORY USAGE`` of a log of 1, 10, 100 and 1,000 such messages kept as a stream (C), a
+list (C') and a sorted set.
 """
 
 from __future__ import annotations
@@ -71,6 +73,19 @@ def measure(r: redis.Redis, label: str, call: Callable[[int], None], batch: int)
     )
 
 
+def log_memory(r: redis.Redis) -> None:
+    for n in (1, 10, 100, 1000):
+        r.delete("s", "l", "z")
+        for i in range(1, n + 1):
+            r.xadd("s", {"m": MESSAGE}, id=f"{i}-0")
+            r.rpush("l", f"{i} {MESSAGE}")
+            r.zadd("z", {f"{i} {MESSAGE}": i})
+        sizes = [int(r.memory_usage(k, samples=0) or 0) for k in ("s", "l", "z")]
+        print(f"log of {n:4d}: stream {sizes[0]:6d} B, list {sizes[1]:6d} B, zset {sizes[2]:6d} B")
+    r.xtrim("s", minid=f"{n + 1}-0")
+    print(f"stream trimmed to 0 entries: {r.memory_usage('s', samples=0)} B")
+
+
 def main() -> None:
     server = RedisServer().start()
     try:
@@ -111,6 +126,7 @@ def main() -> None:
             pipe.execute()
 
         measure(r, "pipelined XADD, 10 per round trip", pipelined, 10)
+        log_memory(r)
         r.close()
     finally:
         server.cleanup()

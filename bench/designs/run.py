@@ -580,7 +580,7 @@ class LogRoute(Log):
         self.subs[cid] = names
         self.claim(server, [cid], warm=False)
         for name in names:
-            self.fcall(server, "logroute_subscribe", "seq", server, cid, name, TTL)
+            self.fcall(server, f"{self.kind}_subscribe", "seq", server, cid, name, TTL)
         self.move(cid, None, server)
 
     def publish(self, channels: Sequence[str], step: int) -> None:
@@ -596,6 +596,26 @@ class LogRoute(Log):
         name = f"/churn/{cid}"
         self.fcall(other, "logroute_subscribe", "seq", other, cid, name, TTL)
         self.fcall(other, "logroute_destroy", "seq", other, cid)
+
+
+class LogList(LogRoute):
+    """Candidate C': C with lists instead of streams for the logs."""
+
+    name, lib, kind = "loglist", "loglist.lua", "loglist"
+
+    def publish(self, channels: Sequence[str], step: int) -> None:
+        args: list[Any] = [MAX_QUEUE]
+        for k, channel in enumerate(channels):
+            args += [MESSAGE % (channel, step * 100 + k), channel]
+        self.fcall("C", "loglist_publish", "seq", *args)
+
+    def churn(self, cid: str, server: str, other: str) -> None:
+        self.r.conn[server].zadd(self.prefix + "clients", {cid: now_ms()}, nx=True)
+        self.subs[cid] = []
+        self.claim(server, [cid], warm=False)
+        name = f"/churn/{cid}"
+        self.fcall(other, "loglist_subscribe", "seq", other, cid, name, TTL)
+        self.fcall(other, "loglist_destroy", "seq", other, cid)
 
 
 class Inbox(Candidate):
@@ -662,7 +682,8 @@ def key_memory(r: Redis) -> tuple[int, int, int]:
         size = int(r.admin.memory_usage(key, samples=0) or 0)
         if b":log:" in key or b":inbox:" in key:
             logs += size
-            entries += int(r.admin.xlen(key))
+            is_list = r.admin.type(key) == b"list"
+            entries += int(r.admin.llen(key) if is_list else r.admin.xlen(key))
         else:
             other += size
     return other, logs, entries
@@ -774,6 +795,7 @@ def main() -> None:
         "inbox": lambda r: Inbox(r, args.flush),
         "log": lambda r: Log(r, args.flush),
         "logroute": lambda r: LogRoute(r, args.flush),
+        "loglist": lambda r: LogList(r, args.flush),
     }
     all_shapes = shapes(args.scale, args.batch)
     print(
