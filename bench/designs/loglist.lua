@@ -257,7 +257,38 @@ local function cursors(keys, args)
   return 1
 end
 
+-- Cursor writes that also cut single-subscriber logs (the point-to-point case) back to
+-- what their one subscriber has not acknowledged, so that such a log holds only
+-- unacknowledged messages, like today's queues. ARGV: prefix, server id, then per
+-- client: id, record, acknowledged seq, names to cut ('' or comma-separated). A log is
+-- cut only once it holds more than 32 entries (so a write usually costs one LLEN per
+-- name), and only while its route is this server alone, with one client.
+local function cursors_trim(keys, args)
+  local p, me = args[1], args[2]
+  local pairs = {}
+  for i = 3, #args, 4 do
+    pairs[#pairs + 1] = args[i]
+    pairs[#pairs + 1] = args[i + 1]
+    local acked = tonumber(args[i + 2])
+    for name in string.gmatch(args[i + 3], '[^,]+') do
+      local route, log = p .. 'route:' .. name, p .. 'log:' .. name
+      if redis.call('LLEN', log) > 32 and redis.call('HLEN', route) == 1
+          and redis.call('HGET', route, me) == '1' then
+        local head, n = redis.call('LRANGE', log, 0, -1), 0
+        for _, e in ipairs(head) do
+          if tonumber(string.match(e, '^%d+')) > acked then break end
+          n = n + 1
+        end
+        if n > 0 then redis.call('LTRIM', log, n, -1) end
+      end
+    end
+  end
+  if #pairs > 0 then redis.call('HSET', p .. 'cursors', unpack(pairs)) end
+  return 1
+end
+
 redis.register_function('loglist_publish', publish)
+redis.register_function('loglist_cursors_trim', cursors_trim)
 redis.register_function('loglist_subscribe', subscribe)
 redis.register_function('loglist_unsubscribe', unsubscribe)
 redis.register_function('loglist_destroy', destroy)

@@ -599,9 +599,30 @@ class LogRoute(Log):
 
 
 class LogList(LogRoute):
-    """Candidate C': C with lists instead of streams for the logs."""
+    """Candidate C': C with lists instead of streams for the logs; with ``trim``, cursor
+    writes cut single-subscriber logs back to what is unacknowledged."""
 
     name, lib, kind = "loglist", "loglist.lua", "loglist"
+
+    def __init__(self, r: Redis, flush: int, trim: bool = False) -> None:
+        super().__init__(r, flush)
+        self.trim = trim
+
+    def flush(self, server: str, cids: Sequence[str] | None = None) -> None:
+        if not self.trim:
+            super().flush(server, cids)
+            return
+        args: list[Any] = [server]
+        for cid in cids if cids is not None else list(self.cursor):
+            seq = self.cursor.get(cid, 0)
+            if self.holder.get(cid) != server or (cids is None and self.flushed.get(cid) == seq):
+                continue
+            self.flushed[cid] = seq
+            # The driver's clients of one subscription are the single-subscriber case.
+            names = ",".join(self.subs[cid]) if len(self.subs[cid]) == 1 else ""
+            args += [cid, self.record(server, seq), seq, names]
+        if len(args) > 1:
+            self.fcall(server, "loglist_cursors_trim", "seq", *args)
 
     def publish(self, channels: Sequence[str], step: int) -> None:
         args: list[Any] = [MAX_QUEUE]
@@ -747,6 +768,7 @@ def measure(make: Callable[[Redis], Design], shape: Shape, mode: str) -> dict[st
             "stats": detail,
             "mem_client": mem_setup / len(shape.clients),
             "mem_message": log_bytes / log_entries if log_entries else 0,
+            "logs": f"logs after the run: {log_bytes} B in {log_entries} entries",
         }
     finally:
         for listener in design.listeners.values():
@@ -796,6 +818,7 @@ def main() -> None:
         "log": lambda r: Log(r, args.flush),
         "logroute": lambda r: LogRoute(r, args.flush),
         "loglist": lambda r: LogList(r, args.flush),
+        "loglist-trim": lambda r: LogList(r, args.flush, trim=True),
     }
     all_shapes = shapes(args.scale, args.batch)
     print(
@@ -837,6 +860,7 @@ def main() -> None:
                     flush=True,
                 )
                 if args.verbose:
+                    print("   ", res["logs"])
                     print("   ", res["stats"])
 
 
