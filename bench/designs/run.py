@@ -7,8 +7,9 @@ Only the Redis side is run: the current engine's own function library
 (``faye.redis.scripts``, design ``current``), faye-redis-node 0.2.0's commands replayed
 (``node``), and the prototypes beside this file: ``inbox.lua`` (candidate A: one stream
 per server), ``log.lua`` (B: one stream per channel or pattern, servers subscribed per
-name) and ``logroute.lua`` (C: B's logs with A's routes to servers; the recommended one,
-see docs/redis-design-draft.md).
+name), ``logroute.lua`` (C: B's logs with A's routes to servers) and ``loglist.lua``
+(C': C with lists for logs, the recommended one, see docs/redis-design-draft.md;
+``loglist-trim`` also cuts single-subscriber logs on cursor writes).
 Each design gets a fresh ``redis-server`` on a free loopback port. Two "servers", A and B,
 hold the subscribers; a third, C, publishes. Each of A and B has a real pub/sub listener
 (a thread) that, for the candidates, fans the published message out in memory to its
@@ -800,7 +801,7 @@ def main() -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
     )
-    parser.add_argument("--designs", default="current,node,inbox,log,logroute")
+    parser.add_argument("--designs", default="current,node,inbox,log,logroute,loglist")
     parser.add_argument("--shapes", default="fanout1000,fanout100,p2p,wildcard,churn")
     parser.add_argument("--mode", default="ws,lp,bounce,kill")
     parser.add_argument(
