@@ -17,7 +17,8 @@ import pytest
 from faye.redis import ChannelError, Publisher, PublishError, SyncPublisher
 from tests.support.redis_server import free_port
 
-FAST = {"connect_timeout": 0.5, "read_timeout": 0.5, "pool_timeout": 0.5}
+# stall_timeout 0: fail at once instead of waiting out what could be a short stall.
+FAST = {"connect_timeout": 0.5, "read_timeout": 0.5, "pool_timeout": 0.5, "stall_timeout": 0}
 
 
 @pytest.fixture
@@ -155,3 +156,29 @@ async def test_a_closed_publisher_refuses(refused_url: str) -> None:
     with pytest.raises(PublishError, match="closed"):
         sync.publish("/a", 1)
     sync.close()  # twice is fine
+
+
+def test_a_publish_waits_out_a_short_stall() -> None:
+    """SIGSTOP stops a real redis-server for 1.5 s: the publish, sent while it is stopped,
+    completes after SIGCONT instead of failing (that its copies queue the message once
+    is the engine's token, tested in tests/redis/test_faults.py)."""
+    import signal
+    import threading
+
+    from tests.support.redis_server import running_redis
+
+    with running_redis() as server:
+        assert server.process is not None
+        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
+        with SyncPublisher({"url": server.url, **options}, namespace="stall") as publisher:
+            publisher.publish("/warm", 0)  # connections and the function library in place
+            server.process.send_signal(signal.SIGSTOP)
+            resume = threading.Timer(1.5, server.process.send_signal, (signal.SIGCONT,))
+            resume.start()
+            try:
+                started = time.monotonic()
+                publisher.publish("/a", 1)
+                waited = time.monotonic() - started
+            finally:
+                resume.join()
+        assert 1.2 < waited < 5.0

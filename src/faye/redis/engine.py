@@ -1315,8 +1315,9 @@ def _consume(future: asyncio.Future[Any]) -> None:
         future.exception()
 
 
-class _StandaloneHost:
-    """The host of a one-off GC (``faye gc``): no connections, events go nowhere."""
+class StandaloneHost:
+    """The host of an engine outside any server (``faye gc``, a Publisher): it holds no
+    connections and events go nowhere; a GC it runs destroys clients directly."""
 
     def __init__(self, timeout: float) -> None:
         self.timeout = timeout
@@ -1332,8 +1333,8 @@ class _StandaloneHost:
         pass
 
     async def destroy_client(self, client_id: str) -> None:
-        assert self.engine is not None
-        await self.engine.destroy_client(client_id)
+        if self.engine is not None:
+            await self.engine.destroy_client(client_id)
 
 
 async def collect_garbage(
@@ -1355,7 +1356,7 @@ async def collect_garbage(
         options["namespace"] = namespace
     options.setdefault("log_level", "error")
     options["gc_interval"] = None
-    host = _StandaloneHost(server_timeout)
+    host = StandaloneHost(server_timeout)
     engine = RedisEngine(host, options, background=False)
     host.engine = engine
     try:

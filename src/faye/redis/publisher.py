@@ -22,7 +22,7 @@ from typing import Any
 from faye.engine import EngineError
 from faye.envelope import Envelope
 from faye.protocol import channels
-from faye.redis.engine import RedisEngine
+from faye.redis.engine import RedisEngine, StandaloneHost
 
 #: A message ready for the engine: its envelope and its channel's expansion.
 Prepared = tuple[Envelope, Sequence[str]]
@@ -87,25 +87,6 @@ def engine_options(redis: str | Mapping[str, Any] | None, namespace: str | None)
     return options
 
 
-class _NoConnections:
-    """The engine's host: a publisher holds no client, so it never delivers or closes."""
-
-    def __init__(self, timeout: float) -> None:
-        self.timeout = timeout
-
-    def has_connection(self, client_id: str) -> bool:
-        return False
-
-    def deliver(self, client_id: str, messages: Sequence[Envelope]) -> bool:
-        return False
-
-    def on_close(self, client_id: str) -> None:
-        pass
-
-    async def destroy_client(self, client_id: str) -> None:
-        pass
-
-
 class Publisher:
     """Publish from asyncio code: ``await publisher.publish("/chat/lobby", data)``.
 
@@ -129,7 +110,7 @@ class Publisher:
         timeout: float = 60.0,
     ) -> None:
         options = engine_options(redis, namespace)
-        self.engine = RedisEngine(_NoConnections(timeout), options, background=False)
+        self.engine = RedisEngine(StandaloneHost(timeout), options, background=False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -140,9 +121,12 @@ class Publisher:
     @property
     def wait_limit(self) -> float:
         """Seconds a publish may take at most before Redis counts as unreachable: a free
-        connection, connecting and one answer (the first also loads the Lua code)."""
+        connection, connecting and one answer (the first also loads the Lua code), or
+        ``stall_timeout`` when longer, since a publish waits out a stall as a server's does
+        (``stall_timeout: 0`` fails at once)."""
         config = self.engine.config
-        return config.pool_timeout + config.connect_timeout + 2 * config.read_timeout + 1
+        single = config.pool_timeout + config.connect_timeout + 2 * config.read_timeout
+        return max(single, config.stall_timeout + config.connect_timeout) + 1
 
     async def publish(self, channel: str, data: Any) -> None:
         """Publish one message; returns once Redis has queued it for every subscriber."""
