@@ -159,7 +159,7 @@ def test_unknown_setting_is_refused() -> None:
     ("args", "env", "message"),
     [
         (["--ws-compression", "fast"], {}, "invalid choice: 'fast'"),
-        ([], {"FAYE_WS_COMPRESSION": "fast"}, "faye: ws_compression must be one of"),
+        ([], {"FAYE_WS_COMPRESSION": "fast"}, "faye serve: ws_compression must be one of"),
     ],
 )
 def test_serve_refuses_unknown_setting_before_starting(

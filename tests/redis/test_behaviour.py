@@ -17,6 +17,7 @@ from faye.redis import collect_garbage
 from tests.redis.conftest import Fleet, engine_of
 from tests.support.engines import attach, in_flight, queued, settle
 from tests.support.redis_server import RedisServer
+from tests.support.round_trips import count_writes
 
 
 async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
@@ -309,35 +310,7 @@ async def test_connect_hook_costs_one_round_trip(fleet: Fleet) -> None:
 def count_sends(engine: Any) -> Any:
     """Count request writes (round trips) on the engine's command connections (those
     of its lanes included)."""
-    counter = {"n": 0}
-    for pool in (engine.redis.pool, engine.redis.lanes_pool):
-        _count_sends(pool, counter)
-    return lambda: counter["n"]
-
-
-def _count_sends(pool: Any, counter: dict[str, int]) -> None:
-    for connection in [*pool._available_connections, *pool._in_use_connections]:
-        original = connection.send_packed_command
-
-        async def counting(*args: Any, _original: Any = original, **kwargs: Any) -> Any:
-            counter["n"] += 1
-            return await _original(*args, **kwargs)
-
-        connection.send_packed_command = counting
-    base = pool.make_connection
-
-    def make_connection() -> Any:
-        connection = base()
-        original = connection.send_packed_command
-
-        async def counting(*args: Any, **kwargs: Any) -> Any:
-            counter["n"] += 1
-            return await original(*args, **kwargs)
-
-        connection.send_packed_command = counting
-        return connection
-
-    pool.make_connection = make_connection
+    return count_writes(engine.redis)
 
 
 # -- bad data --------------------------------------------------------------------------

@@ -9,9 +9,9 @@ from faye.redis.connection import RedisConnection
 
 
 def count_writes(connection: RedisConnection) -> Callable[[], int]:
-    """Count writes on the command pool (one Redis, not Cluster) from now on."""
+    """Count writes on the command pools (one Redis, not Cluster) from now on: the
+    shared pool and the lanes' own (publishes and deliveries, which wait out stalls)."""
     counter = {"n": 0}
-    pool = connection.pool
 
     def counted(conn: Any) -> Any:
         original = conn.send_packed_command
@@ -23,8 +23,11 @@ def count_writes(connection: RedisConnection) -> Callable[[], int]:
         conn.send_packed_command = counting
         return conn
 
-    for conn in [*pool._available_connections, *pool._in_use_connections]:
-        counted(conn)
-    make = pool.make_connection
-    pool.make_connection = lambda: counted(make())  # type: ignore[method-assign]
+    lanes = getattr(connection, "lanes_pool", connection.pool)
+    pools = {id(pool): pool for pool in (connection.pool, lanes)}
+    for pool in pools.values():
+        for conn in [*pool._available_connections, *pool._in_use_connections]:
+            counted(conn)
+        make = pool.make_connection
+        pool.make_connection = lambda make=make: counted(make())
     return lambda: counter["n"]
