@@ -24,7 +24,14 @@ from typing import Any
 import httpx
 
 from tests.support.balancer import Balancer
-from tests.support.processes import ROOT, FayeServer, start_client, wait_for_port, wait_ready
+from tests.support.processes import (
+    ROOT,
+    FayeServer,
+    ServerProcess,
+    start_client,
+    wait_for_port,
+    wait_ready,
+)
 from tests.support.redis_server import RedisServer, free_port
 
 CHANNEL = "/fault"
@@ -141,7 +148,7 @@ class KillServer(Fault):
         self.back = time.monotonic()
 
 
-class NodeServer:
+class NodeServer(ServerProcess):
     """Node Faye 1.4.3 + faye-redis 0.2.0 (``bench/node/server.js``; ``bash
     bench/install.sh`` installs it), with the interface of :class:`FayeServer` the
     scenario uses: to run the same faults against it."""
@@ -169,19 +176,6 @@ class NodeServer:
             self.process = subprocess.Popen(self.command, stdout=output, stderr=output)
         wait_for_port(self.port, self.process)
         return self
-
-    def kill(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 @dataclass

@@ -39,7 +39,27 @@ def wait_for_port(
     raise RuntimeError(f"nothing listening on {port}")
 
 
-class FayeServer:
+class ServerProcess:
+    """A server run as a child process: stopped politely, or killed."""
+
+    process: subprocess.Popen[bytes] | None = None
+
+    def kill(self) -> None:
+        """kill -9: no cleanup, no goodbye to Redis."""
+        if self.process is not None and self.process.poll() is None:
+            self.process.send_signal(signal.SIGKILL)
+            self.process.wait(10)
+
+    def stop(self) -> None:
+        if self.process is not None and self.process.poll() is None:
+            self.process.terminate()
+            try:
+                self.process.wait(10)
+            except subprocess.TimeoutExpired:
+                self.kill()
+
+
+class FayeServer(ServerProcess):
     """One ``python -m faye serve`` process."""
 
     def __init__(
@@ -75,20 +95,6 @@ class FayeServer:
                 output.close()
         wait_for_port(self.port, self.process)
         return self
-
-    def kill(self) -> None:
-        """kill -9: no cleanup, no goodbye to Redis."""
-        if self.process is not None and self.process.poll() is None:
-            self.process.send_signal(signal.SIGKILL)
-            self.process.wait(10)
-
-    def stop(self) -> None:
-        if self.process is not None and self.process.poll() is None:
-            self.process.terminate()
-            try:
-                self.process.wait(10)
-            except subprocess.TimeoutExpired:
-                self.kill()
 
 
 def start_client(
