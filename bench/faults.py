@@ -7,8 +7,8 @@ For each fault and transport: publishes answered with an error, acknowledged pub
 some subscriber never received, the time until every subscriber receives again, and
 duplicates (tests/support/faults.py has the definitions).
 
-    python -m bench.faults                      # this project
-    python -m bench.faults --runtime node       # Node Faye + faye-redis (bash bench/install.sh)
+    python -m bench faults                      # this project
+    python -m bench faults --runtime node       # Node Faye + faye-redis (bash bench/install.sh)
 
 Each run takes ``before + after + settle`` seconds plus start-up (about 35 s with the
 defaults: 16 runs for both runtimes).
@@ -17,12 +17,9 @@ defaults: 16 runs for both runtimes).
 from __future__ import annotations
 
 import argparse
-import sys
 import tempfile
 from collections.abc import Callable
 from pathlib import Path
-
-sys.path.insert(0, str(Path(__file__).resolve().parent.parent))
 
 from tests.support.faults import (
     Fault,
@@ -71,8 +68,7 @@ def run_one(args: argparse.Namespace, runtime: str, fault_name: str, transport: 
         redis.cleanup()
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--runtime", nargs="+", default=["python"], choices=["python", "node"])
     parser.add_argument("--fault", nargs="+", default=list(FAULTS), choices=list(FAULTS))
     parser.add_argument("--transport", nargs="+", default=["websocket", "long-polling"])
@@ -82,7 +78,9 @@ def main() -> None:
     parser.add_argument("--after", type=float, default=13.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--settle-kill", type=float, default=10.0)
-    args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
     print("| fault | runtime | transport | lost | failed | time to receive again | duplicates |")
     print("|---|---|---|---|---|---|---|")
     for fault_name in args.fault:
@@ -101,7 +99,3 @@ def main() -> None:
                     f"{figures.duplicates} |",
                     flush=True,
                 )
-
-
-if __name__ == "__main__":
-    main()

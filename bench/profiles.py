@@ -1,7 +1,7 @@
 """Where the time goes: summarise py-spy raw profiles (collapsed stacks).
 
-    python bench/run.py --setups py-redis --py-spy /tmp/prof     # record, per scenario
-    python bench/profiles.py /tmp/prof/py-redis-p2p-flat-*.txt   # summarise
+    python -m bench compare --setups py-redis --py-spy /tmp/prof   # record, per scenario
+    python -m bench profiles /tmp/prof/py-redis-p2p-flat-*.txt     # summarise
 
 Prints the share of samples per function by self time (the frame on top of the
 stack) and by inclusive time (anywhere on the stack), and self time per package.
@@ -83,13 +83,10 @@ def render(summary: dict[str, Counter[str]], top: int = 25) -> str:
     return "\n".join(lines)
 
 
-def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
-    parser.add_argument("paths", nargs="+", type=Path)
+def add_arguments(parser: argparse.ArgumentParser) -> None:
+    parser.add_argument("paths", nargs="+", type=Path, help="py-spy raw files")
     parser.add_argument("--top", type=int, default=25)
-    args = parser.parse_args()
+
+
+def main(args: argparse.Namespace) -> None:
     print(render(summarise(args.paths), args.top))
-
-
-if __name__ == "__main__":
-    main()
