@@ -69,7 +69,6 @@ class Worker:
         self.last_arrival = 0.0
         self.clients: list[BayeuxClient] = []
         self.recorders: list[Recorder] = []
-        self.ids: list[int] = []
         self.channels: list[str] = []
 
     # -- subscribers -----------------------------------------------------------------
@@ -107,7 +106,6 @@ class Worker:
                     deflated.append(index)
                 self.clients.append(client)
                 self.recorders.append(recorder)
-                self.ids.append(index)
                 self.channels.append(channel)
 
         await asyncio.gather(*(one(*c) for c in spec["clients"]))
@@ -170,7 +168,7 @@ class Worker:
         and that clean-up would land in the Redis counts of a later phase.
         """
         clients = self.clients
-        self.clients, self.recorders, self.ids, self.channels = [], [], [], []
+        self.clients, self.recorders, self.channels = [], [], []
         if clients and not (spec or {}).get("abrupt"):
             sem = asyncio.Semaphore(CONNECT_CONCURRENCY)
 
@@ -199,16 +197,7 @@ class Worker:
         """
         client = BayeuxClient(spec["url"])
         ack_times: dict[str, float] = {}
-        ack_latencies = array("d")
-        last_ack = [0.0]
-
-        def on_ack(message: dict[str, Any], now: float) -> None:
-            sent = ack_times.pop(message.get("id", ""), None)
-            if sent is not None:
-                ack_latencies.append(now - sent)
-            last_ack[0] = now
-
-        client.on_ack = on_ack
+        client.on_ack = lambda message, _: ack_times.pop(message.get("id", ""), None)
         await client.open()
         await client.handshake()
         targets: list[tuple[str, int]] = [(c, int(f)) for c, f in spec["targets"]]
@@ -277,7 +266,6 @@ class Worker:
                 continue
             send(make(min(room, batch)))
             await asyncio.sleep(0)
-        publish_end = time.time()
         # Let the acknowledgements of the last publishes arrive (bounded).
         ack_deadline = time.monotonic() + spec.get("deadline", 10.0)
         for _ in range(1_000_000):
@@ -290,10 +278,7 @@ class Worker:
             "acks": client.acks,
             "failed": client.failures,
             "first_t": first_t,
-            "publish_end": publish_end,
-            "last_ack": last_ack[0],
             "seqs": {c: s for (c, _), s in zip(targets, seqs, strict=True)},
-            "ack_latencies": ack_latencies.tobytes(),
         }
 
     # -- churn -----------------------------------------------------------------------

@@ -12,7 +12,6 @@ import contextlib
 import multiprocessing as mp
 import os
 import resource
-import sys
 import threading
 import traceback
 from multiprocessing.connection import Connection
@@ -41,8 +40,6 @@ async def _serve(worker: Worker, conn: Connection) -> None:
     tasks: set[asyncio.Task[None]] = set()
 
     async def run(name: str, spec: Any) -> None:
-        if os.environ.get("BENCH_DEBUG"):
-            print(f"worker {worker.index}: {name}", file=sys.stderr, flush=True)
         try:
             handler = getattr(worker, name)
             result = handler(spec) if name == "begin" else await handler(spec)
