@@ -40,6 +40,14 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
         metavar="NAME=VALUE",
         help="passed to our Redis setups' servers as faye serve --engine-option (repeatable)",
     )
+    parser.add_argument(
+        "--serve-option",
+        action="append",
+        default=[],
+        metavar="ARG",
+        help="one more faye serve argument for our servers, e.g. --serve-option="
+        "--gc-thresholds=python (repeatable)",
+    )
     parser.add_argument("--ws-compression", default="off", help="our servers' --ws-compression")
     parser.add_argument("--cluster-replicas", type=int, default=0, help="per Cluster master")
     parser.add_argument("--idle-counts", type=int, nargs="+", help="idle-N sizes")
@@ -93,7 +101,8 @@ def main(args: argparse.Namespace) -> None:
     if args.idle_counts:
         profile["idle_counts"] = sorted(args.idle_counts)
     pin = args.pin and (os.cpu_count() or 1) >= 2
-    options = Options(args.engine_option, args.ws_compression, args.cluster_replicas)
+    options = Options(args.engine_option, args.serve_option, args.ws_compression)
+    options.cluster_replicas = args.cluster_replicas
     options.cpus = {0} if pin else None
     profiling = Profiling(args.py_spy, args.py_spy_rate) if args.py_spy else None
     logs = Path(tempfile.mkdtemp(prefix="bench-logs-"))
@@ -108,6 +117,7 @@ def main(args: argparse.Namespace) -> None:
         "machine": measure.machine() | {"busy_before": busy},
         "versions": versions(),
         "engine_options": args.engine_option,
+        "serve_options": args.serve_option,
         "ws_compression": args.ws_compression,
         "pinning": "servers and Redis on CPU 0, generator on CPU 1" if pin else "none",
         "cluster_replicas": args.cluster_replicas,

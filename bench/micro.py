@@ -48,7 +48,8 @@ def summary(name: str, seconds: list[float], per: int = 1) -> None:
 
 
 def running_setup(name: str, compression: str = "off") -> Running:
-    return start(SETUPS[name], Path(tempfile.mkdtemp(prefix="bench-")), Options([], compression))
+    logs = Path(tempfile.mkdtemp(prefix="bench-"))
+    return start(SETUPS[name], logs, Options(ws_compression=compression))
 
 
 async def clients(url: str, count: int, channel: str | None) -> list[BayeuxClient]:

@@ -70,6 +70,7 @@ class Options:
     """How our servers are started, from the command line of ``python -m bench compare``."""
 
     engine_options: list[str] = field(default_factory=list)  # NAME=VALUE, to --engine-option
+    serve_args: list[str] = field(default_factory=list)  # more faye serve arguments
     ws_compression: str = "off"
     cluster_replicas: int = 0
     cpus: set[int] | None = None  # pin servers and Redis to these CPUs
@@ -137,7 +138,7 @@ def command(setup: Setup, port: int, running: Running, options: Options) -> list
             line += ["--redis", url, "--namespace", NAMESPACE]
             for option in options.engine_options:
                 line += ["--engine-option", option]
-        return line
+        return line + options.serve_args
     line = [shutil.which("node") or "node", str(BENCH / "node" / "server.js")]
     line += ["--host", "127.0.0.1", "--port", str(port), "--mount", MOUNT, "--timeout", TIMEOUT]
     if setup.redis:
