@@ -48,6 +48,12 @@ def scenarios(result: dict[str, Any]) -> list[str]:
     return seen
 
 
+def measured(result: dict[str, Any]) -> list[str]:
+    """The scenarios worth a ratio: smoke and redis-cost-N publish a few messages a
+    second, whose CPU falls below the clock's 10 ms tick."""
+    return [s for s in scenarios(result) if s != "smoke" and not s.startswith("redis-cost")]
+
+
 def by_setup(result: dict[str, Any], scenario: str) -> dict[str, dict[str, Any]]:
     return {r["setup"]: r for r in result["rows"] if r["scenario"] == scenario}
 
@@ -56,9 +62,7 @@ def ratio_table(result: dict[str, Any]) -> list[str]:
     """Ours divided by the reference, per scenario and figure (1.00: the same)."""
     head = "| scenario | pair | " + " | ".join(name for name, *_ in FIGURES) + " |"
     lines = [head, "|---|---|" + "--:|" * len(FIGURES)]
-    for scenario in scenarios(result):
-        if scenario == "smoke" or scenario.startswith("redis-cost"):
-            continue  # a few messages: CPU below the clock's tick
+    for scenario in measured(result):
         rows = by_setup(result, scenario)
         for ours, theirs in PEERS.items():
             if ours not in rows or theirs not in rows:
@@ -163,7 +167,7 @@ def plots(result: dict[str, Any], directory: Path) -> list[Path]:
     setups = [s for s in SETUPS if any(r["setup"] == s for r in result["rows"])]
     written = []
     for name, get, _, lower in FIGURES:
-        shown = [s for s in scenarios(result) if any(get(r) for r in by_setup(result, s).values())]
+        shown = [s for s in measured(result) if any(get(r) for r in by_setup(result, s).values())]
         if not shown:
             continue
         fig, ax = plt.subplots(figsize=(max(6.0, 1.1 * len(shown) + 2), 4))
