@@ -1,5 +1,5 @@
 #!/usr/bin/env bash
-# Install the Node servers bench/run.py compares against: npm faye 1.4.3, faye-redis 0.2.0
+# Install the Node servers python -m bench compares against: npm faye 1.4.3, faye-redis 0.2.0
 # and the npm redis client 3.1.2 (faye-redis 0.2.0 does not work with redis >= 4), from
 # bench/node/package-lock.json into bench/node/node_modules.
 #
