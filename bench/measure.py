@@ -1,8 +1,8 @@
 """What /proc and Redis say about the processes under test.
 
-CPU comes from each process's own scheduler time (``/proc/<pid>/stat``), not from
-tick samples, and a Redis's work from ``INFO`` deltas (our own INFO and QUIT taken
-out) and, for one phase at a time, from ``MONITOR``.
+CPU comes from each process's own scheduler time (``/proc/<pid>/stat``), and a Redis's
+work from ``INFO`` deltas, our own INFO and QUIT taken out: commands (those run inside
+Lua included), round trips (reads) and calls per command (commandstats).
 """
 
 from __future__ import annotations
@@ -11,7 +11,6 @@ import contextlib
 import os
 import re
 import socket
-import threading
 import time
 from collections import Counter
 from pathlib import Path
@@ -170,50 +169,3 @@ def redis_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         "by_command": {k: v for k, v in commands.items() if v > 0},
         "used_memory": int(after["used_memory"]),
     }
-
-
-class Monitor:
-    """Counts the commands one Redis runs (MONITOR), by caller (client or script)."""
-
-    LINE = re.compile(rb'^\+[\d.]+ \[\d+ ([^\]]+)\] "([^"]+)"(?: "([^"]*)")?')
-
-    def __init__(self, port: int) -> None:
-        self.counts: Counter[str] = Counter()
-        self._sock = socket.create_connection(("127.0.0.1", port), timeout=5)
-        self._sock.sendall(b"*1\r\n$7\r\nMONITOR\r\n")
-        self._stop = False
-        self._thread = threading.Thread(target=self._read, daemon=True)
-        self._thread.start()
-        time.sleep(0.05)
-
-    def _read(self) -> None:
-        buf = b""
-        self._sock.settimeout(0.2)
-        while not self._stop:
-            try:
-                chunk = self._sock.recv(1 << 18)
-            except TimeoutError:
-                continue
-            except OSError:
-                return
-            if not chunk:
-                return
-            *lines, buf = (buf + chunk).split(b"\r\n")
-            for line in lines:
-                match = self.LINE.match(line)
-                if match is None:
-                    continue
-                name = match.group(2).decode().upper()
-                if name in ("INFO", "QUIT", "MONITOR"):
-                    continue
-                if name in ("EVALSHA", "FCALL", "FCALL_RO") and match.group(3):
-                    name = f"{name} {match.group(3).decode()[:40]}"
-                caller = "script" if match.group(1) == b"lua" else "client"
-                self.counts[f"{caller} {name}"] += 1
-
-    def stop(self) -> Counter[str]:
-        self._stop = True
-        self._thread.join(2)
-        with contextlib.suppress(OSError):
-            self._sock.close()
-        return self.counts

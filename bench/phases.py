@@ -199,15 +199,11 @@ class Runner:
         scenario: str,
         publishes: list[dict[str, Any]],
         drain: float,
-        monitor: bool = False,
     ) -> dict[str, Any]:
         """Publish (one spec per publisher worker), collect, measure; returns a row."""
         self.phase_no += 1
         phase = f"{scenario}-{self.phase_no}"
         self.broadcast(self.pool.workers, "begin", [phase] * len(self.pool.workers), 30)
-        mon = None
-        if monitor and running.redis is not None:
-            mon = measure.Monitor(running.redis.port)
         profilers = self.start_profilers(running, scenario)
         before = self.snapshot(running)
         duration = max(p["duration"] for p in publishes)
@@ -255,15 +251,13 @@ class Runner:
                 row["redis_round_trips_per_publish"] = round(usage["redis"]["reads"] / published, 2)
         if profiles:
             row["profiles"] = profiles
-        if mon is not None:
-            row["monitor"] = dict(sorted(mon.stop().items()))
         return row
 
-    def quiet_phase(self, running: Running, scenario: str, seconds: float, monitor=False) -> dict:
+    def quiet_phase(self, running: Running, scenario: str, seconds: float) -> dict[str, Any]:
         """A window with the clients connected and nothing published: the background
         (heartbeats, GC, connect renewals, a Cluster's upkeep) a measured phase stands on."""
         spec = {"url": running.urls[0], "targets": [["/bench/none", 0]], "duration": seconds}
-        return self.phase(running, scenario, [dict(spec, rate=1.0, max_messages=0)], 5, monitor)
+        return self.phase(running, scenario, [dict(spec, rate=1.0, max_messages=0)], 5)
 
     @staticmethod
     def above_idle(row: dict[str, Any], idle: dict[str, Any] | None) -> dict[str, Any]:

@@ -94,8 +94,8 @@ def redis_work_table(result: dict[str, Any]) -> list[str]:
     for scenario in [s for s in scenarios(result) if s.startswith("redis-cost")]:
         for setup, row in by_setup(result, scenario).items():
             net = row["redis_net"]
-            top = sorted(row["monitor_per_publish"].items(), key=lambda kv: -kv[1])[:3]
-            most = ", ".join(f"{name} {count:g}" for name, count in top)
+            top = sorted(row.get("calls_per_publish", {}).items(), key=lambda kv: -kv[1])[:3]
+            most = ", ".join(f"{name} {count:g}" for name, count in top) or "-"
             lines.append(
                 f"| {scenario} | {setup} | {net['commands_per_publish']:.1f} "
                 f"| {net['round_trips_per_publish']:.1f} | {most} |"
@@ -143,7 +143,7 @@ def render(result: dict[str, Any]) -> str:
         "",
         *raw_table(result),
         "",
-        "Redis work per publish (one Redis; MONITOR, idle subtracted)",
+        "Redis work per publish (one Redis, idle subtracted)",
         "",
         *redis_work_table(result),
         "",

@@ -9,7 +9,7 @@ publisher talks to the first, so that on a 2-process setup most deliveries cross
     fanout-flat     the same, flat out (closed loop: at most W messages in flight)
     fanout-lp       long-polling subscribers, fixed rate
     redis-cost-N    N = 1, 10, S subscribers, slow publishes: Redis commands, round
-                    trips and (MONITOR) commands by name per publish, idle subtracted
+                    trips and calls by command per publish, idle subtracted
     p2p-rate        C clients each on its own channel, publishers round robin, fixed rate
     p2p-flat        the same, flat out
     p2p-one-master-flat  (Redis Cluster and our one-Redis setups) p2p-flat on channels
@@ -143,10 +143,10 @@ class Scenarios:
                 self.spread(running, [channel] * n) if n > 1 else [(0, running.urls[-1], channel)]
             )
             self.run.subscribe(clients)
-            idle = self.run.quiet_phase(running, f"redis-idle-{n}", p["cost_seconds"], True)
+            idle = self.run.quiet_phase(running, f"redis-idle-{n}", p["cost_seconds"])
             spec = {"url": running.urls[0], "targets": [[channel, n]], "rate": p["cost_rate"]}
             spec["duration"] = p["cost_seconds"]
-            row = self.run.phase(running, f"redis-cost-{n}", [spec], p["drain"], monitor=True)
+            row = self.run.phase(running, f"redis-cost-{n}", [spec], p["drain"])
             self.run.add(net_of_idle(row, idle))
             self.run.close_subscribers()
 
@@ -308,9 +308,9 @@ def net_of_idle(row: dict[str, Any], idle: dict[str, Any]) -> dict[str, Any]:
         ),
         "round_trips_per_publish": round((redis["reads"] - quiet["reads"] * scale) / published, 2),
     }
-    quiet_mon = idle.get("monitor", {})
-    per = {k: (v - quiet_mon.get(k, 0) * scale) / published for k, v in row["monitor"].items()}
-    row["monitor_per_publish"] = {k: round(v, 2) for k, v in per.items() if v >= 0.05}
+    calls, quiet_calls = redis["by_command"], quiet["by_command"]
+    per = {k: (v - quiet_calls.get(k, 0) * scale) / published for k, v in calls.items()}
+    row["calls_per_publish"] = {k: round(v, 2) for k, v in per.items() if v >= 0.05}
     return row
 
 
