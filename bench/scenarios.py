@@ -32,46 +32,30 @@ from bench import measure
 from bench.phases import PAYLOAD, Runner, per_1000, percentiles
 from bench.setups import NAMESPACE, Running
 
-PROFILES: dict[str, dict[str, Any]] = {
-    "full": {
-        "fanout_subscribers": 1000,
-        "fanout_rate": 5.0,
-        "fanout_seconds": 8.0,
-        "fanout_window": 16,
-        "lp_subscribers": 100,
-        "lp_rate": 10.0,
-        "cost_sizes": [1, 10],  # and fanout_subscribers
-        "cost_rate": 5.0,
-        "cost_seconds": 3.0,
-        "p2p_clients": 1000,
-        "p2p_rate": 500.0,
-        "p2p_seconds": 8.0,
-        "p2p_window": 200,
-        "churn_concurrency": 16,
-        "churn_seconds": 8.0,
-        "idle_counts": [1000, 10000],
-        "drain": 20.0,
-    },
-    "quick": {
-        "fanout_subscribers": 200,
-        "fanout_rate": 10.0,
-        "fanout_seconds": 2.5,
-        "fanout_window": 16,
-        "lp_subscribers": 50,
-        "lp_rate": 10.0,
-        "cost_sizes": [1, 10],
-        "cost_rate": 5.0,
-        "cost_seconds": 1.5,
-        "p2p_clients": 200,
-        "p2p_rate": 500.0,
-        "p2p_seconds": 2.0,
-        "p2p_window": 100,
-        "churn_concurrency": 8,
-        "churn_seconds": 2.0,
-        "idle_counts": [1000],
-        "drain": 8.0,
-    },
+FULL: dict[str, Any] = {
+    "fanout_subscribers": 1000,
+    "fanout_rate": 5.0,  # publishes/s; fanout-rate-low: a fifth
+    "fanout_seconds": 8.0,
+    "fanout_window": 16,  # messages in flight, flat out
+    "lp_subscribers": 100,
+    "lp_rate": 10.0,
+    "cost_sizes": [1, 10],  # and fanout_subscribers
+    "cost_rate": 5.0,
+    "cost_seconds": 3.0,
+    "p2p_clients": 1000,
+    "p2p_rate": 500.0,
+    "p2p_seconds": 8.0,
+    "p2p_window": 200,
+    "churn_concurrency": 16,  # per subscriber worker
+    "churn_seconds": 8.0,
+    "idle_counts": [1000, 10000],
+    "drain": 20.0,  # seconds to wait for the last deliveries
 }
+QUICK = FULL | {"fanout_subscribers": 200, "fanout_rate": 10.0, "fanout_seconds": 2.5}
+QUICK |= {"lp_subscribers": 50, "cost_seconds": 1.5, "p2p_clients": 200, "p2p_seconds": 2.0}
+QUICK |= {"p2p_window": 100, "churn_concurrency": 8, "churn_seconds": 2.0}
+QUICK |= {"idle_counts": [1000], "drain": 8.0}
+PROFILES = {"full": FULL, "quick": QUICK}
 
 PROBES = 20
 PROBE_RATE = 20.0
