@@ -30,7 +30,7 @@ GROUPS = ["smoke", "fanout", "cost", "long_polling", "p2p", "churn", "idle"]
 
 
 def add_arguments(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--quick", action="store_true", help="smaller sizes (about 4 minutes)")
+    parser.add_argument("--quick", action="store_true", help="smaller sizes, a few minutes")
     parser.add_argument("--setups", nargs="+", default=DEFAULT_SETUPS, choices=list(SETUPS))
     parser.add_argument("--only", nargs="+", default=GROUPS, choices=GROUPS, help="scenarios")
     parser.add_argument(
