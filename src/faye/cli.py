@@ -30,6 +30,7 @@ ENVIRONMENT = {
     "--gc-thresholds": "FAYE_GC_THRESHOLDS",
     "--log-level": "FAYE_LOG_LEVEL",
     "--workers": "FAYE_WORKERS",
+    "--drain-timeout": "FAYE_DRAIN_TIMEOUT",
 }
 
 
@@ -181,6 +182,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("--workers", "1"),
         help="server processes sharing the port (uvicorn's multiprocess mode); more than one "
         "needs --redis, which lets them share clients",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=_env("--drain-timeout", "10"),
+        help="on SIGTERM, seconds to answer held connects, close sockets and finish "
+        "writes before exiting (default 10; see docs/deployment.md)",
     )
     serve.add_argument(
         "--log-format",
@@ -418,9 +426,9 @@ WORKER_ARGS_VARIABLE = "_FAYE_SERVE_ARGS"
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
+    from faye import drain
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
     from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
@@ -452,12 +460,18 @@ def serve(args: argparse.Namespace) -> None:
     }
     if args.workers == 1:
         tune_for_server(args.gc_thresholds)
-        uvicorn.run(adapter, **settings)
+        drain.run(adapter, args.drain_timeout, **settings)
         return
     # uvicorn spawns fresh interpreters that import the app; each builds its own adapter
     # (its own engine and Redis connections) from the options passed in the environment.
     os.environ[WORKER_ARGS_VARIABLE] = json.dumps(vars(args))
-    uvicorn.run("faye.cli:worker_app", factory=True, workers=args.workers, **settings)
+    drain.run(
+        "faye.cli:worker_app",
+        args.drain_timeout,
+        factory=True,
+        workers=args.workers,
+        **settings,
+    )
 
 
 def worker_app() -> Any:

@@ -162,8 +162,7 @@ class EngineProxy(EventEmitter):
             await self.backend.start()
 
     async def close(self) -> None:
-        for client_id in list(self._connections):
-            self.flush_connection(client_id)
+        self.flush_all()
         await self.backend.close()
         self._started = False
 
@@ -329,6 +328,11 @@ class EngineProxy(EventEmitter):
         if socket is not None:
             socket.close()
         self.close_connection(client_id)
+
+    def flush_all(self) -> None:
+        """:meth:`flush_connection` for every client held here (a stop, a drain)."""
+        for client_id in list(self._connections):
+            self.flush_connection(client_id)
 
     def on_close(self, client_id: str) -> None:
         self.stats.closes += 1

@@ -100,6 +100,9 @@ class Server:
         #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
         #: outbox_bytes, stalled), for metrics.
         self.limit_hits: Counter[str] = Counter()
+        #: Set by a graceful stop (faye.drain): connects are answered at once, so their
+        #: clients move to another server instead of waiting on this one.
+        self.draining = False
         self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
         self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
@@ -336,7 +339,7 @@ class Server:
             self._advise(reply)
             return [reply]
         assert isinstance(client_id, str)
-        hold = meta.requested_hold(message, self.proxy.timeout)
+        hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
         delivered = await self.proxy.connect(client_id, hold)
         self._advise(reply, connection_type)
         return [reply, *delivered]
