@@ -97,9 +97,8 @@ class Server:
     def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
         self.limits = limits or Limits()
-        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
-        #: outbox_bytes, stalled), for metrics.
-        self.limit_hits: Counter[str] = Counter()
+        #: Refusals by limit name, kept by the monitor (faye.events.Monitor.limit_hits).
+        self.limit_hits: Counter[str] = proxy.limit_hits
         #: Set by a graceful stop (faye.drain): connects are answered at once, so their
         #: clients move to another server instead of waiting on this one.
         self.draining = False
