@@ -162,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FAYE_METRICS_TOKEN") or None,
         help="require 'Authorization: Bearer TOKEN' on the metrics path",
     )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("FAYE_ADMIN_TOKEN") or None,
+        help="serve the admin page at <mount>/admin to this token (HTTP Basic password, "
+        "or 'Authorization: Bearer TOKEN'); default: off",
+    )
     add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
@@ -413,6 +419,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         extensions=[ext for spec in args.extension for ext in load_extension(spec)],
         metrics_path=args.metrics_path,
         metrics_token=args.metrics_token,
+        admin_token=args.admin_token,
         health_path=args.health_path or None,
         ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,
