@@ -19,7 +19,14 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.support.balancer import Balancer
-from tests.support.bayeux import connect_msg, exchange, post, receive, ws_handshake
+from tests.support.bayeux import (
+    connect_msg,
+    exchange,
+    polling_client,
+    post,
+    receive,
+    ws_handshake,
+)
 from tests.support.processes import FayeServer, start_client, wait_ready
 from tests.support.redis_server import RedisServer, running_redis
 
@@ -47,16 +54,7 @@ def _server(redis_server: RedisServer, *extra: str) -> FayeServer:
 
 
 async def _polling_client(http: httpx.AsyncClient, url: str) -> str:
-    (hs,) = await post(
-        http,
-        url,
-        {
-            "channel": "/meta/handshake",
-            "version": "1.0",
-            "supportedConnectionTypes": ["long-polling"],
-        },
-    )
-    client_id: str = hs["clientId"]
+    client_id = await polling_client(http, url)
     first = connect_msg(client_id, advice={"timeout": 0}, connectionType="long-polling")
     await post(http, url, first)
     return client_id
