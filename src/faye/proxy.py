@@ -148,7 +148,8 @@ class EngineProxy(Monitor):
             await self.backend.start()
 
     async def close(self) -> None:
-        self.flush_all()
+        for client_id in list(self._connections):
+            self.flush_connection(client_id)
         await self.backend.close()
         self._started = False
 

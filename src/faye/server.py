@@ -338,7 +338,9 @@ class Server:
             self._advise(reply)
             return [reply]
         assert isinstance(client_id, str)
-        hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
+        if self.draining:  # answered at once: the client moves to another server
+            message = {**message, "advice": {"timeout": 0}}
+        hold = meta.requested_hold(message, self.proxy.timeout)
         delivered = await self.proxy.connect(client_id, hold)
         self._advise(reply, connection_type)
         return [reply, *delivered]
