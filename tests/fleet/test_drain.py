@@ -60,6 +60,18 @@ async def _polling_client(http: httpx.AsyncClient, url: str) -> str:
     return client_id
 
 
+async def _stream_until_closed(url: str) -> float:
+    """Hold an EventSource stream open; when the server ends it, the time it did."""
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
+    ):
+        assert response.status_code == 200
+        async for _ in response.aiter_bytes():
+            pass
+    return time.monotonic()
+
+
 @pytest.mark.parametrize("workers", ["1", "2"])
 async def test_sigterm_answers_held_connects_and_closes_sockets(
     redis_server: RedisServer, workers: str
@@ -74,6 +86,8 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
                 )
                 for cid in polling
             ]
+            stream_client = await polling_client(http, server.url)
+            stream = asyncio.ensure_future(_stream_until_closed(f"{server.url}/{stream_client}"))
             ws_url = f"ws://127.0.0.1:{server.port}/faye"
             async with connect(ws_url) as ws:
                 ws_client = await ws_handshake(ws)
@@ -90,6 +104,7 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
                 answered = time.monotonic() - started
                 with pytest.raises(websockets.ConnectionClosed) as closed:
                     await asyncio.wait_for(ws.recv(), 3)
+                stream_closed = await asyncio.wait_for(stream, 3) - started
             exit_code = await asyncio.to_thread(server.process.wait, 10)
             stopped = time.monotonic() - started
 
@@ -100,6 +115,7 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
         # Answered at once, not after the 20 s --timeout; the process then exits.
         assert answered < 2, answered
+        assert stream_closed < 2, stream_closed  # the EventSource stream ended too
         assert stopped < 5, stopped
         # uvicorn re-raises the signal once it has shut down: a clean stop by SIGTERM.
         assert exit_code in (0, -signal.SIGTERM)
