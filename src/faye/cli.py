@@ -504,6 +504,7 @@ def serve(args: argparse.Namespace) -> None:
     from uvicorn.config import LOGGING_CONFIG
 
     from faye import drain
+    from faye.events import log_events
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
     from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
@@ -518,6 +519,8 @@ def serve(args: argparse.Namespace) -> None:
         )
     configure_logging(args.log_level, args.log_format)
     adapter = make_adapter(args)  # bad options stop here, before any worker starts
+    if args.log_level == "debug":
+        log_events(adapter.proxy)
     settings: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -551,6 +554,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def worker_app() -> Any:
     """The ASGI app of one ``faye serve --workers N`` process (a uvicorn app factory)."""
+    from faye.events import log_events
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
 
@@ -559,7 +563,10 @@ def worker_app() -> Any:
         args.gc_thresholds = tuple(args.gc_thresholds)
     configure_logging(args.log_level, args.log_format)
     tune_for_server(args.gc_thresholds)
-    return make_adapter(args)
+    adapter = make_adapter(args)
+    if args.log_level == "debug":
+        log_events(adapter.proxy)
+    return adapter
 
 
 def collect(args: argparse.Namespace) -> None:
