@@ -13,9 +13,10 @@ from collections import deque
 from collections.abc import Sequence
 from typing import Any
 
-from faye.envelope import Envelope, encode_items
+from faye.envelope import Envelope
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.server import Server
+from faye.transport.codec import encode_items
 from faye.transport.request import Request
 from faye.transport.responses import NO_CACHE, Receive, Scope, Send, plain
 

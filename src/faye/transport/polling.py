@@ -13,11 +13,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
-from faye.envelope import Item, encode_items
-from faye.protocol import channels
+from faye.envelope import Item
 from faye.server import Delivered, Server
+from faye.transport.codec import BadRequest, decode_messages, encode_items, has_connect
 from faye.transport.request import Request
 from faye.transport.responses import (
     NO_CACHE,
@@ -51,28 +49,6 @@ PREFLIGHT_HEADERS: Headers = [
     (b"access-control-allow-methods", b"POST, GET"),
     (b"access-control-max-age", b"86400"),
 ]
-
-
-class BadRequest(Exception):
-    """The request cannot carry Bayeux messages; answered with HTTP 400."""
-
-
-def decode_messages(text: str | bytes) -> Any:
-    """Parse a request's JSON: an object or an array; ``null`` counts as no message."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("invalid JSON") from exc
-    if value is None:
-        return []
-    if not isinstance(value, dict | list):
-        raise BadRequest("JSON is not an object or an array")
-    return value
-
-
-def has_connect(messages: Any) -> bool:
-    batch = messages if isinstance(messages, list) else [messages]
-    return any(isinstance(m, dict) and m.get("channel") == channels.CONNECT for m in batch)
 
 
 def is_preflight(scope: Scope) -> bool:

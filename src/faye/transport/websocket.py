@@ -17,14 +17,14 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faye.envelope import Envelope, Item, encode_items, text_frame
+from faye.envelope import Envelope, Item
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.protocol import channels
 from faye.server import Batch, Delivered, Server
-from faye.transport.polling import BadRequest, decode_messages
+from faye.transport.codec import BadRequest, decode_messages, encode_items
+from faye.transport.frames import WRITE_EXTENSION, delivery_frame, delivery_text, text_frame
 from faye.transport.request import Request
 from faye.transport.responses import Receive, Scope, Send
-from faye.transport.uvicorn_websocket import WRITE_EXTENSION
 
 log = logging.getLogger("faye.transport.websocket")
 
@@ -111,7 +111,7 @@ class WebSocketSession:
             and self._can_write_now()
             and not self.server.extensions.has_outgoing
             and self._frame_end(messages, 0) == len(messages)
-        ) and self._write_now(self._delivery_frame(messages)):  # type: ignore[misc]
+        ) and self._write_now(delivery_frame(messages)):  # type: ignore[misc]
             self.proxy.delivered(client_id, len(messages))
             return
         self._outbox.extend(messages)
@@ -180,12 +180,6 @@ class WebSocketSession:
             and not self._outbox
             and not self._closing
         )
-
-    @staticmethod
-    def _delivery_frame(messages: Sequence[Envelope]) -> bytes:
-        if len(messages) == 1:
-            return messages[0].websocket_frame
-        return text_frame(encode_items(messages))
 
     def _frame_end(self, items: Sequence[_Frame | Envelope], start: int) -> int:
         """Where the deliveries from ``items[start]`` that share one frame end.
@@ -330,9 +324,7 @@ class WebSocketSession:
     async def _push_frame(self, batch: list[Envelope]) -> str:
         """The frame for pushed deliveries; without outgoing extensions, shared text."""
         if not self.server.extensions.has_outgoing:
-            if len(batch) == 1:
-                return batch[0].frame
-            return "[" + ",".join(envelope.text for envelope in batch) + "]"
+            return delivery_text(batch)
         out = await self.server.outgoing(list(batch), self.request)
         return encode_items(out).decode() if out else ""
 
