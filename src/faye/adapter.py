@@ -225,7 +225,7 @@ class ASGIAdapter:
                 log.warning("not ready: the engine failed to start", exc_info=True)
                 await plain(send, 503, "engine failed to start\n")
                 return True
-            await health.ready(send, self.proxy, self.ready_timeout)
+            await health.ready(send, self.server, self.ready_timeout)
             return True
         return False
 

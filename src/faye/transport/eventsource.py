@@ -15,8 +15,8 @@ from typing import Any
 
 from faye.envelope import Envelope
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
-from faye.server import Server
 from faye.transport.codec import encode_items
+from faye.transport.port import ServerPort
 from faye.transport.request import Request
 from faye.transport.responses import NO_CACHE, Receive, Scope, Send, plain
 
@@ -28,7 +28,7 @@ RETRY_MS = 5000
 class EventSourceSession:
     def __init__(
         self,
-        server: Server,
+        server: ServerPort,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -53,7 +53,7 @@ class EventSourceSession:
 
     def push(self, messages: Sequence[Envelope]) -> None:
         if self._closing:
-            self.server.proxy.requeue(self.client_id, messages)
+            self.server.requeue(self.client_id, messages)
             return
         self._outbox.extend(messages)
         self._outbox_bytes += sum(len(message.raw) for message in messages)
@@ -69,11 +69,10 @@ class EventSourceSession:
             self._outbox.clear()
             self._outbox_bytes = 0
             self._closing = True
-            self.server.limit_hits["outbox_bytes"] += 1
-            self.server.proxy.spawn(self.server.proxy.destroy_client(self.client_id))
+            self.server.drop_client(self.client_id, "outbox_bytes")
         elif len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its stream", self.client_id)
-            self.server.limit_hits["stalled"] += 1
+            self.server.limit_hit("stalled")
             self._closing = True
         self._wakeup.set()
 
@@ -82,8 +81,8 @@ class EventSourceSession:
         self._wakeup.set()
 
     async def run(self) -> None:
-        proxy = self.server.proxy
-        if not await proxy.client_exists(self.client_id):
+        server = self.server
+        if not await server.client_exists(self.client_id):
             await plain(self._send, 400, "Bad request")
             return
         try:
@@ -101,7 +100,7 @@ class EventSourceSession:
             await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
         except OSError:
             return  # the client left before the stream began
-        proxy.open_socket(self.client_id, self)
+        server.open_socket(self.client_id, self)
         gone = asyncio.ensure_future(self._wait_for_disconnect())
         try:
             await self._pump(gone)
@@ -111,7 +110,7 @@ class EventSourceSession:
             gone.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gone
-            proxy.detach_socket(self.client_id, self)
+            server.close_socket(self.client_id, self)
             with contextlib.suppress(Exception):
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -135,9 +134,9 @@ class EventSourceSession:
                     try:
                         await self._write(b"data: " + encode_items(out) + b"\r\n\r\n")
                     except OSError:
-                        self.server.proxy.requeue(self.client_id, batch)
+                        self.server.requeue(self.client_id, batch)
                         raise
-                self.server.proxy.delivered(self.client_id, len(batch))
+                self.server.acknowledge(self.client_id, len(batch))
             elif not done:
                 await self._write(b":\r\n\r\n")
             if self._closing:

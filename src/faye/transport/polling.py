@@ -13,9 +13,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-from faye.envelope import Item
-from faye.server import Delivered, Server
+from faye.batch import Batch
 from faye.transport.codec import BadRequest, decode_messages, encode_items, has_connect
+from faye.transport.port import ServerPort
 from faye.transport.request import Request
 from faye.transport.responses import (
     NO_CACHE,
@@ -77,16 +77,16 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def process_watching(
-    server: Server, messages: Any, request: Request, receive: Receive, delivered_to: Delivered
-) -> list[Item] | None:
+    server: ServerPort, messages: Any, request: Request, receive: Receive
+) -> Batch | None:
     """Process a batch; if it holds a connect, give up when the client goes away.
 
     Returns None when the client vanished; the abandoned connect puts back any
     messages it had taken, so nothing is lost with the dead request.
     """
     if not has_connect(messages):
-        return await server.process(messages, request, delivered_to)
-    work = asyncio.ensure_future(server.process(messages, request, delivered_to))
+        return await server.handle(messages, request)
+    work = asyncio.ensure_future(server.handle(messages, request))
     gone = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -100,7 +100,7 @@ async def process_watching(
 
 
 class PollingTransport:
-    def __init__(self, server: Server, max_request_size: int) -> None:
+    def __init__(self, server: ServerPort, max_request_size: int) -> None:
         self.server = server
         self.max_request_size = max_request_size
 
@@ -130,18 +130,17 @@ class PollingTransport:
         except ClientGone:
             return
         request = Request(scope)
-        delivered_to: Delivered = []
         try:
-            replies = await process_watching(self.server, messages, request, receive, delivered_to)
+            batch = await process_watching(self.server, messages, request, receive)
         except Exception:
             # Not the messages: they may be large, or carry secrets.
             count = len(messages) if isinstance(messages, list) else 1
             log.exception("failed to process a request of %d message(s)", count)
             await plain(send, 400, "Bad request")
             return
-        if replies is None:
+        if batch is None:
             return
-        body = encode_items(replies)
+        body = encode_items(batch.replies)
         headers = [NO_CACHE, NOSNIFF, *cors_headers(scope)]
         if callback:
             body = b"/**/" + callback.encode() + b"(" + _escape_js(body) + b");"
@@ -151,9 +150,12 @@ class PollingTransport:
             ]
         else:
             headers.append((b"content-type", JSON_TYPE))
-        await respond(send, 200, headers, body)
-        for client_id, count in delivered_to:
-            self.server.proxy.delivered(client_id, count)
+        try:
+            await respond(send, 200, headers, body)
+        except OSError:
+            batch.unwritten()
+            raise
+        batch.written()
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         body = await read_body(scope, receive, self.max_request_size)

@@ -17,12 +17,13 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
+from faye.batch import Batch
 from faye.envelope import Envelope, Item
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.protocol import channels
-from faye.server import Batch, Delivered, Server
 from faye.transport.codec import BadRequest, decode_messages, encode_items
 from faye.transport.frames import WRITE_EXTENSION, delivery_frame, delivery_text, text_frame
+from faye.transport.port import ServerPort
 from faye.transport.request import Request
 from faye.transport.responses import Receive, Scope, Send
 
@@ -46,13 +47,13 @@ def _abandon_if_cancelled(batch: Batch, task: asyncio.Task[None]) -> None:
 
 
 class _Frame:
-    """A reply frame, and the clients whose deliveries it carries."""
+    """A reply frame, and the batch whose deliveries it carries."""
 
-    __slots__ = ("delivered_to", "text")
+    __slots__ = ("batch", "text")
 
-    def __init__(self, text: bytes, delivered_to: Delivered) -> None:
+    def __init__(self, text: bytes, batch: Batch) -> None:
         self.text = text
-        self.delivered_to = delivered_to
+        self.batch = batch
 
 
 class WebSocketSession:
@@ -65,7 +66,7 @@ class WebSocketSession:
 
     def __init__(
         self,
-        server: Server,
+        server: ServerPort,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -75,7 +76,6 @@ class WebSocketSession:
         max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
         self.server = server
-        self.proxy = server.proxy
         self.request = Request(scope)
         self._receive = receive
         self._send = send
@@ -103,16 +103,16 @@ class WebSocketSession:
     def push(self, messages: Sequence[Envelope]) -> None:
         if self._closing:
             if self._client_id is not None:
-                self.proxy.requeue(self._client_id, messages)
+                self.server.requeue(self._client_id, messages)
             return
         client_id = self._client_id
         if (
             client_id is not None
             and self._can_write_now()
-            and not self.server.extensions.has_outgoing
+            and not self.server.has_outgoing
             and self._frame_end(messages, 0) == len(messages)
         ) and self._write_now(delivery_frame(messages)):  # type: ignore[misc]
-            self.proxy.delivered(client_id, len(messages))
+            self.server.acknowledge(client_id, len(messages))
             return
         self._outbox.extend(messages)
         self._outbox_bytes += sum(len(message.raw) for message in messages)
@@ -133,14 +133,14 @@ class WebSocketSession:
         self._stall_check = None
         if len(self._outbox) > self._max_queue:
             log.warning("client %s is not reading; closing its socket", self._client_id)
-            self.server.limit_hits["stalled"] += 1
+            self.server.limit_hit("stalled")
             # What it has not been sent waits in the engine for its next connect.
             kept = [item for item in self._outbox if isinstance(item, _Frame)]
             unsent = [item for item in self._outbox if isinstance(item, Envelope)]
             self._outbox = kept  # type: ignore[assignment]
             self._outbox_bytes = sum(len(item.text) for item in kept)
             if unsent and self._client_id is not None:
-                self.proxy.requeue(self._client_id, unsent)
+                self.server.requeue(self._client_id, unsent)
             self._close_soon(CLOSE_TRY_AGAIN)
 
     def _drop_slow_client(self) -> None:
@@ -148,7 +148,6 @@ class WebSocketSession:
         messages and all. Its client id is destroyed, so it handshakes again (and its
         client library subscribes again) instead of resuming with a gap it cannot see."""
         client_id = self._client_id
-        self.server.limit_hits["outbox_bytes"] += 1
         log.warning(
             "client %s fell %d bytes behind (cap %d); dropping it",
             client_id,
@@ -160,8 +159,7 @@ class WebSocketSession:
         self._close_soon(CLOSE_TRY_AGAIN)
         if self._abort is not None:
             self._abort()
-        if client_id is not None:
-            self.proxy.spawn(self.proxy.destroy_client(client_id))
+        self.server.drop_client(client_id, "outbox_bytes")
 
     def _close_soon(self, code: int) -> None:
         """Close once the replies being worked on are written (a disconnect's own reply)."""
@@ -238,7 +236,7 @@ class WebSocketSession:
             if self._frames:
                 await asyncio.gather(*self._frames, return_exceptions=True)
             if self._client_id is not None:
-                self.proxy.detach_socket(self._client_id, self)
+                self.server.close_socket(self._client_id, self)
             writer = self._writer
             if writer is not None:
                 writer.cancel()
@@ -266,19 +264,18 @@ class WebSocketSession:
         """Start frames strictly in arrival order; only their held connects overlap."""
         while self._inbox:
             messages = self._inbox.pop(0)
-            delivered_to: Delivered = []
             try:
-                batch = await self.server.begin(messages, self.request, delivered_to)
+                batch = await self.server.begin(messages, self.request)
             except Exception:
                 log.exception("failed to process a WebSocket frame")
                 continue
             if batch.waiting:
-                task = self._track(self._complete(batch, delivered_to))
+                task = self._track(self._complete(batch))
                 # Cancelled before it ever ran (the socket closed at once), it never
                 # reached Batch.finish: release the held connects and their messages.
                 task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
             else:
-                self._write_frame(batch.replies, delivered_to)
+                self._write_frame(batch.replies, batch)
 
     def _frame_done(self, task: asyncio.Task[None]) -> None:
         self._frames.discard(task)
@@ -293,12 +290,12 @@ class WebSocketSession:
                 client_id = message.get("clientId")
                 if isinstance(client_id, str) and client_id and client_id != self._client_id:
                     if self._client_id is not None:
-                        self.proxy.detach_socket(self._client_id, self, flush=True)
+                        self.server.close_socket(self._client_id, self, flush=True)
                     self._client_id = client_id
-                    self.proxy.open_socket(client_id, self)
+                    self.server.open_socket(client_id, self)
                 return
 
-    async def _complete(self, batch: Batch, delivered_to: Delivered) -> None:
+    async def _complete(self, batch: Batch) -> None:
         try:
             replies = await batch.finish()
         except asyncio.CancelledError:
@@ -306,15 +303,14 @@ class WebSocketSession:
         except Exception:
             log.exception("failed to process a WebSocket frame")
             return
-        self._write_frame(replies, delivered_to)
+        self._write_frame(replies, batch)
 
-    def _write_frame(self, replies: list[Item], delivered_to: Delivered) -> None:
+    def _write_frame(self, replies: list[Item], batch: Batch) -> None:
         text = encode_items(replies)
         if self._can_write_now() and self._write_now(text_frame(text)):  # type: ignore[misc]
-            for delivered, count in delivered_to:
-                self.proxy.delivered(delivered, count)
+            batch.written()
             return
-        self._outbox.append(_Frame(text, delivered_to))
+        self._outbox.append(_Frame(text, batch))
         self._outbox_bytes += len(text)
         if self._outbox_bytes > self._max_outbox_bytes and not self._closing:
             self._drop_slow_client()
@@ -323,7 +319,7 @@ class WebSocketSession:
 
     async def _push_frame(self, batch: list[Envelope]) -> str:
         """The frame for pushed deliveries; without outgoing extensions, shared text."""
-        if not self.server.extensions.has_outgoing:
+        if not self.server.has_outgoing:
             return delivery_text(batch)
         out = await self.server.outgoing(list(batch), self.request)
         return encode_items(out).decode() if out else ""
@@ -346,8 +342,7 @@ class WebSocketSession:
                             index += 1
                             text = item.text.decode()
                             await self._send({"type": "websocket.send", "text": text})
-                            for delivered, count in item.delivered_to:
-                                self.proxy.delivered(delivered, count)
+                            item.batch.written()
                             continue
                         end = self._frame_end(items, index)
                         pushed = items[index:end]  # type: ignore[assignment]
@@ -357,7 +352,7 @@ class WebSocketSession:
                         if frame:
                             await self._send({"type": "websocket.send", "text": frame})
                         if client_id is not None:
-                            self.proxy.delivered(client_id, len(pushed))
+                            self.server.acknowledge(client_id, len(pushed))
                         pushed = []
                 if not self._closing:
                     return
@@ -375,6 +370,6 @@ class WebSocketSession:
             envelopes = [item for item in unsent if isinstance(item, Envelope)]
             client_id = client_id or self._client_id
             if envelopes and client_id is not None:
-                self.proxy.requeue(client_id, envelopes)
+                self.server.requeue(client_id, envelopes)
         finally:
             self._writer = None
