@@ -301,10 +301,10 @@ class ASGIAdapter:
             client_id = path.rstrip("/").rsplit("/", 1)[-1]
             stream = EventSourceSession(
                 self.server,
+                client_id,
                 scope,
                 receive,
                 send,
-                client_id=client_id,
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,
