@@ -40,7 +40,7 @@ from faye.envelope import Envelope
 from faye.redis.connection import (
     TRANSIENT,
     Arg,
-    Client,
+    RedisClient,
     RedisConnection,
     probe_tls,
     tls_problem,
@@ -252,9 +252,7 @@ class RedisEngine(Engine):
             with contextlib.suppress(EngineError):
                 # Count as long dead: our in-flight messages are recovered at once by the
                 # next connect of their clients, or by the next GC.
-                await self.redis.call(
-                    "leave", lambda c: self._each_partition(c, "leave"), idempotent=True
-                )
+                await self.redis.call("leave", self._leave_every_partition, idempotent=True)
         await self.redis.close()
 
     async def kill(self) -> None:
@@ -313,31 +311,32 @@ class RedisEngine(Engine):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _each_partition(self, client: Client, action: str) -> None:
+    async def _leave_every_partition(self, client: RedisClient) -> None:
+        """Score 0 in every partition's ``servers``: we count as long dead at once."""
         pipe = client.pipeline(transaction=False)
         for p in range(self.keys.partitions):
-            if action == "leave":
-                pipe.zadd(self.keys.servers(p), {self.server_id: 0})
-            else:
-                pipe.zscore(self.keys.servers(p), self.server_id)
-                pipe.zadd(self.keys.servers(p), {self.server_id: now_ms()})
+            pipe.zadd(self.keys.servers(p), {self.server_id: 0})
+        await pipe.execute()
+
+    async def _beat_every_partition(self, client: RedisClient) -> None:
+        pipe = client.pipeline(transaction=False)
+        for p in range(self.keys.partitions):
+            pipe.zscore(self.keys.servers(p), self.server_id)
+            pipe.zadd(self.keys.servers(p), {self.server_id: now_ms()})
         results = await pipe.execute()
-        if action == "beat":
-            known = all(score is not None for score in results[0::2])
-            if self._beaten and not known:
-                # Another server (or a Redis restart) declared us dead and moved our
-                # in-flight messages back to the queues: our counts are void.
-                self.log.warning(
-                    "server %s was presumed dead; resetting in-flight state", self.server_id
-                )
-                self._unacked.clear()
-                self._acks.clear()
-            self._beaten = True
+        known = all(score is not None for score in results[0::2])
+        if self._beaten and not known:
+            # Another server (or a Redis restart) declared us dead and moved our
+            # in-flight messages back to the queues: our counts are void.
+            self.log.warning(
+                "server %s was presumed dead; resetting in-flight state", self.server_id
+            )
+            self._unacked.clear()
+            self._acks.clear()
+        self._beaten = True
 
     async def _beat(self) -> None:
-        await self.redis.call(
-            "heartbeat", lambda c: self._each_partition(c, "beat"), idempotent=True
-        )
+        await self.redis.call("heartbeat", self._beat_every_partition, idempotent=True)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -354,7 +353,7 @@ class RedisEngine(Engine):
         """(now, clients alive after, servers alive after), in ms."""
         now = now_ms()
         alive = now - int(self.exists_window * 1000)
-        dead = now - int(self.config.server_timeout * 1000)
+        dead = now - int(self.config.dead_server_after * 1000)
         return now, alive, dead
 
     async def create_client(self) -> str:
@@ -362,7 +361,7 @@ class RedisEngine(Engine):
             client_id = generate_id()
             key = self.keys.clients(self.keys.partition(client_id))
 
-            async def add(client: Client, key: str = key, cid: str = client_id) -> Any:
+            async def add(client: RedisClient, key: str = key, cid: str = client_id) -> Any:
                 return await client.zadd(key, {cid: now_ms()}, nx=True)
 
             added = await self.redis.call("create_client", add, idempotent=True)
@@ -1045,7 +1044,7 @@ class RedisEngine(Engine):
         """
         if client_id in self._rechecks or self._closed:
             return
-        delay = self.config.server_timeout + self.config.heartbeat_interval
+        delay = self.config.dead_server_after + self.config.heartbeat_interval
 
         def recheck() -> None:
             self._rechecks.pop(client_id, None)
@@ -1180,7 +1179,7 @@ class RedisEngine(Engine):
         for p, cids in by_partition.items():
             key = self.keys.clients(p)
 
-            async def scores_of(client: Client, key: str = key, cids: list[str] = cids) -> Any:
+            async def scores_of(client: RedisClient, key: str = key, cids: list[str] = cids) -> Any:
                 return await client.zmscore(key, cids)
 
             scores = await self.redis.call("held clients", scores_of, idempotent=True)

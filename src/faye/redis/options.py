@@ -115,7 +115,7 @@ class RedisOptions:
         return LOG_LEVELS[self.log_level]
 
     @property
-    def server_timeout(self) -> float:
+    def dead_server_after(self) -> float:
         """A server whose heartbeat is older than this is dead (its in-flight is recovered)."""
         return 3 * self.heartbeat_interval
 
@@ -250,11 +250,12 @@ class RedisOptions:
         if self.service_name and not self.sentinels:
             raise ValueError("service_name needs sentinels (their host:port addresses)")
 
-    def liveness(self, server_timeout: float) -> tuple[float, float]:
-        """(seconds a client counts as existing, seconds after which the GC collects it)."""
+    def liveness(self, bayeux_timeout: float) -> tuple[float, float]:
+        """(seconds a client counts as existing, seconds after which the GC collects it),
+        given the Bayeux server's ``timeout`` (how long it holds a ``/meta/connect``)."""
         if self.client_timeout is not None:
             return self.client_timeout, self.client_timeout
-        return 1.6 * server_timeout, 2 * server_timeout
+        return 1.6 * bayeux_timeout, 2 * bayeux_timeout
 
 
 # -- value checks ------------------------------------------------------------------------

@@ -6,8 +6,7 @@ they share are locals beside it, which ``main`` sets from its arguments first.
 * On Redis 7.0+ the files form one *function library*, loaded once per master
   (FUNCTION LOAD) and called by FCALL. The helpers are built once, when the library
   loads. A script is run from its top on every call, so its thirty-odd local
-  functions were built again for each one (several microseconds of Redis CPU per call
-  before any work: ``bench/cluster_throughput.py --command-cost``).
+  functions would be built again for each one, before any work.
 * On Redis 6.2, or where an ACL refuses FUNCTION LOAD, each file is a script
   (``lib.lua``, the file, then a call of ``main``) run by EVALSHA.
 
