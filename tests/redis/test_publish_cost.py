@@ -2,8 +2,9 @@
 
 What one Redis core can carry is set by the commands (and the work inside them) each
 publish costs it. Layout 1 queues the message for every recipient, so its count grows
-with the audience; layout 2 writes each matching log once and wakes each server
-holding recipients once, so its count must not grow with subscribers at all.
+with the audience (asserted, as the measured reason for layout 2); layout 2 writes each
+matching log once and sends it once to each server holding recipients, so its count
+must not grow with subscribers.
 
 Counted with ``INFO commandstats``, which counts the commands a function runs as well
 as the FCALL itself, over the publish and everything it causes until every subscriber
@@ -28,7 +29,7 @@ from tests.support.redis_server import RedisServer, running_redis
 SIZES = (1, 10, 1000)
 
 #: Layouts this test runs on.
-LAYOUTS = (1,)
+LAYOUTS = (1, 2)
 
 
 @pytest.fixture(scope="module")
@@ -108,4 +109,9 @@ async def test_redis_commands_per_publish_by_subscribers(
         assert counts[1000] >= 2 * 1000
         assert counts[1000] > 50 * counts[1]
     else:
-        assert counts[1000] == counts[10] == counts[1] or max(counts.values()) <= 20
+        # One name and one server for a lone subscriber, two of each beyond: 9 and 12
+        # commands. A server's cursor write (FCALL, HMGET, HSET: once a second at most,
+        # for all its clients) may fall in the window, whatever the audience.
+        assert counts[1] <= counts[10]
+        assert counts[1000] <= counts[10] + 2 * 3
+        assert max(counts.values()) <= 12 + 2 * 3

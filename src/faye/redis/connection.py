@@ -249,7 +249,7 @@ class RedisConnection:
         self.mode = options.mode
         if options.ssl.enabled:
             check_tls_files(options)
-        self.library = library(sharded=self.mode == "cluster")
+        self.library = library(sharded=self.mode == "cluster", layout=options.layout)
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
         #: no functions; None until the code is first loaded.

@@ -219,6 +219,7 @@ class RedisEngine(Engine):
         self._started = True
         if not self._background:
             return
+        await self.check_layout()
         try:
             await self.redis.load_scripts()
             await self._beat()
@@ -241,6 +242,30 @@ class RedisEngine(Engine):
             self._spawn(self._gc_loop())
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), self.config.connect_timeout + 1)
+
+    @classmethod
+    def create(cls, host: EngineHost, options: Mapping[str, Any]) -> RedisEngine:
+        return make_engine(host, options)
+
+    async def check_layout(self) -> None:
+        """Record this namespace's layout, or refuse one the other layout uses: their
+        keys mean different things, so mixing them would lose messages."""
+        key, mine = f"{self.config.namespace}:layout", str(self.config.layout)
+
+        async def check(client: RedisClient) -> Any:
+            await client.set(key, mine, nx=True)
+            return await client.get(key)
+
+        try:
+            found = _text(await self.redis.call("layout", check, idempotent=True))
+        except EngineError:
+            return  # Redis not reachable yet: start() says so and keeps trying
+        if found != mine:
+            raise EngineError(
+                f"namespace {self.config.namespace!r} is used by servers of Redis layout "
+                f"{found}, this server runs layout {mine}: use another namespace (its "
+                "clients will handshake again) or the same layout"
+            )
 
     async def close(self) -> None:
         """Stop background work, finish queued acknowledgements, leave the fleet."""
@@ -1308,6 +1333,17 @@ class RedisEngine(Engine):
             _GC_RUN.reset(token)
 
 
+def make_engine(
+    host: EngineHost, options: Mapping[str, Any] | None, *, background: bool = True
+) -> RedisEngine:
+    """The engine of the layout the options name (``layout``, 1 by default)."""
+    if RedisOptions.parse(options).layout == 2:
+        from faye.redis.layout2.engine import LogEngine
+
+        return LogEngine(host, options, background=background)
+    return RedisEngine(host, options, background=background)
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     """Retrieve a result nobody waits for any more (no 'never retrieved' warning)."""
     if not future.cancelled():
@@ -1356,7 +1392,7 @@ async def collect_garbage(
     options.setdefault("log_level", "error")
     options["gc_interval"] = None
     host = StandaloneHost(server_timeout)
-    engine = RedisEngine(host, options, background=False)
+    engine = make_engine(host, options, background=False)
     host.engine = engine
     try:
         await engine.redis.load_scripts()
