@@ -239,7 +239,7 @@ class ASGIAdapter:
                 log.warning("not ready: the engine failed to start", exc_info=True)
                 await plain(send, 503, "engine failed to start\n")
                 return True
-            await health.ready(send, self.proxy, self.ready_timeout)
+            await health.ready(send, self.server, self.ready_timeout)
             return True
         return False
 
@@ -315,10 +315,10 @@ class ASGIAdapter:
             client_id = path.rstrip("/").rsplit("/", 1)[-1]
             stream = EventSourceSession(
                 self.server,
+                client_id,
                 scope,
                 receive,
                 send,
-                client_id=client_id,
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,

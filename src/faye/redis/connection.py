@@ -60,7 +60,7 @@ T = TypeVar("T")
 Arg = str | bytes | int | float
 
 #: What every client type the engine uses answers to (Redis or RedisCluster).
-Client = Any
+RedisClient = Any
 
 #: The longest pause between two attempts of a call waiting out a stall (seconds).
 STALL_PAUSE = 0.25
@@ -257,7 +257,7 @@ class RedisConnection:
         self.mode = options.mode
         if options.ssl.enabled:
             check_tls_files(options)
-        self.library = library(sharded=self.mode == "cluster")
+        self.library = library(sharded=self.mode == "cluster", layout=options.layout)
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
         #: no functions; None until the code is first loaded.
@@ -266,11 +266,11 @@ class RedisConnection:
         self._cluster: RedisCluster | None = None
         self._sentinel: Sentinel | None = None
         self._pools: list[ConnectionPool] = []
-        self.client: Client
+        self.client: RedisClient
         #: The publish and delivery lanes' client: the same Redis, with a socket timeout
         #: of stall_timeout, so that a lane's batch waits out a stall and gets its answer
         #: (a drain whose answer is lost makes the next one resend, and duplicates).
-        self.lanes_client: Client
+        self.lanes_client: RedisClient
         if self.mode == "cluster":
             self._cluster = self._make_cluster(options)
             self.client = self._cluster
@@ -392,7 +392,7 @@ class RedisConnection:
     async def call(
         self,
         what: str,
-        fn: Callable[[Client], Awaitable[T]],
+        fn: Callable[[RedisClient], Awaitable[T]],
         *,
         idempotent: bool,
         until: float | None = None,
@@ -448,7 +448,7 @@ class RedisConnection:
     async def load_scripts(self) -> None:
         await self.call("loading the Lua code", self._load_code, idempotent=True)
 
-    async def _load_code(self, client: Client) -> None:
+    async def _load_code(self, client: RedisClient) -> None:
         """Load the function library (on every master of a Cluster), or the scripts
         where Redis has no functions (6.2) or an ACL refuses FUNCTION LOAD."""
         if self.functions is not False:
@@ -504,7 +504,7 @@ class RedisConnection:
     ) -> Any:
         """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
-        async def run(client: Client) -> Any:
+        async def run(client: RedisClient) -> Any:
             if self.functions is None:
                 await self._load_code(client)  # not loaded at start (Redis was down)
             command = self._command(name, keys, args)
@@ -567,7 +567,7 @@ class RedisConnection:
                 )
             ]
 
-        async def run(client: Client) -> list[Any]:
+        async def run(client: RedisClient) -> list[Any]:
             if self.functions is None:
                 await self._load_code(client)
             pipe = client.pipeline(transaction=False)
