@@ -224,3 +224,26 @@ async def test_a_rolling_restart_under_load_loses_nothing(redis_server: RedisSer
     assert sum(duplicates) <= retries, duplicates
     assert all(stop < 5 for stop in stops), stops  # not the 10 s --timeout
     assert len(sent) > 200
+
+
+async def test_the_drain_is_bounded_by_drain_timeout(redis_server: RedisServer) -> None:
+    """A request that never finishes (its body stops halfway) holds the drain up only
+    until --drain-timeout; then the process exits anyway."""
+    server = _server(redis_server, "--drain-timeout", "1").start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n[{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        assert server.process is not None
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.process.wait, 10)
+        stopped = time.monotonic() - started
+        writer.close()
+    finally:
+        server.stop()
+    assert 1 <= stopped < 4, stopped
