@@ -79,7 +79,8 @@ class WebSocketSession(Outbox):
         self._write_now: Callable[[bytes], bool] | None = direct.get("write")
         self._abort: Callable[[], None] | None = direct.get("abort")
         self._writer: asyncio.Task[None] | None = None
-        self._frames: set[asyncio.Task[None]] = set()
+        # Frames being worked on: tasks, and held connects' futures with their batch.
+        self._frames: dict[asyncio.Future[Any], Batch | None] = {}
         self._inbox: list[Any] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self._close_code = CLOSE_NORMAL
@@ -174,10 +175,16 @@ class WebSocketSession(Outbox):
         finally:
             self._closing = True
             self._stop_checks()
-            for task in list(self._frames):
-                task.cancel()
-            if self._frames:
-                await asyncio.gather(*self._frames, return_exceptions=True)
+            tasks = []
+            for pending, held in list(self._frames.items()):
+                if held is None:
+                    pending.cancel()
+                    tasks.append(pending)
+                else:
+                    del self._frames[pending]
+                    held.abandon()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             if self.client_id is not None:
                 self.server.close_socket(self.client_id, self)
             writer = self._writer
@@ -199,7 +206,7 @@ class WebSocketSession(Outbox):
 
     def _track(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._frames.add(task)
+        self._frames[task] = None
         task.add_done_callback(self._frame_done)
         return task
 
@@ -212,16 +219,30 @@ class WebSocketSession(Outbox):
             except Exception:
                 log.exception("failed to process a WebSocket frame")
                 continue
-            if batch.waiting:
-                task = self._track(self._complete(batch))
-                # Cancelled before it ever ran (the socket closed at once), it never
-                # reached Batch.finish: release the held connects and their messages.
-                task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
-            else:
+            if not batch.waiting:
                 self._write_frame(batch.replies, batch)
+                continue
+            waiter = batch.lone_waiter()
+            if waiter is not None:
+                # The usual frame, a lone held connect: answered from the future's
+                # callback, so an idle socket keeps no task or coroutine alive.
+                self._frames[waiter] = batch
+                waiter.add_done_callback(self._held_done)
+                continue
+            task = self._track(self._complete(batch))
+            # Cancelled before it ever ran (the socket closed at once), it never
+            # reached Batch.finish: release the held connects and their messages.
+            task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
 
-    def _frame_done(self, task: asyncio.Task[None]) -> None:
-        self._frames.discard(task)
+    def _held_done(self, waiter: asyncio.Future[Any]) -> None:
+        batch = self._frames.pop(waiter, None)
+        if batch is not None:  # else abandoned with the socket
+            self._write_frame(batch.collect(), batch)
+        if self._closing:
+            self._wake()
+
+    def _frame_done(self, task: asyncio.Future[Any]) -> None:
+        self._frames.pop(task, None)
         if self._closing:
             self._wake()
 
