@@ -32,9 +32,11 @@ class Server:
     def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
         self.limits = limits or Limits()
-        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
-        #: outbox_bytes, stalled), for metrics.
-        self.limit_hits: Counter[str] = Counter()
+        #: Refusals by limit name, kept by the monitor (faye.events.Monitor.limit_hits).
+        self.limit_hits: Counter[str] = proxy.limit_hits
+        #: Set by a graceful stop (faye.drain): connects are answered at once, so their
+        #: clients move to another server instead of waiting on this one.
+        self.draining = False
         self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
         self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
@@ -289,7 +291,7 @@ class Server:
             self._advise(reply)
             return [reply]
         assert isinstance(client_id, str)
-        hold = meta.requested_hold(message, self.proxy.timeout)
+        hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
         waiter = await self.proxy.hold(client_id, hold)
         self._advise(reply, connection_type)
         return Held(client_id, reply, waiter)

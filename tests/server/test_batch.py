@@ -12,9 +12,9 @@ async def test_written_deliveries_are_not_delivered_again(server: Server) -> Non
     await process(server, {"channel": "/x", "data": 1})
     batch = await server.handle(connect_msg(subscriber, timeout_ms=0), REMOTE)
     assert [client_id for client_id, _ in batch.deliveries] == [subscriber]
-    deliveries = server.proxy.stats.deliveries
+    deliveries = server.proxy.counts["deliveries"]
     batch.written()
-    assert server.proxy.stats.deliveries == deliveries + 1
+    assert server.proxy.counts["deliveries"] == deliveries + 1
     assert batch.deliveries == []
     assert (await poll(server, subscriber))[1:] == []
 
@@ -24,10 +24,10 @@ async def test_unwritten_deliveries_reach_the_next_connect(server: Server) -> No
     await process(server, [{"channel": "/x", "data": 1}, {"channel": "/x", "data": 2}])
     batch = await server.handle(connect_msg(subscriber, timeout_ms=0), REMOTE)
     assert len(batch.replies) == 3
-    deliveries = server.proxy.stats.deliveries
+    deliveries = server.proxy.counts["deliveries"]
     batch.unwritten()
     batch.written()  # settled once: nothing left to acknowledge
-    assert server.proxy.stats.deliveries == deliveries
+    assert server.proxy.counts["deliveries"] == deliveries
     replies = await poll(server, subscriber)
     assert [reply["data"] for reply in replies[1:]] == [1, 2]
 
