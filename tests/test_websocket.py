@@ -79,6 +79,34 @@ async def test_push_while_connect_is_held(ws: ClientConnection, http: httpx.Asyn
     assert held_reply[0]["id"] == "c2" and held_reply[0]["successful"]
 
 
+async def test_a_connect_sent_while_one_is_held_answers_the_first_at_once(
+    ws: ClientConnection, http: httpx.AsyncClient
+) -> None:
+    """Two held connects on one socket for a moment: each gets its own reply."""
+    alice = await ws_handshake(ws)
+    await exchange(ws, [{"channel": "/meta/subscribe", "clientId": alice, "subscription": "/r"}])
+    await ws.send(json.dumps([connect_msg(alice, id="c1")]))
+    await ws.send(json.dumps([connect_msg(alice, id="c2")]))
+    first = await receive(ws, timeout=1)
+    assert [(r["id"], r["successful"]) for r in first] == [("c1", True)]
+    await http.post(MOUNT, json={"channel": "/r", "data": "pushed"})
+    assert [m["data"] for m in await receive(ws)] == ["pushed"]
+    second = await receive(ws, timeout=4)  # at the end of its hold
+    assert [(r["id"], r["successful"]) for r in second] == [("c2", True)]
+
+
+async def test_a_connect_beside_a_publish_is_answered_after_it(ws: ClientConnection) -> None:
+    alice = await ws_handshake(ws)
+    replies = await exchange(
+        ws,
+        [
+            connect_msg(alice, id="c", advice={"timeout": 0}),
+            {"channel": "/elsewhere", "clientId": alice, "data": 1, "id": "p"},
+        ],
+    )
+    assert [r["id"] for r in replies] == ["p", "c"]
+
+
 async def test_bad_frames_are_ignored_and_socket_survives(ws: ClientConnection) -> None:
     for frame in ["not json", "42", '"string"', "[ }"]:
         await ws.send(frame)

@@ -293,7 +293,13 @@ class ASGIAdapter:
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,
             )
-            await self._counted("websocket", session.run())
+            # Counted here rather than through _counted: one coroutine less for every
+            # socket, held for its whole life.
+            self.open_connections["websocket"] += 1
+            try:
+                await session.run()
+            finally:
+                self.open_connections["websocket"] -= 1
         elif kind == "http":
             await self._http(scope, receive, send, path)
 

@@ -208,7 +208,7 @@ def build_parser() -> argparse.ArgumentParser:
         choices=COMPRESSION_SETTINGS,
         default=os.environ.get("FAYE_WS_COMPRESSION", "off"),
         help="what a WebSocket client's permessage-deflate offer gets (default off; "
-        "'on' costs about 37 KB per connection, see docs/benchmarks.md)",
+        "'on' keeps two zlib contexts per connection: docs/benchmarks.md has their memory)",
     )
     gc = commands.add_parser("gc", help="collect expired clients once (for cron)")
     _redis_arguments(gc)

@@ -1,14 +1,16 @@
 """Held ``/meta/connect`` requests, push sockets and delivery, around any engine.
 
-A held connect is a Future plus one timer handle: waiting costs no task and no
-polling. Deliveries that arrive in the same event-loop turn are answered together,
-as Faye does with its zero-delay delivery timer.
+A held connect is a Future and an entry in the deadlines of its tick: waiting costs
+no task, no timer handle of its own and no polling. Deliveries that arrive in the same
+event-loop turn are answered together, as Faye does with its zero-delay delivery timer.
 """
 
 from __future__ import annotations
 
 import asyncio
+import heapq
 import logging
+import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
@@ -30,10 +32,74 @@ class PushSocket(Protocol):
         """Close after whatever was already queued has been sent."""
 
 
+#: The resolution of held connects' deadlines, in seconds.
+TICK = 0.1
+
+
+class Deadlines:
+    """When held connects time out, to the next :data:`TICK`: one timer for them all.
+
+    A timer handle per held connect (with its bound method) is kept for every idle
+    client; here a held connect is one entry in the set of connects whose deadline
+    falls in the same tick, and the process keeps one timer, for the earliest tick. A
+    connect is held up to one tick longer than asked.
+    """
+
+    __slots__ = ("_buckets", "_ticks", "_timer", "_timer_tick")
+
+    def __init__(self) -> None:
+        self._buckets: dict[int, dict[Connection, None]] = {}
+        self._ticks: list[int] = []  # a heap of the keys of _buckets
+        self._timer: asyncio.TimerHandle | None = None
+        self._timer_tick = 0
+
+    def add(self, connection: Connection, delay: float) -> dict[Connection, None]:
+        """Flush ``connection`` in ``delay`` seconds; returns what :meth:`remove` takes."""
+        loop = asyncio.get_running_loop()
+        tick = math.ceil((loop.time() + delay) / TICK)
+        bucket = self._buckets.get(tick)
+        if bucket is None:
+            bucket = self._buckets[tick] = {}
+            heapq.heappush(self._ticks, tick)
+            if self._timer is None or tick < self._timer_tick:
+                self._schedule(loop, tick)
+        bucket[connection] = None
+        return bucket
+
+    @staticmethod
+    def remove(connection: Connection, bucket: dict[Connection, None]) -> None:
+        bucket.pop(connection, None)
+
+    def clear(self) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+            self._timer = None
+        self._buckets.clear()
+        self._ticks.clear()
+
+    def _schedule(self, loop: asyncio.AbstractEventLoop, tick: int) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        self._timer_tick = tick
+        self._timer = loop.call_at(tick * TICK, self._fire)
+
+    def _fire(self) -> None:
+        self._timer = None
+        loop = asyncio.get_running_loop()
+        now = loop.time() / TICK + 1e-6  # call_at may fire a clock resolution early
+        ticks = self._ticks
+        while ticks and ticks[0] <= now:
+            bucket = self._buckets.pop(heapq.heappop(ticks))
+            for connection in list(bucket):
+                connection.flush()
+        if ticks:
+            self._schedule(loop, ticks[0])
+
+
 class Connection:
     """One client's presence in this process: a held connect and/or a bound socket."""
 
-    __slots__ = ("_flush_handle", "_timer", "client_id", "inbox", "proxy", "socket", "waiter")
+    __slots__ = ("_deadline", "_flush_handle", "client_id", "inbox", "proxy", "socket", "waiter")
 
     def __init__(self, proxy: EngineProxy, client_id: str) -> None:
         self.proxy = proxy
@@ -41,7 +107,7 @@ class Connection:
         self.socket: PushSocket | None = None
         self.waiter: asyncio.Future[list[Envelope]] | None = None
         self.inbox: list[Envelope] = []
-        self._timer: asyncio.TimerHandle | None = None
+        self._deadline: dict[Connection, None] | None = None
         self._flush_handle: asyncio.Handle | None = None
 
     def wait(self, hold: float | None) -> asyncio.Future[list[Envelope]]:
@@ -57,11 +123,11 @@ class Connection:
             previous.set_result([])
         waiter: asyncio.Future[list[Envelope]] = loop.create_future()
         self.waiter = waiter
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            Deadlines.remove(self, self._deadline)
+            self._deadline = None
         if hold is not None:
-            self._timer = loop.call_later(hold, self.flush)
+            self._deadline = self.proxy.deadlines.add(self, hold)
         if self.inbox:
             self._schedule_flush()
         return waiter
@@ -79,9 +145,9 @@ class Connection:
             self._flush_handle = asyncio.get_running_loop().call_soon(self.flush)
 
     def _cancel_timers(self) -> None:
-        if self._timer is not None:
-            self._timer.cancel()
-            self._timer = None
+        if self._deadline is not None:
+            Deadlines.remove(self, self._deadline)
+            self._deadline = None
         if self._flush_handle is not None:
             self._flush_handle.cancel()
             self._flush_handle = None
@@ -136,6 +202,7 @@ class EngineProxy(Monitor):
         self.interval = float(interval)
         self._connections: dict[str, Connection] = {}
         self._subscription_counts: dict[str, int] = {}
+        self.deadlines = Deadlines()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self.backend: Engine = engine(self, dict(options or {}))
@@ -148,8 +215,8 @@ class EngineProxy(Monitor):
             await self.backend.start()
 
     async def close(self) -> None:
-        for client_id in list(self._connections):
-            self.flush_connection(client_id)
+        self.flush_all()
+        self.deadlines.clear()
         await self.backend.close()
         self._started = False
 
@@ -243,6 +310,17 @@ class EngineProxy(Monitor):
 
     async def connect(self, client_id: str, hold: float) -> list[Envelope]:
         """Hold a connect; return what arrived for the client (possibly nothing)."""
+        waiter = await self.hold(client_id, hold)
+        try:
+            return await waiter
+        except BaseException:
+            self.release(client_id, waiter)
+            raise
+
+    async def hold(self, client_id: str, hold: float) -> asyncio.Future[list[Envelope]]:
+        """Hold a connect: the future is answered with what arrives for the client
+        (possibly nothing) within ``hold`` seconds. If its request goes away first,
+        :meth:`release` it."""
         connection = self._connection(client_id)
         # An immediate connect (hold 0) is answered once the engine has handed over the
         # client's queue, not on the next loop turn: an engine that drains over the
@@ -251,12 +329,21 @@ class EngineProxy(Monitor):
         waiter = connection.wait(None if immediate else hold)
         try:
             await self.backend.connect(client_id)
-            if immediate and connection.waiter is waiter:
-                connection.flush()
-            return await waiter
         except BaseException:
             connection.abandon(waiter)
             raise
+        if immediate and connection.waiter is waiter:
+            connection.flush()
+        return waiter
+
+    def release(self, client_id: str, waiter: asyncio.Future[list[Envelope]]) -> None:
+        """The request holding ``waiter`` went away: what it had, or was to get, waits
+        for the client's next connect."""
+        connection = self._connections.get(client_id)
+        if connection is not None:
+            connection.abandon(waiter)
+        elif waiter.done() and not waiter.cancelled() and waiter.result():
+            self.requeue(client_id, waiter.result())
 
     def _connection(self, client_id: str) -> Connection:
         connection = self._connections.get(client_id)

@@ -12,7 +12,7 @@ from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
-from faye.batch import Batch
+from faye.batch import Batch, Held
 from faye.engine import EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
@@ -40,7 +40,7 @@ class Server:
         self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
         self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
-        self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item]]]] = {
+        self._handlers: dict[str, Callable[[Message, bool], Awaitable[list[Item] | Held]]] = {
             channels.HANDSHAKE: self._handshake,
             channels.CONNECT: self._connect,
             channels.DISCONNECT: self._disconnect,
@@ -81,21 +81,24 @@ class Server:
         this for each in turn, so the order holds across batches too, and awaits
         :meth:`Batch.finish` concurrently.
         """
-        batch = Batch(self.proxy.delivered, self.proxy.requeue)
+        batch = Batch(self, request)
         try:
             for raw in messages if isinstance(messages, list) else [messages]:
                 if not meta.js_truthy(raw):
                     continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
-                if message.get("channel") == channels.CONNECT:
-                    work = self._process_connect(message, request, batch.deliveries)
-                    batch.held.append(work)
-                    continue
-                outcome = await self._process_one(message, request, batch.deliveries)
-                if isinstance(outcome, list):
-                    batch.replies.extend(outcome)
-                else:
+                outcome = await self._process_one(message, request)
+                if isinstance(outcome, Held):
+                    batch.held.append(outcome)
+                elif not isinstance(outcome, list):
                     batch.publishing.append(outcome)
+                elif message.get("channel") == channels.CONNECT:
+                    batch.late.extend(outcome)
+                else:
+                    batch.replies.extend(outcome)
+            if not batch.publishing:
+                batch.replies.extend(batch.late)
+                batch.late = []
         except BaseException:
             batch.abandon()
             raise
@@ -122,6 +125,9 @@ class Server:
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         self.proxy.requeue(client_id, messages)
 
+    def release(self, client_id: str, waiter: asyncio.Future[list[Envelope]]) -> None:
+        self.proxy.release(client_id, waiter)
+
     def drop_client(self, client_id: str | None, reason: str) -> None:
         self.limit_hits[reason] += 1
         if client_id is not None:
@@ -130,19 +136,13 @@ class Server:
     def limit_hit(self, reason: str) -> None:
         self.limit_hits[reason] += 1
 
-    async def _process_connect(
-        self, message: Message, request: Any, deliveries: list[tuple[str, list[Envelope]]]
-    ) -> list[Item]:
-        outcome = await self._process_one(message, request, deliveries)
-        return outcome if isinstance(outcome, list) else await outcome
-
     async def _process_one(
         self,
         message: Message,
         request: Any,
-        deliveries: list[tuple[str, list[Envelope]]],
-    ) -> list[Item] | asyncio.Task[list[Item]]:
-        """One message's replies, or a task for them when a publish is under way."""
+    ) -> list[Item] | Held | asyncio.Task[list[Item]]:
+        """One message's replies, a task for them when a publish is under way, or a
+        held connect (its outgoing extensions run once it is answered)."""
         if request is not None:
             # Before the extensions: traffic over its rate costs no authentication work.
             refusal = self._over_rate(message, request)
@@ -167,10 +167,10 @@ class Server:
                     meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
                     out: list[Item] = [reply]
                 else:
-                    out = await handler(incoming, local)
-                    if len(out) > 1 and channel == channels.CONNECT:
-                        envelopes = [i for i in out if isinstance(i, Envelope)]
-                        deliveries.append((incoming["clientId"], envelopes))
+                    answer = await handler(incoming, local)
+                    if isinstance(answer, Held):
+                        return answer
+                    out = answer
             else:
                 reply, pending = self._start_publish(incoming)
                 if pending is not None:
@@ -282,7 +282,7 @@ class Server:
         self._advise(reply)
         return [reply]
 
-    async def _connect(self, message: Message, local: bool) -> list[Item]:
+    async def _connect(self, message: Message, local: bool) -> list[Item] | Held:
         client_id = message.get("clientId")
         exists = await self.proxy.client_exists(client_id)
         reply = meta.reply_skeleton(message)
@@ -291,12 +291,10 @@ class Server:
             self._advise(reply)
             return [reply]
         assert isinstance(client_id, str)
-        if self.draining:  # answered at once: the client moves to another server
-            message = {**message, "advice": {"timeout": 0}}
-        hold = meta.requested_hold(message, self.proxy.timeout)
-        delivered = await self.proxy.connect(client_id, hold)
+        hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
+        waiter = await self.proxy.hold(client_id, hold)
         self._advise(reply, connection_type)
-        return [reply, *delivered]
+        return Held(client_id, reply, waiter)
 
     async def _disconnect(self, message: Message, local: bool) -> list[Item]:
         client_id = message.get("clientId")

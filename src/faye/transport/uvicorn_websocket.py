@@ -221,7 +221,7 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
             # uvicorn's ~37 attributes outgrow CPython's shared-key instance dicts, and
             # the dict they spill into is sized for three times what it held then (128
             # slots). A copy made by insertion fits them in 64: about 0.75 KB less for
-            # every socket (python bench/memprofile.py --clients 4000).
+            # every socket (python -m bench memory --clients 4000).
             self.__dict__ = {name: value for name, value in self.__dict__.items()}
 
     def handle_connect(self, event: Any) -> None:

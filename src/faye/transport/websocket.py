@@ -57,6 +57,7 @@ class WebSocketSession(Outbox):
         "_close_deadline",
         "_dispatcher",
         "_frames",
+        "_held",
         "_inbox",
         "_write_now",
         "_writer",
@@ -79,7 +80,11 @@ class WebSocketSession(Outbox):
         self._write_now: Callable[[bytes], bool] | None = direct.get("write")
         self._abort: Callable[[], None] | None = direct.get("abort")
         self._writer: asyncio.Task[None] | None = None
-        self._frames: set[asyncio.Task[None]] = set()
+        # Frames being worked on: the batch of a lone held connect (the usual one) and,
+        # made when first needed, other held connects' futures with their batch and the
+        # tasks of frames that need more work.
+        self._held: Batch | None = None
+        self._frames: dict[asyncio.Future[Any], Batch | None] | None = None
         self._inbox: list[Any] = []
         self._dispatcher: asyncio.Task[None] | None = None
         self._close_code = CLOSE_NORMAL
@@ -174,10 +179,20 @@ class WebSocketSession(Outbox):
         finally:
             self._closing = True
             self._stop_checks()
-            for task in list(self._frames):
-                task.cancel()
-            if self._frames:
-                await asyncio.gather(*self._frames, return_exceptions=True)
+            tasks = []
+            held, self._held = self._held, None
+            if held is not None:
+                held.abandon()
+            frames = self._frames or {}
+            for pending, batch in list(frames.items()):
+                if batch is None:
+                    pending.cancel()
+                    tasks.append(pending)
+                else:
+                    del frames[pending]
+                    batch.abandon()
+            if tasks:
+                await asyncio.gather(*tasks, return_exceptions=True)
             if self.client_id is not None:
                 self.server.close_socket(self.client_id, self)
             writer = self._writer
@@ -199,9 +214,18 @@ class WebSocketSession(Outbox):
 
     def _track(self, coro: Any) -> asyncio.Task[None]:
         task: asyncio.Task[None] = asyncio.ensure_future(coro)
-        self._frames.add(task)
+        if self._frames is None:
+            self._frames = {}
+        self._frames[task] = None
         task.add_done_callback(self._frame_done)
         return task
+
+    def _pending(self) -> set[asyncio.Future[Any]]:
+        """What the frames being worked on wait for."""
+        pending = set(self._frames or ())
+        if self._held is not None:
+            pending.add(self._held.held[0].waiter)
+        return pending
 
     async def _dispatch(self) -> None:
         """Start frames strictly in arrival order; only their held connects overlap."""
@@ -212,16 +236,42 @@ class WebSocketSession(Outbox):
             except Exception:
                 log.exception("failed to process a WebSocket frame")
                 continue
-            if batch.waiting:
-                task = self._track(self._complete(batch))
-                # Cancelled before it ever ran (the socket closed at once), it never
-                # reached Batch.finish: release the held connects and their messages.
-                task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
-            else:
+            if not batch.waiting:
                 self._write_frame(batch.replies, batch)
+                continue
+            waiter = batch.lone_waiter()
+            if waiter is not None:
+                # The usual frame, a lone held connect: answered from the future's
+                # callback, so an idle socket keeps no task or coroutine alive.
+                if self._held is None:
+                    self._held = batch
+                else:  # a connect sent before the last one was answered
+                    if self._frames is None:
+                        self._frames = {}
+                    self._frames[waiter] = batch
+                waiter.add_done_callback(self._held_done)
+                continue
+            task = self._track(self._complete(batch))
+            # Cancelled before it ever ran (the socket closed at once), it never
+            # reached Batch.finish: release the held connects and their messages.
+            task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
 
-    def _frame_done(self, task: asyncio.Task[None]) -> None:
-        self._frames.discard(task)
+    def _held_done(self, waiter: asyncio.Future[Any]) -> None:
+        batch = self._held
+        if batch is not None and batch.held and batch.held[0].waiter is waiter:
+            self._held = None
+        else:
+            batch = self._frames.pop(waiter, None) if self._frames else None
+        if batch is not None:  # else abandoned with the socket
+            self._write_frame(batch.collect(), batch)
+        if self._closing:
+            self._wake()
+
+    def _frame_done(self, task: asyncio.Future[Any]) -> None:
+        if self._frames is not None:
+            self._frames.pop(task, None)
+        if task is self._dispatcher:
+            self._dispatcher = None  # a finished task is no small thing to keep
         if self._closing:
             self._wake()
 
@@ -263,10 +313,11 @@ class WebSocketSession(Outbox):
                 if not self._closing:
                     return
                 remaining = self._close_deadline - asyncio.get_running_loop().time()
-                if not self._frames or remaining <= 0:
+                pending = self._pending()
+                if not pending or remaining <= 0:
                     await self._send({"type": "websocket.close", "code": self._close_code})
                     return
-                await asyncio.wait(set(self._frames), timeout=remaining)
+                await asyncio.wait(pending, timeout=remaining)
         except (OSError, RuntimeError) as exc:
             # The socket is gone; what was not written went back to the engine.
             log.debug("WebSocket write failed: %s", exc)
