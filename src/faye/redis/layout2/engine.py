@@ -65,6 +65,11 @@ class LogEngine(RedisEngine):
         self._cursor_written = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
         self._decoded: dict[bytes, Envelope | None] = {}
+        # Long-polling clients with messages to answer once their cursor is recorded.
+        self._replies: set[str] = set()
+        self._reply_lane: asyncio.Task[None] | None = None
+        has_socket = getattr(host, "has_socket", None)
+        self._has_socket: Any = has_socket if has_socket is not None else (lambda _: True)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -78,8 +83,9 @@ class LogEngine(RedisEngine):
     async def kill(self) -> None:
         if self._cursor_timer is not None:
             self._cursor_timer.cancel()
-        if self._claim_lane is not None:
-            self._claim_lane.cancel()
+        for lane in (self._claim_lane, self._reply_lane, self._cursor_task):
+            if lane is not None:
+                lane.cancel()
         await super().kill()
 
     def _fail_pending(self) -> None:
@@ -156,10 +162,16 @@ class LogEngine(RedisEngine):
     async def connect(self, client_id: str) -> None:
         await self._claim(client_id)
 
-    async def _claim(self, client_id: str, after: int | None = None) -> None:
+    async def _claim(self, client_id: str) -> None:
         held = self.ledger.get(client_id)
-        mode = ClaimMode.HELD if held is not None and after is None else ClaimMode.TAKE
-        future = self._submit_claim(ClaimRequest(client_id, mode, after))
+        if held is None:
+            request = ClaimRequest(client_id, ClaimMode.TAKE)
+        else:
+            # What waits now is handed out with the answer: recorded first.
+            handed = held.pending[-1][0] if held.pending else held.handed
+            record = f"{held.acked}/{handed}/{self.server_id}"
+            request = ClaimRequest(client_id, ClaimMode.HELD, record=record, covers=handed)
+        future = self._submit_claim(request)
         limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
         try:
             await asyncio.wait_for(asyncio.shield(future), limit)
@@ -241,21 +253,70 @@ class LogEngine(RedisEngine):
             for line in self._recent:
                 if line.seq > claim.seq:
                     self._on_published(line, only=client_id)
+            # The claim recorded the backlog as handed out.
+            covers = claim.backlog[-1][0] if claim.backlog else 0
+        else:
+            covers = request.covers
         held_now = self.ledger.get(client_id)
         if held_now is not None:
-            self._hand(client_id, held_now)
+            self._hand(client_id, held_now, covers)
 
-    def _hand(self, client_id: str, held: Held) -> None:
-        """Hand what waits for the client to its connection here, if it has one."""
+    def _hand(self, client_id: str, held: Held, covers: int = 0) -> None:
+        """Hand what waits for the client to its connection here, if it has one.
+
+        A socket gets everything (its cursor is recorded every cursor_interval). A
+        held connect gets what the recorded cursor ``covers``; the rest waits for the
+        reply lane to record it first: the client's next connect may reach another
+        server, which must not take the reply's messages for unsent.
+        """
         if not held.pending or not self.host.has_connection(client_id):
             return
-        items = list(held.pending)
-        held.pending.clear()
+        if self._has_socket(client_id) or held.pending[-1][0] <= covers:
+            items = list(held.pending)
+            held.pending.clear()
+        else:
+            items = []
+            while held.pending and held.pending[0][0] <= covers:
+                items.append(held.pending.popleft())
+            self._reply_later(client_id)
+            if not items:
+                return
         self.ledger.handed(client_id, held, [seq for seq, _ in items])
         if self.host.deliver(client_id, [envelope for _, envelope in items]):
             self._cursor_changed()
             return
         self.ledger.requeue(client_id, [envelope for _, envelope in items])
+
+    def _reply_later(self, client_id: str) -> None:
+        self._replies.add(client_id)
+        if self._reply_lane is None and not self._closed:
+            self._reply_lane = asyncio.ensure_future(self._run_reply_lane())
+
+    async def _run_reply_lane(self) -> None:
+        """Record the cursors of long-polling clients, then answer them: one call per
+        turn for all of them."""
+        try:
+            while self._replies:
+                await asyncio.sleep(0)
+                due, self._replies = self._replies, set()
+                covers: dict[str, int] = {}
+                records = []
+                for cid in due:
+                    held = self.ledger.get(cid)
+                    if held is not None and held.pending and self.host.has_connection(cid):
+                        covers[cid] = held.pending[-1][0]
+                        records.append((cid, f"{held.acked}/{covers[cid]}/{self.server_id}"))
+                try:
+                    await self.functions.cursors(records)
+                except EngineError as exc:
+                    # Answered anyway: a duplicate after a move beats a reply withheld.
+                    self.log.debug("recording cursors before replies failed: %s", exc)
+                for cid, upto in covers.items():
+                    held = self.ledger.get(cid)
+                    if held is not None:
+                        self._hand(cid, held, upto)
+        finally:
+            self._reply_lane = None
 
     # -- acknowledgements and cursors ----------------------------------------------------
 
@@ -362,6 +423,10 @@ class LogEngine(RedisEngine):
             if held.pending or not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
                 continue
+            if not self._has_socket(cid):  # a held connect: cursor first
+                self.ledger.queue(held, line.seq, envelope)
+                self._reply_later(cid)
+                continue
             self.ledger.handed(cid, held, [line.seq])
             if self.host.deliver(cid, (envelope,)):
                 self._cursor_changed()
@@ -392,15 +457,28 @@ class LogEngine(RedisEngine):
         self._decoded[raw] = envelope
         return envelope
 
+    def _holds_clients(self) -> bool:
+        return bool(self.ledger.clients)
+
     async def _after_outage(self) -> None:
         """Back on Redis after the listener lost it: messages sent meanwhile were lost on
-        the way, so every client held here is taken again from what it was given."""
+        the way, so every client connected here is taken again from what it was given.
+
+        The others are forgotten: one may have moved to another server meanwhile (its
+        ``m`` line lost with the rest), and taking it back would hide it from there.
+        They are taken over from their cursor when they connect.
+        """
         with contextlib.suppress(EngineError):
             await self._beat()
+        for cid in [c for c in self.ledger.clients if not self.host.has_connection(c)]:
+            self.ledger.drop(cid)
         held = list(self.ledger.clients.items())
         if not held:
             return
-        futures = [self._submit_claim(ClaimRequest(cid, ClaimMode.TAKE, h.last)) for cid, h in held]
+        futures = [
+            self._submit_claim(ClaimRequest(cid, ClaimMode.TAKE, h.last, str(h.acked)))
+            for cid, h in held
+        ]
         results = await asyncio.gather(*futures, return_exceptions=True)
         gone = [
             cid

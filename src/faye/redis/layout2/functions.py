@@ -38,6 +38,11 @@ class ClaimRequest:
     mode: ClaimMode
     #: Read the logs after this sequence number instead of the recorded cursor.
     after: int | None = None
+    #: HELD: the cursor to record if the client is still held here (what it is about
+    #: to be handed), or "". TAKE with ``after``: the sequence number known written.
+    record: str = ""
+    #: HELD: the sequence number ``record`` hands out up to.
+    covers: int = 0
 
 
 @dataclass(slots=True)
@@ -163,7 +168,7 @@ class LogFunctions:
         for start in range(0, len(requests), CHUNK):
             args = list(head)
             for r in requests[start : start + CHUNK]:
-                args += [r.client_id, r.mode.value, "" if r.after is None else r.after]
+                args += [r.client_id, r.mode.value, "" if r.after is None else r.after, r.record]
             calls.append(([self.keys.clients], args))
         results = await self.redis.run_scripts("log_claim", calls, idempotent=False, lanes=lanes)
         claims = []

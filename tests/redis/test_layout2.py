@@ -1,0 +1,142 @@
+"""Layout 2 (channel logs): what is its own, beyond the contract suite it also passes.
+
+Real redis-server processes; servers are engine proxies in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from typing import Any
+
+import pytest
+from redis.asyncio import Redis
+
+from faye.engine import EngineError
+from faye.redis.layout2.engine import LogEngine
+from tests.redis.conftest import Fleet, engine_of
+from tests.redis.test_behaviour import data, wait_for
+from tests.support.engines import attach
+from tests.support.redis_server import RedisServer
+
+L2: dict[str, Any] = {"layout": 2, "heartbeat_interval": 0.2}
+
+
+async def test_the_layout_option_selects_the_engine(fleet: Fleet) -> None:
+    one = await fleet.proxy()
+    assert not isinstance(engine_of(one), LogEngine)
+    other = Fleet(fleet.url)
+    try:
+        two = await other.proxy(layout=2)
+        assert isinstance(engine_of(two), LogEngine)
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize(("first", "second"), [(1, 2), (2, 1)])
+async def test_a_server_refuses_a_namespace_of_the_other_layout(
+    redis_server: RedisServer, first: int, second: int
+) -> None:
+    fleet = Fleet(redis_server.url)
+    try:
+        await fleet.proxy(layout=first)
+        with pytest.raises(EngineError, match=f"layout {first}, this server runs layout {second}"):
+            await fleet.proxy(layout=second)
+        await fleet.proxy(layout=first)  # the same layout joins
+    finally:
+        await fleet.close()
+
+
+async def test_layout_2_keeps_one_partition(fleet: Fleet) -> None:
+    with pytest.raises(ValueError, match="partitions"):
+        await fleet.proxy(layout=2, partitions=4)
+
+
+async def test_a_long_polling_client_moving_between_live_servers_gets_each_message_once(
+    fleet: Fleet,
+) -> None:
+    """Each connect lands on the other server (a round-robin balancer): the server
+    taking the client over reads the logs from what the other one handed out."""
+    a = await fleet.proxy(**L2)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/move/*")
+    await b.subscribe(alice, "/move/x")  # overlapping: still one copy each
+    got: list[Any] = []
+    servers = [a, b]
+    for step in range(6):
+        await servers[step % 2].publish({"channel": "/move/x", "data": step})
+        server = servers[(step + 1) % 2]
+        delivered = await server.connect(alice, hold=0)
+        server.delivered(alice, len(delivered))
+        got += data(delivered)
+        await asyncio.sleep(0.05)
+    assert got == list(range(6))
+
+
+async def test_killed_holder_loses_nothing_and_repeats_at_most_a_cursor_interval(
+    fleet: Fleet,
+) -> None:
+    """kill -9 of the server holding a subscriber (engine.kill: no clean-up in Redis):
+    the client connects elsewhere and gets everything after the last cursor the dead
+    server wrote: what it had written since comes twice, nothing is lost."""
+    a = await fleet.proxy(**L2, cursor_interval=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/kill")
+    socket = await attach(a, alice)
+    for n in range(10):
+        await b.publish({"channel": "/kill", "data": n})
+        await wait_for(lambda n=n: len(socket.messages) == n + 1)
+        a.delivered(alice, 1)
+        await asyncio.sleep(0.1)
+    await engine_of(a).kill()
+    for n in range(10, 13):
+        await b.publish({"channel": "/kill", "data": n})
+    delivered = data(await b.connect(alice, hold=0))
+    written = data(socket.messages)
+    assert written == list(range(10))
+    # Everything after the dead server's last cursor, once and in order.
+    assert delivered == list(range(delivered[0], 13))
+    assert 13 - delivered[0] <= 3 + 0.5 / 0.1 + 1  # at most cursor_interval repeated
+
+
+async def test_a_listener_outage_is_caught_up_from_the_logs(fleet: Fleet, raw_redis: Redis) -> None:
+    a = await fleet.proxy(**L2, retry_delay=0.05)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/outage")
+    socket = await attach(a, alice)
+    await b.publish({"channel": "/outage", "data": "before"})
+    await wait_for(lambda: len(socket.messages) == 1)
+    # Cut every pub/sub connection (the listeners'); publish while they reconnect.
+    await raw_redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for n in range(5):
+        await b.publish({"channel": "/outage", "data": n})
+    await wait_for(lambda: len(socket.messages) == 6, timeout=5)
+    await asyncio.sleep(0.3)  # nothing comes twice
+    assert data(socket.messages) == ["before", 0, 1, 2, 3, 4]
+
+
+async def test_messages_waiting_in_memory_are_bounded_by_max_queue(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2, max_queue=5)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/bounded")
+    assert data(await a.connect(alice, hold=0)) == []  # held here from now on
+    for n in range(12):
+        await a.publish({"channel": "/bounded", "data": n})
+    await asyncio.sleep(0.1)
+    held = engine_of(a).ledger.get(alice)  # type: ignore[attr-defined]
+    assert held is not None and len(held.pending) == 5
+    assert data(await a.connect(alice, hold=0)) == [7, 8, 9, 10, 11]
+
+
+async def test_a_client_gets_nothing_published_before_it_subscribed(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    bob = await a.create_client()
+    await a.subscribe(alice, "/early")
+    await a.publish({"channel": "/early", "data": "before bob"})
+    await a.subscribe(bob, "/early")
+    await a.publish({"channel": "/early", "data": "after"})
+    assert data(await a.connect(bob, hold=0)) == ["after"]
+    assert data(await a.connect(alice, hold=0)) == ["before bob", "after"]
