@@ -12,6 +12,8 @@ import pytest
 from redis.asyncio import Redis
 
 from faye.engine import EngineError
+from faye.envelope import Envelope
+from faye.redis import Publisher
 from faye.redis.layout2.engine import LogEngine
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import data, wait_for
@@ -140,3 +142,33 @@ async def test_a_client_gets_nothing_published_before_it_subscribed(fleet: Fleet
     await a.publish({"channel": "/early", "data": "after"})
     assert data(await a.connect(bob, hold=0)) == ["after"]
     assert data(await a.connect(alice, hold=0)) == ["before bob", "after"]
+
+
+async def test_messages_put_back_on_a_socket_go_out_before_the_next_one(fleet: Fleet) -> None:
+    """A write that failed puts its messages back; the socket's next message follows them
+    at once, not at the client's next /meta/connect."""
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/again")
+    socket = await attach(a, alice)
+    await a.publish({"channel": "/again", "data": 1})
+    await wait_for(lambda: len(socket.messages) == 1)
+    # The transport could not write it.
+    a.requeue(alice, [Envelope.from_message(socket.messages[-1])])
+    await a.publish({"channel": "/again", "data": 2})
+    await wait_for(lambda: len(socket.messages) == 3)
+    assert data(socket.messages) == [1, 1, 2]
+
+
+async def test_a_publisher_outside_the_fleet_publishes_into_layout_2(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/outside/*")
+    socket = await attach(a, alice)
+    publisher = Publisher({"url": fleet.url, "layout": 2}, namespace=fleet.namespace)
+    try:
+        await publisher.publish("/outside/x", "hello")
+    finally:
+        await publisher.close()
+    await wait_for(lambda: len(socket.messages) == 1)
+    assert data(socket.messages) == ["hello"]

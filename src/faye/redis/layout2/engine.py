@@ -420,12 +420,16 @@ class LogEngine(RedisEngine):
         for cid, held in recipients:
             if only is not None and cid != only:
                 continue
-            if held.pending or not self.host.has_connection(cid):
+            if not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
                 continue
             if not self._has_socket(cid):  # a held connect: cursor first
                 self.ledger.queue(held, line.seq, envelope)
                 self._reply_later(cid)
+                continue
+            if held.pending:  # behind messages put back: after them, in order
+                self.ledger.queue(held, line.seq, envelope)
+                self._hand(cid, held)
                 continue
             self.ledger.handed(cid, held, [line.seq])
             if self.host.deliver(cid, (envelope,)):
