@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 from typing import Any
 
+import orjson
 import pytest
 from redis.asyncio import Redis
 
@@ -172,3 +173,51 @@ async def test_a_publisher_outside_the_fleet_publishes_into_layout_2(fleet: Flee
         await publisher.close()
     await wait_for(lambda: len(socket.messages) == 1)
     assert data(socket.messages) == ["hello"]
+
+
+async def test_a_log_read_by_one_client_is_cut_to_what_it_has_not_written(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Point-to-point channels keep about what their subscriber has not written, as a
+    queue would; a log another client also reads keeps max_queue."""
+    a = await fleet.proxy(**L2, cursor_interval=0.1)
+    alice = await a.create_client()
+    bob = await a.create_client()
+    await a.subscribe(alice, "/own")
+    await a.subscribe(alice, "/shared")
+    await a.subscribe(bob, "/shared")
+    alice_socket = await attach(a, alice)
+    await attach(a, bob)
+    for n in range(100):
+        await a.publish({"channel": "/own", "data": n})
+        await a.publish({"channel": "/shared", "data": n})
+    await wait_for(lambda: len(alice_socket.messages) == 200)
+    a.delivered(alice, 150)  # written up to own 74 / shared 74
+    keys = engine_of(a).log_keys  # type: ignore[attr-defined]
+    await asyncio.sleep(0.3)
+    own = await raw_redis.lrange(keys.log("/own"), 0, -1)
+    assert [orjson.loads(e.split(b" ", 1)[1])["data"] for e in own] == list(range(75, 100))
+    assert await raw_redis.llen(keys.log("/shared")) == 100
+
+
+async def test_a_client_held_in_memory_here_and_taken_elsewhere_is_taken_back(
+    fleet: Fleet,
+) -> None:
+    """A server still holding a client in memory that another server took over (its
+    'moved' line lost: dropped here by replacing the handler, since a lost pub/sub
+    message cannot be caused on demand) asks as the holder; Redis answers with a
+    take-over from the other server's cursor."""
+    a = await fleet.proxy(**L2)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/back")
+    await a.publish({"channel": "/back", "data": 1})
+    assert data(await a.connect(alice, hold=0)) == [1]
+    a.delivered(alice, 1)
+    await a.publish({"channel": "/back", "data": 2})
+    assert data(await b.connect(alice, hold=0)) == [2]
+    b.delivered(alice, 1)
+    engine_of(a)._on_control = lambda line: None  # type: ignore[attr-defined, method-assign]
+    await a.publish({"channel": "/back", "data": 3})
+    await asyncio.sleep(0.1)
+    assert data(await a.connect(alice, hold=0)) == [3]

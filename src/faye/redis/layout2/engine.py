@@ -28,6 +28,7 @@ from faye.redis.layout2.functions import (
     ClaimMode,
     ClaimRequest,
     ClaimStatus,
+    Cursor,
     LogFunctions,
     Outgoing,
     PublishReplayed,
@@ -64,6 +65,7 @@ class LogEngine(RedisEngine):
         self._cursor_timer: asyncio.TimerHandle | None = None
         self._cursor_written = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
+        self._cursor_again = False
         self._decoded: dict[bytes, Envelope | None] = {}
         # Long-polling clients with messages to answer once their cursor is recorded.
         self._replies: set[str] = set()
@@ -270,6 +272,11 @@ class LogEngine(RedisEngine):
         server, which must not take the reply's messages for unsent.
         """
         if not held.pending or not self.host.has_connection(client_id):
+            if covers > held.handed:
+                # Recorded as handed out, and not: put the record right at once, or a
+                # server taking the client over would skip these.
+                self.ledger.dirty.add(client_id)
+                self._cursor_changed(now=True)
             return
         if self._has_socket(client_id) or held.pending[-1][0] <= covers:
             items = list(held.pending)
@@ -305,7 +312,7 @@ class LogEngine(RedisEngine):
                     held = self.ledger.get(cid)
                     if held is not None and held.pending and self.host.has_connection(cid):
                         covers[cid] = held.pending[-1][0]
-                        records.append((cid, f"{held.acked}/{covers[cid]}/{self.server_id}"))
+                        records.append(Cursor(cid, held.acked, covers[cid]))
                 try:
                     await self.functions.cursors(records)
                 except EngineError as exc:
@@ -337,8 +344,12 @@ class LogEngine(RedisEngine):
             )
 
     def _cursor_changed(self, *, now: bool = False) -> None:
-        if not self.ledger.dirty or self._closed or self._cursor_timer is not None:
+        if not self.ledger.dirty or self._closed:
             return
+        if self._cursor_timer is not None:
+            if not now:
+                return
+            self._cursor_timer.cancel()
         loop = asyncio.get_running_loop()
         delay = 0.0 if now else self._cursor_written + self.config.cursor_interval - loop.time()
         self._cursor_timer = loop.call_later(max(delay, 0.0), self._cursor_due)
@@ -347,6 +358,8 @@ class LogEngine(RedisEngine):
         self._cursor_timer = None
         if self._cursor_task is None:
             self._cursor_task = asyncio.ensure_future(self._cursor_flush())
+        else:
+            self._cursor_again = True  # due now: right after the write under way
 
     async def _cursor_flush(self) -> None:
         try:
@@ -355,8 +368,9 @@ class LogEngine(RedisEngine):
             self.log.debug("writing cursors failed: %s", exc)
         finally:
             self._cursor_task = None
+        again, self._cursor_again = self._cursor_again, False
         if self.ledger.dirty:
-            self._cursor_changed()
+            self._cursor_changed(now=again)
 
     async def _write_cursors(self) -> None:
         dirty, self.ledger.dirty = self.ledger.dirty, set()
@@ -365,11 +379,11 @@ class LogEngine(RedisEngine):
         for cid in dirty:
             held = self.ledger.get(cid)
             if held is not None:
-                records.append((cid, held.record(self.server_id)))
+                records.append(Cursor(cid, held.acked, held.handed, tuple(held.names)))
         try:
             await self.functions.cursors(records)
         except BaseException:
-            self.ledger.dirty |= {cid for cid, _ in records if self.ledger.get(cid)}
+            self.ledger.dirty |= {r.client_id for r in records if self.ledger.get(r.client_id)}
             raise
 
     async def drained(self) -> None:
@@ -474,8 +488,15 @@ class LogEngine(RedisEngine):
         """
         with contextlib.suppress(EngineError):
             await self._beat()
-        for cid in [c for c in self.ledger.clients if not self.host.has_connection(c)]:
-            self.ledger.drop(cid)
+        away = [c for c in self.ledger.clients if not self.host.has_connection(c)]
+        if away:
+            # Their records may count replies the outage kept from being sent.
+            self.ledger.dirty.update(away)
+            with contextlib.suppress(EngineError):
+                await self._write_cursors()
+        for cid in away:
+            if not self.host.has_connection(cid):
+                self.ledger.drop(cid)
         held = list(self.ledger.clients.items())
         if not held:
             return

@@ -65,6 +65,17 @@ class Outgoing:
     names: Sequence[str]
 
 
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """How far a client held here was written (``acked``) and handed out."""
+
+    client_id: str
+    acked: int
+    handed: int
+    #: Its subscriptions: the logs to cut if it is their only reader.
+    names: Sequence[str] = ()
+
+
 class PublishReplayed(Exception):
     """The publish call's token was known: Redis had run it already."""
 
@@ -190,13 +201,15 @@ class LogFunctions:
         backlog = [(int(rest[k]), bytes(rest[k + 1])) for k in range(0, len(rest) - 1, 2)]
         return Claim(status, seq, subscriptions, backlog)
 
-    async def cursors(self, records: Sequence[tuple[str, str]]) -> None:
-        """Write ``(client id, '<acked>/<handed>/<sid>')`` for clients still held here."""
+    async def cursors(self, records: Sequence[Cursor]) -> None:
+        """Write the cursors of clients still held here (and cut the logs only they
+        read back, see ``log_cursors.lua``)."""
         calls: list[tuple[Sequence[str], Sequence[Arg]]] = []
         for start in range(0, len(records), CHUNK):
             args: list[Arg] = [self.keys.prefix, self.server_id]
-            for cid, record in records[start : start + CHUNK]:
-                args += [cid, record]
+            for r in records[start : start + CHUNK]:
+                record = f"{r.acked}/{r.handed}/{self.server_id}"
+                args += [r.client_id, record, r.acked, ",".join(r.names)]
             calls.append(([self.keys.clients], args))
         if calls:
             await self.redis.run_scripts("log_cursors", calls, idempotent=True, lanes=True)

@@ -33,9 +33,6 @@ class Held:
     acked: int = 0
     handed: int = 0
 
-    def record(self, server_id: str) -> str:
-        return f"{self.acked}/{self.handed}/{server_id}"
-
 
 class Ledger:
     """Held clients and, per subscribed name, the held clients subscribed to it."""

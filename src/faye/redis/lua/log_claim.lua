@@ -85,7 +85,7 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, r
   end
   -- What it read back is handed out as soon as this answer arrives.
   local acked = cursor
-  if record ~= '' then acked = tonumber(record) end
+  if mode == 'c' and record ~= '' then acked = tonumber(record) or cursor end
   redis.call('HSET', p .. 'cursors', cid,
     string.format('%d', acked) .. '/' .. string.format('%d', last) .. '/' .. me)
   return out
