@@ -31,6 +31,7 @@ import contextlib
 import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -242,8 +243,15 @@ def translate(exc: BaseException, what: str) -> EngineError:
 class RedisConnection:
     """The command client, the listener and script calls with the retry policy."""
 
-    def __init__(self, options: RedisOptions, log: EngineLog | None = None) -> None:
+    def __init__(
+        self,
+        options: RedisOptions,
+        log: EngineLog | None = None,
+        counts: Counter[str] | None = None,
+    ) -> None:
         self.options = options
+        #: redis_round_trips and redis_errors, usually the server's monitor's counters.
+        self.counts: Counter[str] = Counter() if counts is None else counts
         self.log = log or EngineLog(options.log_threshold)
         self.health = RedisHealth(self.log)
         self.mode = options.mode
@@ -400,8 +408,10 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         client = self.lanes_client if lanes else self.client
         attempt = 0
+        counts = self.counts
         while True:
             started = time.monotonic()
+            counts["redis_round_trips"] += 1
             try:
                 if self._gate is None:
                     result = await fn(client)
@@ -415,8 +425,10 @@ class RedisConnection:
                     self.health.answered(started)
                 return result
             except rx.AuthenticationError as exc:
+                counts["redis_errors"] += 1
                 raise translate(exc, what) from exc
             except TRANSIENT as exc:
+                counts["redis_errors"] += 1
                 self.health.failed(what, exc)
                 self._topology_suspect()
                 if until is not None:
@@ -430,6 +442,7 @@ class RedisConnection:
                 attempt += 1
                 await asyncio.sleep(pause)
             except rx.RedisError as exc:
+                counts["redis_errors"] += 1
                 raise translate(exc, what) from exc
 
     async def load_scripts(self) -> None:

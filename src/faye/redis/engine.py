@@ -27,6 +27,7 @@ import os
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -170,7 +171,10 @@ class RedisEngine(Engine):
         )
         self.server_id = f"{os.getpid()}.{secrets.token_hex(6)}"
         self.log = EngineLog(self.config.log_threshold)
-        self.redis = RedisConnection(self.config, self.log)
+        #: The host's counters when it keeps them (a server's faye.events.Monitor).
+        counts = getattr(host, "counts", None)
+        self.counts: Counter[str] = Counter() if counts is None else counts
+        self.redis = RedisConnection(self.config, self.log, self.counts)
         self._background = background
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -1276,14 +1280,16 @@ class RedisEngine(Engine):
         )
         if not acquired:
             return 0
+        self.counts["gc_runs"] += 1
+        collected = 0
         try:
-            collected = 0
             for p in range(self.keys.partitions):
                 await self._recover_dead_servers(p)
                 await self._finish_destroys(p)
                 collected += await self._collect(p)
             return collected
         finally:
+            self.counts["gc_clients_collected"] += collected
             with contextlib.suppress(EngineError):
                 await self.redis.run_script("unlock", [key], [token], idempotent=True)
 
