@@ -14,7 +14,7 @@ from redis.asyncio import Redis
 
 from faye.engine import EngineError
 from faye.envelope import Envelope
-from faye.redis import Publisher
+from faye.redis import Publisher, collect_garbage
 from faye.redis.layout2.engine import LogEngine
 from tests.redis.conftest import Fleet, engine_of
 from tests.redis.test_behaviour import data, wait_for
@@ -221,3 +221,20 @@ async def test_a_client_held_in_memory_here_and_taken_elsewhere_is_taken_back(
     await a.publish({"channel": "/back", "data": 3})
     await asyncio.sleep(0.1)
     assert data(await a.connect(alice, hold=0)) == [3]
+
+
+async def test_collect_garbage_from_the_command_line_on_layout_2(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """``faye gc`` with ``layout: 2`` destroys expired clients and their routes."""
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None, **L2)
+    for _ in range(2):
+        cid = await proxy.create_client()
+        await proxy.subscribe(cid, "/gc")
+    keys = engine_of(proxy).log_keys  # type: ignore[attr-defined]
+    assert await raw_redis.hget(keys.servers_of, "/gc") is not None
+    await asyncio.sleep(0.25)
+    options = {"url": fleet.url, "layout": 2}
+    assert await collect_garbage(options, fleet.namespace, server_timeout=0.1) == 2
+    assert await raw_redis.hget(keys.servers_of, "/gc") is None
+    assert not await raw_redis.exists(keys.route("/gc"))
