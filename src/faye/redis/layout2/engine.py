@@ -41,6 +41,11 @@ from faye.redis.layout2.lines import Control, ControlLine, Published, parse
 #: comes too late for (bounded: a claim's answer takes milliseconds).
 RECENT_LIMIT = 10_000
 
+#: A client's logs are offered for cutting once it was handed this many messages since
+#: the last offer (``log_cursors.lua`` leaves 32 entries): a cursor write then costs no
+#: log command for a client that receives little.
+CUT_AFTER = 32
+
 _Waiting = tuple[ClaimRequest, "asyncio.Future[Claim]"]
 
 
@@ -379,7 +384,11 @@ class LogEngine(RedisEngine):
         for cid in dirty:
             held = self.ledger.get(cid)
             if held is not None:
-                records.append(Cursor(cid, held.acked, held.handed, tuple(held.names)))
+                # Its logs are worth cutting once it was handed more than the cut keeps.
+                names: tuple[str, ...] = ()
+                if held.uncut > CUT_AFTER:
+                    names, held.uncut = tuple(held.names), 0
+                records.append(Cursor(cid, held.acked, held.handed, names))
         try:
             await self.functions.cursors(records)
         except BaseException:
