@@ -238,3 +238,21 @@ async def test_collect_garbage_from_the_command_line_on_layout_2(
     assert await collect_garbage(options, fleet.namespace, server_timeout=0.1) == 2
     assert await raw_redis.hget(keys.servers_of, "/gc") is None
     assert not await raw_redis.exists(keys.route("/gc"))
+
+
+async def test_a_bad_line_on_a_servers_channel_is_logged_and_skipped(
+    fleet: Fleet, raw_redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    a = await fleet.proxy(**{**L2, "log_level": "warning"})
+    alice = await a.create_client()
+    await a.subscribe(alice, "/bad")
+    socket = await attach(a, alice)
+    engine = engine_of(a)
+    channel = engine.log_keys.wake(engine.server_id)  # type: ignore[attr-defined]
+    for junk in (b"x what", b"12 /bad", b"s only", b"99 /bad not-json", b"m cid notanumber"):
+        await raw_redis.publish(channel, junk)
+    await a.publish({"channel": "/bad", "data": "still flows"})
+    await wait_for(lambda: len(socket.messages) == 1)
+    assert data(socket.messages) == ["still flows"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "faye.redis"]
+    assert sum("ignoring a bad line" in m or "corrupt" in m for m in warned) >= 4, warned
