@@ -256,3 +256,26 @@ async def test_a_bad_line_on_a_servers_channel_is_logged_and_skipped(
     assert data(socket.messages) == ["still flows"]
     warned = [r.getMessage() for r in caplog.records if r.name == "faye.redis"]
     assert sum("ignoring a bad line" in m or "corrupt" in m for m in warned) >= 4, warned
+
+
+async def test_messages_a_killed_server_handed_out_unwritten_come_again_once_it_counts_dead(
+    fleet: Fleet,
+) -> None:
+    """The client reached another server before the killed one counted as dead, so its
+    'handed' cursor was used; once its heartbeat is dead_server_after old, what it had
+    handed out and not known written is sent again (late, at least once)."""
+    a = await fleet.proxy(**L2, cursor_interval=0.1)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/late")
+    socket = await attach(a, alice)
+    for n in (1, 2, 3):
+        await a.publish({"channel": "/late", "data": n})
+    await wait_for(lambda: len(socket.messages) == 3)
+    a.delivered(alice, 1)  # 2 and 3 handed to the socket, never reported written
+    await asyncio.sleep(0.3)  # the cursor is recorded: acked 1, handed 3
+    await engine_of(a).kill()
+    assert data(await b.connect(alice, hold=0)) == []  # a counts as alive still
+    dead_after = engine_of(b).config.dead_server_after + 0.2
+    await asyncio.sleep(dead_after + 0.5)
+    assert data(await b.connect(alice, hold=0)) == [2, 3]

@@ -260,6 +260,8 @@ class LogEngine(RedisEngine):
             for line in self._recent:
                 if line.seq > claim.seq:
                     self._on_published(line, only=client_id)
+            if claim.unsure is not None:
+                self._replay_if_dead(client_id, *claim.unsure)
             # The claim recorded the backlog as handed out.
             covers = claim.backlog[-1][0] if claim.backlog else 0
         else:
@@ -267,6 +269,49 @@ class LogEngine(RedisEngine):
         held_now = self.ledger.get(client_id)
         if held_now is not None:
             self._hand(client_id, held_now, covers)
+
+    def _replay_if_dead(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        """The client was taken from a live server whose last cursor counted messages
+        handed out and not yet written. If that server turns out to be dying (no
+        heartbeat for ``dead_server_after``), they may never have been written: read
+        them back and send them again (at-least-once, late, out of order)."""
+        if self._closed:
+            return
+        delay = self.config.dead_server_after + self.config.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, lambda: self._spawn(self._replay(client_id, holder, acked, handed)))
+
+    async def _replay(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        held = self.ledger.get(client_id)
+        if held is None:
+            return
+        key = self.log_keys.servers
+        try:
+            beat = await self.redis.call("replay", lambda c: c.zscore(key, holder), idempotent=True)
+            _, _, dead = self._cutoffs()
+            if beat is not None and beat > dead:
+                return  # alive: the client connecting again means it was written
+            entries = await self.functions.read_range(dict(held.names), acked, handed)
+        except EngineError as exc:
+            self.log.warning(
+                "could not check %s's messages on server %s: %s", client_id, holder, exc
+            )
+            return
+        held = self.ledger.get(client_id)
+        if held is None or not entries:
+            return
+        for seq, raw in entries:
+            envelope = self._envelope(client_id, raw)
+            if envelope is not None:
+                held.pending.append((seq, envelope))
+        self.log.info(
+            "server %s died with %d message(s) for %s maybe unwritten; sent again",
+            holder,
+            len(entries),
+            client_id,
+        )
+        self._hand(client_id, held)
+        self._decoded.clear()
 
     def _hand(self, client_id: str, held: Held, covers: int = 0) -> None:
         """Hand what waits for the client to its connection here, if it has one.

@@ -6,7 +6,7 @@ answer into a result type, so that the engine never indexes into Redis replies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
@@ -54,6 +54,9 @@ class Claim:
     subscriptions: dict[str, int] = field(default_factory=dict)
     #: (seq, message) read back from the logs, oldest first.
     backlog: list[tuple[int, bytes]] = field(default_factory=list)
+    #: The live server whose ``handed`` the claim started from while it knew only up
+    #: to ``acked`` written: ``(holder, acked, handed)``, or None.
+    unsure: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -197,9 +200,35 @@ class LogFunctions:
         seq, count = int(item[1]), int(item[2])
         flat = item[3 : 3 + 2 * count]
         subscriptions = {_text(flat[k]): int(flat[k + 1]) for k in range(0, len(flat), 2)}
-        rest = item[3 + 2 * count :]
+        holder, acked, handed = item[3 + 2 * count : 6 + 2 * count]
+        unsure = (_text(holder), int(acked), int(handed)) if holder else None
+        rest = item[6 + 2 * count :]
         backlog = [(int(rest[k]), bytes(rest[k + 1])) for k in range(0, len(rest) - 1, 2)]
-        return Claim(status, seq, subscriptions, backlog)
+        return Claim(status, seq, subscriptions, backlog, unsure)
+
+    async def read_range(
+        self, subscriptions: Mapping[str, int], after: int, upto: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries with ``after < seq <= upto`` of the logs of the subscribed names, past
+        each one's subscription, each once, oldest first (whole logs read with plain
+        commands: for the rare replay after a server's death)."""
+        names = list(subscriptions)
+
+        async def read(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.lrange(self.keys.log(name), 0, -1)
+            return list(await pipe.execute())
+
+        found: dict[int, bytes] = {}
+        logs = await self.redis.call("replay", read, idempotent=True)
+        for name, entries in zip(names, logs, strict=True):
+            low = max(after, subscriptions[name])
+            for entry in entries:
+                head, _, raw = bytes(entry).partition(b" ")
+                if head.isdigit() and low < int(head) <= upto:
+                    found[int(head)] = raw
+        return sorted(found.items())
 
     async def cursors(self, records: Sequence[Cursor]) -> None:
         """Write the cursors of clients still held here (and cut the logs only they

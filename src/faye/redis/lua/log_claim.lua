@@ -13,7 +13,9 @@
 -- its subscriptions back to its cursor: what the previous holder handed out if it is
 -- alive (the client connecting again means it was written), else what it knew written.
 -- Returns per client {0} unknown, {1} still held here, or
--- {2, seq now, n, n x (name, subscribed at), then (seq, message) pairs, oldest first}.
+-- {2, seq now, n, n x (name, subscribed at), holder, acked, handed, then (seq, message)
+-- pairs, oldest first}: holder is '' or the live server whose `handed` was used while
+-- it knew only up to `acked` written (if it turns out dying, those go again).
 
 local function read_back(log, from, maxq)
   -- From the tail back: 2 entries, then 16, 128, ... up to max queue, until the oldest
@@ -50,7 +52,7 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, r
       redis.call(NOTIFY, p .. 'w:' .. prev, 'm ' .. cid .. ' ' .. string.format('%d', now_seq))
     end
   end
-  local cursor = 0
+  local cursor, unsure = 0, false
   if from ~= '' then
     cursor = tonumber(from)
   else
@@ -59,7 +61,13 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, r
       local acked, handed, holder = string.match(record, '^(%d+)/(%d+)/(.*)$')
       cursor = tonumber(acked) or 0
       local beat = holder and redis.call('ZSCORE', p .. 'servers', holder)
-      if beat and tonumber(beat) > dead then cursor = tonumber(handed) or cursor end
+      if beat and tonumber(beat) > dead then
+        cursor = tonumber(handed) or cursor
+        -- Handed out there and not known written: lost if that server is dying.
+        if holder ~= me and cursor > (tonumber(acked) or 0) then
+          unsure = {holder, acked, handed}
+        end
+      end
     end
   end
   local got, seen = {}, {}
@@ -77,6 +85,15 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, r
   table.sort(got, function(a, b) return a[1] < b[1] end)
   local out = {2, now_seq, #list / 2}
   for k = 1, #list do out[#out + 1] = list[k] end
+  if unsure then
+    out[#out + 1] = unsure[1]
+    out[#out + 1] = unsure[2]
+    out[#out + 1] = unsure[3]
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
   local last = cursor
   for k = math.max(1, #got - maxq + 1), #got do
     out[#out + 1] = got[k][1]
