@@ -279,11 +279,15 @@ class LogEngine(RedisEngine):
             return
         delay = self.config.dead_server_after + self.config.heartbeat_interval
         loop = asyncio.get_running_loop()
-        loop.call_later(delay, lambda: self._spawn(self._replay(client_id, holder, acked, handed)))
+        loop.call_later(delay, self._replay_due, client_id, holder, acked, handed)
+
+    def _replay_due(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        if not self._closed and self.ledger.get(client_id) is not None:
+            self._spawn(self._replay(client_id, holder, acked, handed))
 
     async def _replay(self, client_id: str, holder: str, acked: int, handed: int) -> None:
         held = self.ledger.get(client_id)
-        if held is None:
+        if held is None or self._closed:
             return
         key = self.log_keys.servers
         try:
