@@ -6,6 +6,7 @@ Real redis-server processes; servers are engine proxies in this process.
 from __future__ import annotations
 
 import asyncio
+import logging
 from typing import Any
 
 import orjson
@@ -17,9 +18,9 @@ from faye.envelope import Envelope
 from faye.redis import Publisher, collect_garbage
 from faye.redis.layout2.engine import LogEngine
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import data, wait_for
-from tests.support.engines import attach
+from tests.support.engines import attach, data
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 L2: dict[str, Any] = {"layout": 2, "heartbeat_interval": 0.2}
 
@@ -243,6 +244,7 @@ async def test_collect_garbage_from_the_command_line_on_layout_2(
 async def test_a_bad_line_on_a_servers_channel_is_logged_and_skipped(
     fleet: Fleet, raw_redis: Redis, caplog: pytest.LogCaptureFixture
 ) -> None:
+    caplog.set_level(logging.WARNING, logger="faye.redis")
     a = await fleet.proxy(**{**L2, "log_level": "warning"})
     alice = await a.create_client()
     await a.subscribe(alice, "/bad")
