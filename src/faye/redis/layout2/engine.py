@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -71,6 +71,9 @@ class LogEngine(RedisEngine):
         self._cursor_written = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
         self._cursor_again = False
+        # Per client being caught up after a listener outage: the sequence numbers it
+        # received live since the listener came back (not to be taken again).
+        self._live_since_outage: dict[str, set[int]] = {}
         self._decoded: dict[bytes, Envelope | None] = {}
         # Long-polling clients with messages to answer once their cursor is recorded.
         self._replies: set[str] = set()
@@ -248,7 +251,10 @@ class LogEngine(RedisEngine):
                 held.pending, held.unacked = old.pending, old.unacked
                 held.acked, held.handed = old.acked, old.handed
                 held.last = max(old.last, claim.seq)
+            live = self._live_since_outage.get(client_id, set())
             for seq, raw in claim.backlog:
+                if seq in live:
+                    continue  # it came live meanwhile
                 envelope = self._envelope(client_id, raw)
                 if envelope is not None:
                     held.pending.append((seq, envelope))
@@ -492,6 +498,9 @@ class LogEngine(RedisEngine):
         for cid, held in recipients:
             if only is not None and cid != only:
                 continue
+            live = self._live_since_outage.get(cid)
+            if live is not None:
+                live.add(line.seq)
             if not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
                 continue
@@ -536,45 +545,75 @@ class LogEngine(RedisEngine):
     def _holds_clients(self) -> bool:
         return bool(self.ledger.clients)
 
-    async def _after_outage(self) -> None:
+    def _after_outage(self) -> Coroutine[Any, Any, None]:
         """Back on Redis after the listener lost it: messages sent meanwhile were lost on
         the way, so every client connected here is taken again from what it was given.
 
-        The others are forgotten: one may have moved to another server meanwhile (its
-        ``m`` line lost with the rest), and taking it back would hide it from there.
-        They are taken over from their cursor when they connect.
+        Called as the listener is back, before any line arrives: where each client was
+        is noted now (lines arriving from now on are live, and are not taken again),
+        then the catch-up runs, retried until it gets through (a failover may leave the
+        command connections failing a little longer than the listener's).
         """
-        with contextlib.suppress(EngineError):
-            await self._beat()
-        away = [c for c in self.ledger.clients if not self.host.has_connection(c)]
-        if away:
-            # Their records may count replies the outage kept from being sent.
-            self.ledger.dirty.update(away)
+        since = {cid: held.last for cid, held in self.ledger.clients.items()}
+        for cid in since:
+            self._live_since_outage[cid] = set()
+        return self._catch_up(since)
+
+    async def _catch_up(self, since: dict[str, int]) -> None:
+        """The others are forgotten: one may have moved to another server meanwhile (its
+        ``m`` line lost with the rest), and taking it back would hide it from there.
+        They are taken over from their cursor when they connect."""
+        try:
             with contextlib.suppress(EngineError):
-                await self._write_cursors()
-        for cid in away:
-            if not self.host.has_connection(cid):
-                self.ledger.drop(cid)
-        held = list(self.ledger.clients.items())
-        if not held:
-            return
-        futures = [
-            self._submit_claim(ClaimRequest(cid, ClaimMode.TAKE, h.last, str(h.acked)))
-            for cid, h in held
-        ]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        gone = [
-            cid
-            for (cid, _), claim in zip(held, results, strict=True)
-            if isinstance(claim, Claim) and claim.status is ClaimStatus.UNKNOWN
-        ]
-        for client_id in gone:
-            self.host.on_close(client_id)
-        if gone:
-            self.log.warning(
-                "Redis no longer knows %d client(s) held here; told them to handshake again",
-                len(gone),
-            )
+                await self._beat()
+            away = [
+                c for c in since if c in self.ledger.clients and not self.host.has_connection(c)
+            ]
+            if away:
+                # Their records may count replies the outage kept from being sent.
+                self.ledger.dirty.update(away)
+                with contextlib.suppress(EngineError):
+                    await self._write_cursors()
+            for cid in away:
+                if not self.host.has_connection(cid):
+                    self.ledger.drop(cid)
+            todo = [cid for cid in since if self.ledger.get(cid) is not None]
+            gone: list[str] = []
+            attempt = 0
+            while todo and not self._closed:
+                futures = [
+                    self._submit_claim(
+                        ClaimRequest(cid, ClaimMode.TAKE, since[cid], str(self._acked(cid)))
+                    )
+                    for cid in todo
+                ]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                retry = []
+                for cid, claim in zip(todo, results, strict=True):
+                    if isinstance(claim, Claim):
+                        if claim.status is ClaimStatus.UNKNOWN:
+                            gone.append(cid)
+                    elif self.ledger.get(cid) is not None and self.host.has_connection(cid):
+                        retry.append(cid)
+                todo = retry
+                if todo:
+                    delay = min(max(self.config.retry_delay, 0.05) * 2**attempt, 1.0)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+            for client_id in gone:
+                self.host.on_close(client_id)
+            if gone:
+                self.log.warning(
+                    "Redis no longer knows %d client(s) held here; told them to handshake again",
+                    len(gone),
+                )
+        finally:
+            for cid in since:
+                self._live_since_outage.pop(cid, None)
+
+    def _acked(self, client_id: str) -> int:
+        held = self.ledger.get(client_id)
+        return 0 if held is None else held.acked
 
     # -- garbage collection ------------------------------------------------------------
 
