@@ -35,6 +35,14 @@ FAST = {
 }
 
 
+#: The outage tests run on both key layouts (the ``layout`` option).
+LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
+
+
+def fast(layout: int) -> dict[str, Any]:
+    return {**FAST, "layout": layout} if layout != 1 else dict(FAST)
+
+
 async def eventually(action: Any, timeout: float = 10.0) -> Any:
     """Retry an engine call until Redis answers again."""
     deadline = asyncio.get_running_loop().time() + timeout
@@ -56,11 +64,12 @@ def persistent_redis() -> Iterator[RedisServer]:
         server.cleanup()
 
 
-async def test_redis_restart_mid_stream(persistent_redis: RedisServer) -> None:
+@LAYOUTS
+async def test_redis_restart_mid_stream(persistent_redis: RedisServer, layout: int) -> None:
     fleet = Fleet(persistent_redis.url)
     try:
-        a = await fleet.proxy(**FAST)
-        b = await fleet.proxy(**FAST)
+        a = await fleet.proxy(**fast(layout))
+        b = await fleet.proxy(**fast(layout))
         alice = await a.create_client()
         await a.subscribe(alice, "/live")
         inbox = await attach(a, alice)
@@ -87,11 +96,12 @@ async def test_redis_restart_mid_stream(persistent_redis: RedisServer) -> None:
         await fleet.close()
 
 
-async def test_redis_restart_without_persistence_forgets_clients() -> None:
+@LAYOUTS
+async def test_redis_restart_without_persistence_forgets_clients(layout: int) -> None:
     server = RedisServer().start()
     fleet = Fleet(server.url)
     try:
-        a = await fleet.proxy(**FAST)
+        a = await fleet.proxy(**fast(layout))
         alice = await a.create_client()
         server.stop()
         with pytest.raises(EngineError):
@@ -108,13 +118,16 @@ async def test_redis_restart_without_persistence_forgets_clients() -> None:
         server.cleanup()
 
 
-async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer) -> None:
+@LAYOUTS
+async def test_held_clients_redis_forgot_are_told_at_once(
+    own_redis: RedisServer, layout: int
+) -> None:
     """After a restart without persistence, a socket-bound client (WebSocket,
     EventSource) is closed and a held long-poll answered within seconds, not when its
     hold ends: their next connect gets 401 and they handshake again."""
     fleet = Fleet(own_redis.url)
     try:
-        a = await fleet.proxy(timeout=60.0, **FAST)
+        a = await fleet.proxy(timeout=60.0, **fast(layout))
         closed: list[str] = []
         a.bind("close", closed.append)
         alice = await a.create_client()
@@ -137,11 +150,12 @@ async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer
         await fleet.close()
 
 
-async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
+@LAYOUTS
+async def test_engine_starts_while_redis_is_down_and_catches_up(layout: int) -> None:
     server = RedisServer()
     fleet = Fleet(server.url)
     try:
-        a = await fleet.proxy(**FAST)  # start() logs and carries on
+        a = await fleet.proxy(**fast(layout))  # start() logs and carries on
         with pytest.raises(EngineError):
             await a.create_client()
         server.start()
@@ -176,14 +190,16 @@ def stall(server: RedisServer, stopped: bool) -> None:
     server.process.send_signal(signal.SIGSTOP if stopped else signal.SIGCONT)
 
 
+@LAYOUTS
 async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
     own_redis: RedisServer,
+    layout: int,
 ) -> None:
     """Each publish is sent again after every read timeout of the stall (five or so
     copies of each call reach the stopped Redis); its token makes the copies no-ops."""
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
+        options = {**fast(layout), "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
         a = await fleet.proxy(**options)
         b = await fleet.proxy(**options)
         alice = await a.create_client()
@@ -214,12 +230,14 @@ async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
         await fleet.close()
 
 
+@LAYOUTS
 async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknowledged(
     own_redis: RedisServer,
+    layout: int,
 ) -> None:
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
+        options = {**fast(layout), "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
         a = await fleet.proxy(**options)
         alice = await a.create_client()
         await a.subscribe(alice, "/bound")
@@ -254,14 +272,17 @@ def count(lines: list[str], text: str) -> int:
     return sum(text in line for line in lines)
 
 
+@LAYOUTS
 async def test_a_redis_restart_is_logged_once_each_way(
-    persistent_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    persistent_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    layout: int,
 ) -> None:
     own_redis = persistent_redis
     caplog.set_level(logging.INFO, logger="faye.redis")
     fleet = Fleet(own_redis.url)
     try:
-        a = await fleet.proxy(**{**FAST, "log_level": "info"})
+        a = await fleet.proxy(**{**fast(layout), "log_level": "info"})
         alice = await a.create_client()
         await a.subscribe(alice, "/logged")
         inbox = await attach(a, alice)
@@ -285,13 +306,16 @@ async def test_a_redis_restart_is_logged_once_each_way(
         await fleet.close()
 
 
+@LAYOUTS
 async def test_a_redis_stall_is_logged_with_how_long_it_lasted(
-    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    layout: int,
 ) -> None:
     caplog.set_level(logging.INFO, logger="faye.redis")
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
+        options = {**fast(layout), "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
         a = await fleet.proxy(**options)
         stall(own_redis, True)
         pending = asyncio.ensure_future(a.publish({"channel": "/x", "data": 1}))

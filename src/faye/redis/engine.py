@@ -1139,8 +1139,9 @@ class RedisEngine(Engine):
                         failures,
                     )
                     failures = 0
-                if self._listening.is_set():
-                    # Notifications sent while we were away are lost: look ourselves.
+                if self._listening.is_set() or self._holds_clients():
+                    # Notifications sent while we were away (or before we first got
+                    # here, if Redis was down at start) are lost: look ourselves.
                     self._spawn(self._after_outage())
                 self._listening.set()
                 while True:
@@ -1160,6 +1161,9 @@ class RedisEngine(Engine):
                 # event loop's shutdown, which waits for every task) alive.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listener.aclose(), self.config.connect_timeout + 1)
+
+    def _holds_clients(self) -> bool:
+        return bool(self._held)
 
     async def _after_outage(self) -> None:
         """Back on Redis after the listener lost it: take up every connection held here.
