@@ -149,7 +149,10 @@ class Server:
                     continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
-                    work = self._process_connect(message, request, delivered_to, batch.taken)
+                    arrived = asyncio.get_running_loop().time()
+                    work = self._process_connect(
+                        message, request, delivered_to, batch.taken, arrived
+                    )
                     batch.held.append(work)
                     continue
                 outcome = await self._process_one(message, request, delivered_to)
@@ -168,8 +171,9 @@ class Server:
         request: Any,
         delivered_to: Delivered | None,
         taken: list[tuple[str, list[Envelope]]],
+        arrived: float,
     ) -> list[Item]:
-        outcome = await self._process_one(message, request, delivered_to, taken)
+        outcome = await self._process_one(message, request, delivered_to, taken, arrived)
         return outcome if isinstance(outcome, list) else await outcome
 
     async def _process_one(
@@ -178,8 +182,12 @@ class Server:
         request: Any,
         delivered_to: Delivered | None,
         taken: list[tuple[str, list[Envelope]]] | None = None,
+        arrived: float | None = None,
     ) -> list[Item] | asyncio.Task[list[Item]]:
-        """One message's replies, or a task for them when a publish is under way."""
+        """One message's replies, or a task for them when a publish is under way.
+
+        ``arrived`` (a ``loop.time()``) is when a ``/meta/connect`` reached the server.
+        """
         if request is not None:
             # Before the extensions: traffic over its rate costs no authentication work.
             refusal = self._over_rate(message, request)
@@ -204,7 +212,10 @@ class Server:
                     meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
                     out: list[Item] = [reply]
                 else:
-                    out = await handler(incoming, local)
+                    if channel == channels.CONNECT:
+                        out = await self._connect(incoming, local, arrived)
+                    else:
+                        out = await handler(incoming, local)
                     if len(out) > 1 and channel == channels.CONNECT:
                         envelopes = [i for i in out if isinstance(i, Envelope)]
                         self._track_delivery(incoming["clientId"], len(envelopes), delivered_to)
@@ -327,9 +338,26 @@ class Server:
         self._advise(reply)
         return [reply]
 
-    async def _connect(self, message: Message, local: bool) -> list[Item]:
+    async def _connect(
+        self, message: Message, local: bool, arrived: float | None = None
+    ) -> list[Item]:
+        """Answer a connect within the time its client waits for the answer.
+
+        A Faye client gives up on a connect 1.2 x ``advice.timeout`` after sending it
+        and then aborts the request; on WebSocket that closes the socket, and whatever
+        is pushed to it meanwhile is lost although written. So the hold counts from the
+        connect's arrival (``arrived``), not from when the engine has looked the client
+        up, and a lookup that outlasts ``timeout`` (Redis stalled) fails the connect
+        with retry advice instead of holding it past the client's patience.
+        """
         client_id = message.get("clientId")
-        exists = await self.proxy.client_exists(client_id)
+        loop = asyncio.get_running_loop()
+        started = loop.time() if arrived is None else arrived
+        try:
+            async with asyncio.timeout_at(started + self.proxy.timeout):
+                exists = await self.proxy.client_exists(client_id)
+        except TimeoutError:
+            raise EngineError("the engine did not look the client up within timeout") from None
         reply = meta.reply_skeleton(message)
         connection_type = message.get("connectionType")
         if not meta.check_connect(message, reply, exists):
@@ -337,6 +365,9 @@ class Server:
             return [reply]
         assert isinstance(client_id, str)
         hold = meta.requested_hold(message, self.proxy.timeout)
+        if hold > 0:
+            # Spent already: answer as soon as the queue is handed over.
+            hold = max(hold - (loop.time() - started), 0.0)
         delivered = await self.proxy.connect(client_id, hold)
         self._advise(reply, connection_type)
         return [reply, *delivered]
