@@ -291,6 +291,33 @@ async def test_a_connect_whose_lookup_outlasts_its_timeout_fails_with_retry_advi
     assert 1.5 <= took < 1.5 * 1.2, took
 
 
+async def test_clients_stay_known_through_a_stall_longer_than_their_liveness(
+    own_redis: RedisServer,
+) -> None:
+    """No client can ping while Redis is stopped: the 1.6 x timeout liveness window is
+    lengthened by the outage, so after it a live client is neither unknown (which would
+    send it to handshake again, losing what was queued for it) nor skipped by publishes."""
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(timeout=1.0, **FAST)  # a client exists 1.6 s after a ping
+        alice = await a.create_client()
+        await a.subscribe(alice, "/long")
+        inbox = await attach(a, alice)
+        stall(own_redis, True)
+        try:
+            with pytest.raises(EngineError):
+                await a.client_exists(alice)
+            await asyncio.sleep(1.5)
+        finally:
+            stall(own_redis, False)
+        # Its last ping is 2.5 s old now.
+        assert await eventually(lambda: a.client_exists(alice)) is True
+        await a.publish({"channel": "/long", "data": "after"})
+        await wait_for(lambda: "after" in data(inbox.messages), timeout=5)
+    finally:
+        await fleet.close()
+
+
 # -- what the log says -----------------------------------------------------------------
 
 
