@@ -694,8 +694,10 @@ class RedisEngine(Engine):
         """Claim and drain; a claim Redis does not answer within the command timeout
         fails the connect (as any command would) but stays in the lane: what it drains
         later goes to the client's connection if it is still here, else back to its
-        queue. (A long-poll waiting out a stall would race its client giving up: Node's
-        HTTP agent drops a request idle for 5 s, and a reply written as it goes is lost.)
+        queue. (A connect waiting out a stall would race its client giving up on it,
+        1.2 x the advised timeout after sending: a reply written as it gives up is lost.
+        Node's HTTP agent, by contrast, only reports a request quiet for 5 s; the npm
+        faye client ignores that.)
         """
         self._held.add(client_id)
         futures = self._submit_claims(client_id, want_future=True)
