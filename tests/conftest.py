@@ -47,7 +47,7 @@ def redis_sentinel() -> Iterator[SentinelTopology]:
         yield topology
 
 
-ENGINE_KINDS = ["memory", "redis", "redis-cluster", "redis-sentinel"]
+ENGINE_KINDS = ["memory", "redis", "redis-cluster", "redis-sentinel", "redis-layout2"]
 
 
 @pytest.fixture(params=ENGINE_KINDS)
@@ -68,6 +68,11 @@ async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineKit]:
             pytest.skip("faye.redis is not built yet")
         sentinel: SentinelTopology = request.getfixturevalue("redis_sentinel")
         kit = EngineKit("redis-sentinel", sentinel.url)
+    elif request.param == "redis-layout2":
+        if not _redis_engine_importable():
+            pytest.skip("faye.redis is not built yet")
+        server = request.getfixturevalue("redis_server")
+        kit = EngineKit("redis-layout2", server.url, layout=2)
     else:
         kit = EngineKit("memory")
     try:
@@ -104,10 +109,12 @@ def engine_spec(request: pytest.FixtureRequest) -> dict[str, Any] | None:
         "redis": lambda: request.getfixturevalue("redis_server").url,
         "redis-cluster": lambda: request.getfixturevalue("redis_cluster").url,
         "redis-sentinel": lambda: request.getfixturevalue("redis_sentinel").url,
+        "redis-layout2": lambda: request.getfixturevalue("redis_server").url,
     }[request.param]()
     return {
         "type": "redis",
         "url": url,
         "namespace": f"events-{uuid.uuid4().hex[:10]}",
         "log_level": "silent",
+        **({"layout": 2} if request.param == "redis-layout2" else {}),
     }

@@ -17,7 +17,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from faye import ASGIAdapter
-from faye.transport import websocket as websocket_transport
+from faye.transport import outbox
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.bayeux import connect_msg, exchange, receive, subscribed_socket, ws_handshake
 from tests.support.live_server import LiveServer
@@ -253,7 +253,7 @@ async def test_client_that_stops_reading_is_closed_and_loses_nothing(
 ) -> None:
     """A reader that stalls fills the socket, then the queue: it is closed with 1013,
     and what it had not been sent waits for its next connect."""
-    monkeypatch.setattr(websocket_transport, "STALL_GRACE", 0.5)
+    monkeypatch.setattr(outbox, "STALL_GRACE", 0.5)
     adapter = ASGIAdapter(mount=MOUNT, timeout=5, max_queue=20)
     server = LiveServer(adapter, ws=protocol).start()
     total, size = 200, 60_000

@@ -103,6 +103,7 @@ class ASGIAdapter:
         ready_timeout: float = 2.0,
         metrics_path: str | None = None,
         metrics_token: str | None = None,
+        admin_token: str | None = None,
         ws_compression: str = "off",
     ) -> None:
         if timeout <= 0:
@@ -145,6 +146,13 @@ class ASGIAdapter:
         self.server = Server(self.proxy, self.limits)
         for extension in extensions:
             self.server.add_extension(extension)
+        #: The admin page (faye.admin), when ``admin_token`` is given.
+        self.admin: Any = None
+        if admin_token:
+            from faye.admin import Admin
+
+            self.admin = Admin(self, admin_token)
+        self._admin_paths = (f"{self._prefix}/admin", f"{self._prefix}/admin/stats")
         self._polling = PollingTransport(self.server, max_request_size)
         script = client_script or os.environ.get("FAYE_CLIENT_JS")
         self._static = StaticClient(script, self.mount)
@@ -215,6 +223,12 @@ class ASGIAdapter:
         if path == self.health_path:
             await health.alive(send)
             return True
+        if path in self._admin_paths:
+            if self.admin is None:
+                await plain(send, 404, "Not found")
+            else:
+                await self.admin.serve(scope, send, path)
+            return True
         if path == self.metrics_path:
             await self._serve_metrics(scope, send)
             return True
@@ -225,7 +239,7 @@ class ASGIAdapter:
                 log.warning("not ready: the engine failed to start", exc_info=True)
                 await plain(send, 503, "engine failed to start\n")
                 return True
-            await health.ready(send, self.proxy, self.ready_timeout)
+            await health.ready(send, self.server, self.ready_timeout)
             return True
         return False
 
@@ -301,10 +315,10 @@ class ASGIAdapter:
             client_id = path.rstrip("/").rsplit("/", 1)[-1]
             stream = EventSourceSession(
                 self.server,
+                client_id,
                 scope,
                 receive,
                 send,
-                client_id=client_id,
                 ping=self.ping or DEFAULT_EVENTSOURCE_PING,
                 max_queue=self.max_queue,
                 max_outbox_bytes=self.max_outbox_bytes,

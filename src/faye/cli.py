@@ -30,6 +30,7 @@ ENVIRONMENT = {
     "--gc-thresholds": "FAYE_GC_THRESHOLDS",
     "--log-level": "FAYE_LOG_LEVEL",
     "--workers": "FAYE_WORKERS",
+    "--drain-timeout": "FAYE_DRAIN_TIMEOUT",
 }
 
 
@@ -161,6 +162,12 @@ def build_parser() -> argparse.ArgumentParser:
         default=os.environ.get("FAYE_METRICS_TOKEN") or None,
         help="require 'Authorization: Bearer TOKEN' on the metrics path",
     )
+    serve.add_argument(
+        "--admin-token",
+        default=os.environ.get("FAYE_ADMIN_TOKEN") or None,
+        help="serve the admin page at <mount>/admin to this token (HTTP Basic password, "
+        "or 'Authorization: Bearer TOKEN'); default: off",
+    )
     add_limit_arguments(serve)
     serve.add_argument(
         "--gc-thresholds",
@@ -181,6 +188,13 @@ def build_parser() -> argparse.ArgumentParser:
         default=_env("--workers", "1"),
         help="server processes sharing the port (uvicorn's multiprocess mode); more than one "
         "needs --redis, which lets them share clients",
+    )
+    serve.add_argument(
+        "--drain-timeout",
+        type=_seconds,
+        default=_env("--drain-timeout", "10"),
+        help="on SIGTERM, seconds to answer held connects, close sockets and finish "
+        "writes before exiting (default 10; see docs/deployment.md)",
     )
     serve.add_argument(
         "--log-format",
@@ -405,6 +419,7 @@ def make_adapter(args: argparse.Namespace) -> Any:
         extensions=[ext for spec in args.extension for ext in load_extension(spec)],
         metrics_path=args.metrics_path,
         metrics_token=args.metrics_token,
+        admin_token=args.admin_token,
         health_path=args.health_path or None,
         ready_path=args.ready_path or None,
         allow_origins=args.allow_origin,
@@ -418,9 +433,9 @@ WORKER_ARGS_VARIABLE = "_FAYE_SERVE_ARGS"
 
 
 def serve(args: argparse.Namespace) -> None:
-    import uvicorn
     from uvicorn.config import LOGGING_CONFIG
 
+    from faye import drain
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
     from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
@@ -452,12 +467,18 @@ def serve(args: argparse.Namespace) -> None:
     }
     if args.workers == 1:
         tune_for_server(args.gc_thresholds)
-        uvicorn.run(adapter, **settings)
+        drain.run(adapter, args.drain_timeout, **settings)
         return
     # uvicorn spawns fresh interpreters that import the app; each builds its own adapter
     # (its own engine and Redis connections) from the options passed in the environment.
     os.environ[WORKER_ARGS_VARIABLE] = json.dumps(vars(args))
-    uvicorn.run("faye.cli:worker_app", factory=True, workers=args.workers, **settings)
+    drain.run(
+        "faye.cli:worker_app",
+        args.drain_timeout,
+        factory=True,
+        workers=args.workers,
+        **settings,
+    )
 
 
 def worker_app() -> Any:

@@ -12,7 +12,6 @@ from collections.abc import Iterable
 from typing import Any
 
 import orjson
-from websockets.frames import Frame, Opcode
 
 Message = dict[str, Any]
 
@@ -20,14 +19,16 @@ Message = dict[str, Any]
 class Envelope:
     """One delivered message (publisher's ``clientId`` removed), as bytes."""
 
-    __slots__ = ("_frame", "_message", "_text", "_wire", "raw")
+    __slots__ = ("_message", "_text", "raw", "wire", "wire_text")
 
     def __init__(self, raw: bytes, message: Message | None = None) -> None:
         self.raw = raw
         self._message = message
         self._text: str | None = None
-        self._frame: str | None = None
-        self._wire: bytes | None = None
+        #: The push frame's bytes and text, built once by :mod:`faye.transport.frames`
+        #: for every recipient; this module knows no wire format.
+        self.wire: bytes | None = None
+        self.wire_text: str | None = None
 
     @classmethod
     def from_message(cls, message: Message) -> Envelope:
@@ -45,24 +46,10 @@ class Envelope:
 
     @property
     def text(self) -> str:
-        """The JSON as text (WebSocket text frames), decoded once for all recipients."""
+        """The JSON as text (for text frames and ASGI ``send``), decoded once for all recipients."""
         if self._text is None:
             self._text = self.raw.decode()
         return self._text
-
-    @property
-    def frame(self) -> str:
-        """``[message]``: the frame pushing this message alone, built once."""
-        if self._frame is None:
-            self._frame = f"[{self.text}]"
-        return self._frame
-
-    @property
-    def websocket_frame(self) -> bytes:
-        """:attr:`frame` as a whole server-to-client WebSocket frame, built once."""
-        if self._wire is None:
-            self._wire = text_frame(b"[" + self.raw + b"]")
-        return self._wire
 
     def copy(self) -> Message:
         """A private deep copy for one recipient's outgoing extensions."""
@@ -74,20 +61,6 @@ class Envelope:
 
 
 Item = Message | Envelope
-
-
-def encode_items(items: Iterable[Item]) -> bytes:
-    """A JSON array of replies and deliveries; deliveries reuse their bytes."""
-    parts = [item.raw if isinstance(item, Envelope) else orjson.dumps(item) for item in items]
-    return b"[" + b",".join(parts) + b"]"
-
-
-def text_frame(payload: bytes) -> bytes:
-    """One unmasked, unfragmented WebSocket text frame carrying ``payload`` (UTF-8).
-
-    Server frames are never masked, so the same bytes can go to every recipient.
-    """
-    return Frame(Opcode.TEXT, payload).serialize(mask=False)
 
 
 def as_dicts(items: Iterable[Item]) -> list[Message]:

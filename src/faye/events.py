@@ -1,10 +1,12 @@
-"""A small event emitter for Faye's monitoring API (``adapter.bind("publish", fn)``)."""
+"""The server's events: Faye's monitoring API (``adapter.bind("publish", fn)``) and the
+counters that metrics, logs and the admin page read (:class:`Monitor`)."""
 
 from __future__ import annotations
 
 import asyncio
 import inspect
 import logging
+from collections import Counter
 from collections.abc import Callable
 from typing import Any
 
@@ -53,3 +55,52 @@ class EventEmitter:
         self._tasks.discard(task)
         if not task.cancelled() and task.exception() is not None:
             log.error("listener task failed", exc_info=task.exception())
+
+
+#: The Bayeux events a :class:`Monitor` publishes, with their listeners' arguments.
+BAYEUX_EVENTS = {
+    "handshake": "client_id",
+    "subscribe": "client_id, channel",
+    "unsubscribe": "client_id, channel",
+    "publish": "client_id, channel, data",
+    "deliver": "client_id, count (messages written to the client)",
+    "disconnect": "client_id",
+    "close": "client_id",
+    "connection:open": "client_id",
+    "connection:close": "client_id",
+}
+
+#: Counters kept without an event per increment (engines bump them on hot paths).
+ENGINE_COUNTERS = {
+    "redis_round_trips": "calls to Redis by the engine's command client, retries included",
+    "redis_errors": "of those, the ones that failed (timeouts, lost connections, errors)",
+    "gc_runs": "garbage collections this process ran (on Redis: those that took the lock)",
+    "gc_clients_collected": "expired clients those collections destroyed",
+    "deliveries": "messages written to clients",
+}
+
+
+class Monitor(EventEmitter):
+    """One source for what a server does: every event it triggers is counted, engines
+    add their own counters (:data:`ENGINE_COUNTERS`), and refusals are counted by limit.
+
+    Metrics (:mod:`faye.metrics`), the admin page (:mod:`faye.admin`) and listeners bound
+    with ``adapter.bind`` all read it. Counting costs a dict increment, so an unwatched
+    server pays next to nothing.
+    """
+
+    def __init__(self) -> None:
+        super().__init__()
+        #: Events triggered (by name) and engine counters.
+        self.counts: Counter[str] = Counter()
+        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
+        #: outbox_bytes, stalled): the last two are slow consumers dropped.
+        self.limit_hits: Counter[str] = Counter()
+
+    def trigger(self, event: str, *args: Any) -> None:
+        self.counts[event] += 1
+        super().trigger(event, *args)
+
+    def count(self, name: str, amount: int = 1) -> None:
+        """Add to a counter that has no event of its own."""
+        self.counts[name] += amount

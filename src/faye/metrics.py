@@ -1,9 +1,9 @@
 """Prometheus metrics for one adapter (``<mount>/metrics`` when ``metrics_path`` is set).
 
-The server keeps plain counters as it works (:class:`faye.proxy.Stats`, the server's
-``limit_hits``, the adapter's ``open_connections``); this collector reads them when
-scraped, so an unscraped server pays for nothing but integer increments. Each adapter
-has a registry of its own, with Python's GC and process collectors.
+The server counts as it works into one source, its :class:`faye.events.Monitor` (events,
+engine counters, limit hits), beside the adapter's ``open_connections``; this collector
+reads them when scraped, so an unscraped server pays for nothing but integer increments.
+Each adapter has a registry of its own, with Python's GC and process collectors.
 """
 
 from __future__ import annotations
@@ -31,25 +31,25 @@ class FayeCollector(Collector):
     def collect(self) -> Iterator[Metric]:
         adapter = self.adapter
         proxy = adapter.proxy
-        stats = proxy.stats
-        for name, help_text, value in (
-            ("faye_handshakes", "Clients created by handshakes in this process", stats.handshakes),
-            (
-                "faye_client_closes",
-                "Clients gone (disconnected or expired), seen here",
-                stats.closes,
-            ),
-            ("faye_subscribes", "New subscriptions made through this process", stats.subscribes),
-            ("faye_unsubscribes", "Subscriptions removed through this process", stats.unsubscribes),
-            ("faye_publishes", "Messages published through this process", stats.publishes),
-            ("faye_deliveries", "Messages written to clients by this process", stats.deliveries),
+        counts = proxy.counts
+        for name, help_text, key in (
+            ("faye_handshakes", "Clients created by handshakes in this process", "handshake"),
+            ("faye_client_closes", "Clients gone (disconnected or expired), seen here", "close"),
+            ("faye_subscribes", "New subscriptions made through this process", "subscribe"),
+            ("faye_unsubscribes", "Subscriptions removed through this process", "unsubscribe"),
+            ("faye_publishes", "Messages published through this process", "publish"),
+            ("faye_deliveries", "Messages written to clients by this process", "deliveries"),
+            ("faye_redis_round_trips", "Calls to Redis by the engine, retries included", None),
+            ("faye_redis_errors", "Calls to Redis by the engine that failed", None),
+            ("faye_gc_runs", "Collections of expired clients run by this process", None),
+            ("faye_gc_clients_collected", "Expired clients destroyed by those collections", None),
         ):
-            yield CounterMetricFamily(name, help_text, value=value)
+            yield CounterMetricFamily(name, help_text, value=counts[key or name[5:]])
 
         hits = CounterMetricFamily(
             "faye_limit_hits", "Requests, messages and clients refused by a limit", labels=["limit"]
         )
-        for limit, count in sorted(adapter.server.limit_hits.items()):
+        for limit, count in sorted(proxy.limit_hits.items()):
             hits.add_metric([limit], count)
         for limit, count in sorted(uvicorn_http.REFUSALS.items()):
             hits.add_metric([limit], count)

@@ -14,7 +14,7 @@ from typing import Any, Protocol
 
 from faye.engine import Engine
 from faye.envelope import Envelope, Message
-from faye.events import EventEmitter
+from faye.events import Monitor
 from faye.protocol import channels
 
 log = logging.getLogger("faye.proxy")
@@ -119,22 +119,9 @@ class Connection:
 EngineFactory = Callable[["EngineProxy", Mapping[str, Any]], Engine]
 
 
-class Stats:
-    """What this process did, as plain counters: cheap to keep, read by :mod:`faye.metrics`."""
-
-    __slots__ = ("closes", "deliveries", "handshakes", "publishes", "subscribes", "unsubscribes")
-
-    def __init__(self) -> None:
-        self.handshakes = 0
-        self.closes = 0
-        self.subscribes = 0
-        self.unsubscribes = 0
-        self.publishes = 0
-        self.deliveries = 0
-
-
-class EngineProxy(EventEmitter):
-    """What the server talks to: engine calls plus connections, timers and events."""
+class EngineProxy(Monitor):
+    """What the server talks to: engine calls plus connections, timers and events (it is
+    the server's :class:`~faye.events.Monitor`, which its engine counts into too)."""
 
     def __init__(
         self,
@@ -149,7 +136,6 @@ class EngineProxy(EventEmitter):
         self.interval = float(interval)
         self._connections: dict[str, Connection] = {}
         self._subscription_counts: dict[str, int] = {}
-        self.stats = Stats()
         self._tasks: set[asyncio.Task[Any]] = set()
         self._started = False
         self.backend: Engine = engine(self, dict(options or {}))
@@ -162,8 +148,7 @@ class EngineProxy(EventEmitter):
             await self.backend.start()
 
     async def close(self) -> None:
-        for client_id in list(self._connections):
-            self.flush_connection(client_id)
+        self.flush_all()
         await self.backend.close()
         self._started = False
 
@@ -186,7 +171,6 @@ class EngineProxy(EventEmitter):
 
     async def create_client(self) -> str:
         client_id = await self.backend.create_client()
-        self.stats.handshakes += 1
         self.trigger("handshake", client_id)
         return client_id
 
@@ -209,7 +193,6 @@ class EngineProxy(EventEmitter):
         if not await self.backend.subscribe(client_id, channel):
             return False
         self._subscription_counts[client_id] = self._subscription_counts.get(client_id, 0) + 1
-        self.stats.subscribes += 1
         self.trigger("subscribe", client_id, channel)
         return True
 
@@ -217,7 +200,6 @@ class EngineProxy(EventEmitter):
         """True if the subscription existed."""
         if not await self.backend.unsubscribe(client_id, channel):
             return False
-        self.stats.unsubscribes += 1
         count = self._subscription_counts.get(client_id, 0) - 1
         if count > 0:
             self._subscription_counts[client_id] = count
@@ -246,7 +228,6 @@ class EngineProxy(EventEmitter):
         Raises TypeError at once if the message cannot be sent as JSON.
         """
         envelope = Envelope.from_message(message)
-        self.stats.publishes += 1
         channel = message["channel"]
         pending = self.backend.publish(envelope, channels.expand(channel))
         return self._published(pending, message.get("clientId"), channel, message.get("data"))
@@ -330,15 +311,20 @@ class EngineProxy(EventEmitter):
             socket.close()
         self.close_connection(client_id)
 
+    def flush_all(self) -> None:
+        """:meth:`flush_connection` for every client held here (a stop, a drain)."""
+        for client_id in list(self._connections):
+            self.flush_connection(client_id)
+
     def on_close(self, client_id: str) -> None:
-        self.stats.closes += 1
         self._subscription_counts.pop(client_id, None)
         self.trigger("close", client_id)
         asyncio.get_running_loop().call_soon(self.flush_connection, client_id)
 
     def delivered(self, client_id: str, count: int) -> None:
         """A transport wrote the client's next ``count`` deliveries; the engine may forget them."""
-        self.stats.deliveries += count
+        self.counts["deliveries"] += count
+        self.trigger("deliver", client_id, count)
         if self.backend.tracks_delivery and count > 0:
             self.backend.acknowledge(client_id, count)
 

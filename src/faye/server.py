@@ -9,15 +9,16 @@ from __future__ import annotations
 import asyncio
 import logging
 from collections import Counter
-from collections.abc import Awaitable, Callable, Coroutine
+from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
+from faye.batch import Batch
 from faye.engine import EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
 from faye.limits import Limits, TokenBuckets
 from faye.protocol import channels, errors, meta
-from faye.proxy import EngineProxy
+from faye.proxy import EngineProxy, PushSocket
 
 log = logging.getLogger("faye.server")
 
@@ -26,80 +27,16 @@ RETRY_AFTER_FAILURE_MS = 1000
 #: What an engine may raise when its backing store fails; the client gets a Bayeux error.
 ENGINE_FAILURES = (EngineError, OSError, ConnectionError, TimeoutError)
 
-#: (client id, number of deliveries) for each connect answered with deliveries.
-Delivered = list[tuple[str, int]]
-
-
-class Batch:
-    """A batch after dispatch: its immediate replies, and what is still to wait for.
-
-    Held connects are kept as coroutines and only started by :meth:`finish`: a lone
-    connect (the usual case) is then awaited directly, so a waiting client costs no
-    task of its own beyond its transport's.
-    """
-
-    __slots__ = ("held", "proxy", "publishing", "replies", "taken")
-
-    def __init__(self, proxy: EngineProxy) -> None:
-        self.proxy = proxy
-        self.replies: list[Item] = []
-        self.publishing: list[asyncio.Task[list[Item]]] = []
-        self.held: list[Coroutine[Any, Any, list[Item]]] = []
-        # Deliveries taken by the held connects: put back if the batch never completes
-        # (the transport gave up on it, or something raised).
-        self.taken: list[tuple[str, list[Envelope]]] = []
-
-    @property
-    def waiting(self) -> bool:
-        return bool(self.held or self.publishing)
-
-    async def finish(self) -> list[Item]:
-        """Publish replies in request order, then connects as they are answered."""
-        completed = False
-        held, self.held = self.held, []
-        tasks: list[asyncio.Task[list[Item]]] = []
-        try:
-            for task in self.publishing:
-                self.replies.extend(await task)
-            if len(held) == 1:
-                self.replies.extend(await held.pop())
-            else:
-                tasks = [asyncio.ensure_future(coro) for coro in held]
-                held = []
-                pending: set[asyncio.Task[list[Item]]] = set(tasks)
-                while pending:
-                    done, pending = await asyncio.wait(pending, return_when=asyncio.FIRST_COMPLETED)
-                    for task in tasks:
-                        if task in done:
-                            self.replies.extend(task.result())
-            completed = True
-        finally:
-            for coro in held:
-                coro.close()
-            if not completed:
-                for task in tasks:
-                    task.cancel()
-                self.abandon()
-        return self.replies
-
-    def abandon(self) -> None:
-        for task in self.publishing:
-            task.cancel()
-        for coro in self.held:
-            coro.close()
-        self.held = []
-        for client_id, envelopes in self.taken:
-            self.proxy.requeue(client_id, envelopes)
-        self.taken.clear()
-
 
 class Server:
     def __init__(self, proxy: EngineProxy, limits: Limits | None = None) -> None:
         self.proxy = proxy
         self.limits = limits or Limits()
-        #: Refusals by limit name (channel, subscriptions, publish_rate, handshake_rate,
-        #: outbox_bytes, stalled), for metrics.
-        self.limit_hits: Counter[str] = Counter()
+        #: Refusals by limit name, kept by the monitor (faye.events.Monitor.limit_hits).
+        self.limit_hits: Counter[str] = proxy.limit_hits
+        #: Set by a graceful stop (faye.drain): connects are answered at once, so their
+        #: clients move to another server instead of waiting on this one.
+        self.draining = False
         self._publish_rate = TokenBuckets(self.limits.publish_rate, self.limits.publish_burst)
         self._handshake_rate = TokenBuckets(self.limits.handshake_rate, self.limits.handshake_burst)
         self.extensions = Extensions()
@@ -117,21 +54,23 @@ class Server:
     def remove_extension(self, extension: Any) -> None:
         self.extensions.remove(extension, self)
 
-    async def process(
-        self, messages: Any, request: Any, delivered_to: Delivered | None = None
-    ) -> list[Item]:
+    async def process(self, messages: Any, request: Any) -> list[Item]:
         """Handle one batch; replies come back in completion order (held connects last).
 
-        Each client whose deliveries are in the replies is appended to ``delivered_to``
-        with their number: the transport reports them to the proxy once the replies are
-        written. Without that list (the in-process client) they count as written at once.
+        For a caller that has nothing to write (the in-process client): deliveries in
+        the replies count as written at once.
         """
-        batch = await self.begin(messages, request, delivered_to)
-        return await batch.finish()
+        batch = await self.handle(messages, request)
+        batch.written()
+        return batch.replies
 
-    async def begin(
-        self, messages: Any, request: Any, delivered_to: Delivered | None = None
-    ) -> Batch:
+    async def handle(self, messages: Any, request: Any) -> Batch:
+        """Handle one batch whole; the caller writes its replies and settles them."""
+        batch = await self.begin(messages, request)
+        await batch.finish()
+        return batch
+
+    async def begin(self, messages: Any, request: Any) -> Batch:
         """Handle every message of a batch except the waiting of its held connects.
 
         Messages start one after another, so publishes keep their order (and a
@@ -142,7 +81,7 @@ class Server:
         this for each in turn, so the order holds across batches too, and awaits
         :meth:`Batch.finish` concurrently.
         """
-        batch = Batch(self.proxy)
+        batch = Batch(self.proxy.delivered, self.proxy.requeue)
         try:
             for raw in messages if isinstance(messages, list) else [messages]:
                 if not meta.js_truthy(raw):
@@ -150,12 +89,10 @@ class Server:
                 message: Message = raw if isinstance(raw, dict) else {}
                 if message.get("channel") == channels.CONNECT:
                     arrived = asyncio.get_running_loop().time()
-                    work = self._process_connect(
-                        message, request, delivered_to, batch.taken, arrived
-                    )
+                    work = self._process_connect(message, request, batch.deliveries, arrived)
                     batch.held.append(work)
                     continue
-                outcome = await self._process_one(message, request, delivered_to)
+                outcome = await self._process_one(message, request, batch.deliveries)
                 if isinstance(outcome, list):
                     batch.replies.extend(outcome)
                 else:
@@ -165,23 +102,50 @@ class Server:
             raise
         return batch
 
+    # -- the transports' port (faye.transport.port.ServerPort) ------------------------
+
+    @property
+    def has_outgoing(self) -> bool:
+        return self.extensions.has_outgoing
+
+    async def client_exists(self, client_id: Any) -> bool:
+        return await self.proxy.client_exists(client_id)
+
+    def open_socket(self, client_id: str, socket: PushSocket) -> None:
+        self.proxy.open_socket(client_id, socket)
+
+    def close_socket(self, client_id: str, socket: PushSocket, *, flush: bool = False) -> None:
+        self.proxy.detach_socket(client_id, socket, flush=flush)
+
+    def acknowledge(self, client_id: str, count: int) -> None:
+        self.proxy.delivered(client_id, count)
+
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        self.proxy.requeue(client_id, messages)
+
+    def drop_client(self, client_id: str | None, reason: str) -> None:
+        self.limit_hits[reason] += 1
+        if client_id is not None:
+            self.proxy.spawn(self.proxy.destroy_client(client_id))
+
+    def limit_hit(self, reason: str) -> None:
+        self.limit_hits[reason] += 1
+
     async def _process_connect(
         self,
         message: Message,
         request: Any,
-        delivered_to: Delivered | None,
-        taken: list[tuple[str, list[Envelope]]],
+        deliveries: list[tuple[str, list[Envelope]]],
         arrived: float,
     ) -> list[Item]:
-        outcome = await self._process_one(message, request, delivered_to, taken, arrived)
+        outcome = await self._process_one(message, request, deliveries, arrived)
         return outcome if isinstance(outcome, list) else await outcome
 
     async def _process_one(
         self,
         message: Message,
         request: Any,
-        delivered_to: Delivered | None,
-        taken: list[tuple[str, list[Envelope]]] | None = None,
+        deliveries: list[tuple[str, list[Envelope]]],
         arrived: float | None = None,
     ) -> list[Item] | asyncio.Task[list[Item]]:
         """One message's replies, or a task for them when a publish is under way.
@@ -218,9 +182,7 @@ class Server:
                         out = await handler(incoming, local)
                     if len(out) > 1 and channel == channels.CONNECT:
                         envelopes = [i for i in out if isinstance(i, Envelope)]
-                        self._track_delivery(incoming["clientId"], len(envelopes), delivered_to)
-                        if taken is not None:
-                            taken.append((incoming["clientId"], envelopes))
+                        deliveries.append((incoming["clientId"], envelopes))
             else:
                 reply, pending = self._start_publish(incoming)
                 if pending is not None:
@@ -266,12 +228,6 @@ class Server:
         allow = self.limits.channels.allow
         if any(isinstance(name, str) and not allow(name) for name in names):
             self.limit_hits["channel"] += 1
-
-    def _track_delivery(self, client_id: str, count: int, delivered_to: Delivered | None) -> None:
-        if delivered_to is None:
-            self.proxy.delivered(client_id, count)
-        else:
-            delivered_to.append((client_id, count))
 
     def _failure(self, message: Message, exc: BaseException) -> Message:
         reply = meta.reply_skeleton(message)
@@ -364,7 +320,7 @@ class Server:
             self._advise(reply)
             return [reply]
         assert isinstance(client_id, str)
-        hold = meta.requested_hold(message, self.proxy.timeout)
+        hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
         if hold > 0:
             # Spent already: answer as soon as the queue is handed over.
             hold = max(hold - (loop.time() - started), 0.0)

@@ -45,9 +45,11 @@ class EngineKit:
     ``redis+sentinel://``).
     """
 
-    def __init__(self, kind: str, redis_url: str | None = None) -> None:
+    def __init__(self, kind: str, redis_url: str | None = None, *, layout: int = 1) -> None:
         self.kind = kind
         self.redis_url = redis_url
+        #: The Redis engine's key layout (the ``layout`` option).
+        self.layout = layout
         self.namespace = f"test-{uuid.uuid4().hex[:12]}"
         self.proxies: list[EngineProxy] = []
 
@@ -64,6 +66,7 @@ class EngineKit:
                 "url": self.redis_url,
                 "namespace": self.namespace,
                 "log_level": "silent",
+                **({"layout": self.layout} if self.layout != 1 else {}),
                 **options,
             }
         factory, engine_options = resolve_engine(spec)

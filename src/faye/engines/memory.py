@@ -84,6 +84,10 @@ class MemoryEngine(Engine):
             if deadline > now:
                 break
             expired.append(client_id)
+        counts = getattr(self.host, "counts", None)  # the server's faye.events.Monitor
+        if counts is not None:
+            counts["gc_runs"] += 1
+            counts["gc_clients_collected"] += len(expired)
         for client_id in expired:
             del self._expiry[client_id]
             task = asyncio.ensure_future(self.host.destroy_client(client_id))

@@ -31,6 +31,7 @@ import contextlib
 import re
 import ssl
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any, TypeVar
 
@@ -59,7 +60,7 @@ T = TypeVar("T")
 Arg = str | bytes | int | float
 
 #: What every client type the engine uses answers to (Redis or RedisCluster).
-Client = Any
+RedisClient = Any
 
 #: The longest pause between two attempts of a call waiting out a stall (seconds).
 STALL_PAUSE = 0.25
@@ -242,14 +243,21 @@ def translate(exc: BaseException, what: str) -> EngineError:
 class RedisConnection:
     """The command client, the listener and script calls with the retry policy."""
 
-    def __init__(self, options: RedisOptions, log: EngineLog | None = None) -> None:
+    def __init__(
+        self,
+        options: RedisOptions,
+        log: EngineLog | None = None,
+        counts: Counter[str] | None = None,
+    ) -> None:
         self.options = options
+        #: redis_round_trips and redis_errors, usually the server's monitor's counters.
+        self.counts: Counter[str] = Counter() if counts is None else counts
         self.log = log or EngineLog(options.log_threshold)
         self.health = RedisHealth(self.log)
         self.mode = options.mode
         if options.ssl.enabled:
             check_tls_files(options)
-        self.library = library(sharded=self.mode == "cluster")
+        self.library = library(sharded=self.mode == "cluster", layout=options.layout)
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
         #: no functions; None until the code is first loaded.
@@ -258,11 +266,11 @@ class RedisConnection:
         self._cluster: RedisCluster | None = None
         self._sentinel: Sentinel | None = None
         self._pools: list[ConnectionPool] = []
-        self.client: Client
+        self.client: RedisClient
         #: The publish and delivery lanes' client: the same Redis, with a socket timeout
         #: of stall_timeout, so that a lane's batch waits out a stall and gets its answer
         #: (a drain whose answer is lost makes the next one resend, and duplicates).
-        self.lanes_client: Client
+        self.lanes_client: RedisClient
         if self.mode == "cluster":
             self._cluster = self._make_cluster(options)
             self.client = self._cluster
@@ -384,7 +392,7 @@ class RedisConnection:
     async def call(
         self,
         what: str,
-        fn: Callable[[Client], Awaitable[T]],
+        fn: Callable[[RedisClient], Awaitable[T]],
         *,
         idempotent: bool,
         until: float | None = None,
@@ -400,8 +408,10 @@ class RedisConnection:
         loop = asyncio.get_running_loop()
         client = self.lanes_client if lanes else self.client
         attempt = 0
+        counts = self.counts
         while True:
             started = time.monotonic()
+            counts["redis_round_trips"] += 1
             try:
                 if self._gate is None:
                     result = await fn(client)
@@ -416,8 +426,10 @@ class RedisConnection:
                     self.health.answered(started)
                 return result
             except rx.AuthenticationError as exc:
+                counts["redis_errors"] += 1
                 raise translate(exc, what) from exc
             except TRANSIENT as exc:
+                counts["redis_errors"] += 1
                 self.health.failed(what, exc)
                 self._topology_suspect()
                 if until is not None:
@@ -431,12 +443,13 @@ class RedisConnection:
                 attempt += 1
                 await asyncio.sleep(pause)
             except rx.RedisError as exc:
+                counts["redis_errors"] += 1
                 raise translate(exc, what) from exc
 
     async def load_scripts(self) -> None:
         await self.call("loading the Lua code", self._load_code, idempotent=True)
 
-    async def _load_code(self, client: Client) -> None:
+    async def _load_code(self, client: RedisClient) -> None:
         """Load the function library (on every master of a Cluster), or the scripts
         where Redis has no functions (6.2) or an ACL refuses FUNCTION LOAD."""
         if self.functions is not False:
@@ -492,7 +505,7 @@ class RedisConnection:
     ) -> Any:
         """One call of a script (FCALL or EVALSHA); if it is missing, load and call again."""
 
-        async def run(client: Client) -> Any:
+        async def run(client: RedisClient) -> Any:
             if self.functions is None:
                 await self._load_code(client)  # not loaded at start (Redis was down)
             command = self._command(name, keys, args)
@@ -555,7 +568,7 @@ class RedisConnection:
                 )
             ]
 
-        async def run(client: Client) -> list[Any]:
+        async def run(client: RedisClient) -> list[Any]:
             if self.functions is None:
                 await self._load_code(client)
             pipe = client.pipeline(transaction=False)

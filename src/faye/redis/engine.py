@@ -27,6 +27,7 @@ import os
 import random
 import secrets
 import time
+from collections import Counter
 from collections.abc import Awaitable, Callable, Coroutine, Iterable, Mapping, Sequence
 from contextvars import ContextVar
 from dataclasses import dataclass
@@ -40,7 +41,7 @@ from faye.envelope import Envelope
 from faye.redis.connection import (
     TRANSIENT,
     Arg,
-    Client,
+    RedisClient,
     RedisConnection,
     probe_tls,
     tls_problem,
@@ -170,7 +171,10 @@ class RedisEngine(Engine):
         )
         self.server_id = f"{os.getpid()}.{secrets.token_hex(6)}"
         self.log = EngineLog(self.config.log_threshold)
-        self.redis = RedisConnection(self.config, self.log)
+        #: The host's counters when it keeps them (a server's faye.events.Monitor).
+        counts = getattr(host, "counts", None)
+        self.counts: Counter[str] = Counter() if counts is None else counts
+        self.redis = RedisConnection(self.config, self.log, self.counts)
         self._background = background
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -219,6 +223,7 @@ class RedisEngine(Engine):
         self._started = True
         if not self._background:
             return
+        await self.check_layout()
         try:
             await self.redis.load_scripts()
             await self._beat()
@@ -242,6 +247,30 @@ class RedisEngine(Engine):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), self.config.connect_timeout + 1)
 
+    @classmethod
+    def create(cls, host: EngineHost, options: Mapping[str, Any]) -> RedisEngine:
+        return make_engine(host, options)
+
+    async def check_layout(self) -> None:
+        """Record this namespace's layout, or refuse one the other layout uses: their
+        keys mean different things, so mixing them would lose messages."""
+        key, mine = f"{self.config.namespace}:layout", str(self.config.layout)
+
+        async def check(client: RedisClient) -> Any:
+            await client.set(key, mine, nx=True)
+            return await client.get(key)
+
+        try:
+            found = _text(await self.redis.call("layout", check, idempotent=True))
+        except EngineError:
+            return  # Redis not reachable yet: start() says so and keeps trying
+        if found != mine:
+            raise EngineError(
+                f"namespace {self.config.namespace!r} is used by servers of Redis layout "
+                f"{found}, this server runs layout {mine}: use another namespace (its "
+                "clients will handshake again) or the same layout"
+            )
+
     async def close(self) -> None:
         """Stop background work, finish queued acknowledgements, leave the fleet."""
         if self._closed:
@@ -252,9 +281,7 @@ class RedisEngine(Engine):
             with contextlib.suppress(EngineError):
                 # Count as long dead: our in-flight messages are recovered at once by the
                 # next connect of their clients, or by the next GC.
-                await self.redis.call(
-                    "leave", lambda c: self._each_partition(c, "leave"), idempotent=True
-                )
+                await self.redis.call("leave", self._leave_every_partition, idempotent=True)
         await self.redis.close()
 
     async def kill(self) -> None:
@@ -313,31 +340,32 @@ class RedisEngine(Engine):
         task.add_done_callback(self._tasks.discard)
         return task
 
-    async def _each_partition(self, client: Client, action: str) -> None:
+    async def _leave_every_partition(self, client: RedisClient) -> None:
+        """Score 0 in every partition's ``servers``: we count as long dead at once."""
         pipe = client.pipeline(transaction=False)
         for p in range(self.keys.partitions):
-            if action == "leave":
-                pipe.zadd(self.keys.servers(p), {self.server_id: 0})
-            else:
-                pipe.zscore(self.keys.servers(p), self.server_id)
-                pipe.zadd(self.keys.servers(p), {self.server_id: now_ms()})
+            pipe.zadd(self.keys.servers(p), {self.server_id: 0})
+        await pipe.execute()
+
+    async def _beat_every_partition(self, client: RedisClient) -> None:
+        pipe = client.pipeline(transaction=False)
+        for p in range(self.keys.partitions):
+            pipe.zscore(self.keys.servers(p), self.server_id)
+            pipe.zadd(self.keys.servers(p), {self.server_id: now_ms()})
         results = await pipe.execute()
-        if action == "beat":
-            known = all(score is not None for score in results[0::2])
-            if self._beaten and not known:
-                # Another server (or a Redis restart) declared us dead and moved our
-                # in-flight messages back to the queues: our counts are void.
-                self.log.warning(
-                    "server %s was presumed dead; resetting in-flight state", self.server_id
-                )
-                self._unacked.clear()
-                self._acks.clear()
-            self._beaten = True
+        known = all(score is not None for score in results[0::2])
+        if self._beaten and not known:
+            # Another server (or a Redis restart) declared us dead and moved our
+            # in-flight messages back to the queues: our counts are void.
+            self.log.warning(
+                "server %s was presumed dead; resetting in-flight state", self.server_id
+            )
+            self._unacked.clear()
+            self._acks.clear()
+        self._beaten = True
 
     async def _beat(self) -> None:
-        await self.redis.call(
-            "heartbeat", lambda c: self._each_partition(c, "beat"), idempotent=True
-        )
+        await self.redis.call("heartbeat", self._beat_every_partition, idempotent=True)
 
     async def _heartbeat_loop(self) -> None:
         while True:
@@ -363,7 +391,7 @@ class RedisEngine(Engine):
         """(now, clients alive after, servers alive after), in ms."""
         now = now_ms()
         alive = now - int(self._liveness(self.exists_window) * 1000)
-        dead = now - int(self.config.server_timeout * 1000)
+        dead = now - int(self.config.dead_server_after * 1000)
         return now, alive, dead
 
     async def create_client(self) -> str:
@@ -371,7 +399,7 @@ class RedisEngine(Engine):
             client_id = generate_id()
             key = self.keys.clients(self.keys.partition(client_id))
 
-            async def add(client: Client, key: str = key, cid: str = client_id) -> Any:
+            async def add(client: RedisClient, key: str = key, cid: str = client_id) -> Any:
                 return await client.zadd(key, {cid: now_ms()}, nx=True)
 
             added = await self.redis.call("create_client", add, idempotent=True)
@@ -1056,7 +1084,7 @@ class RedisEngine(Engine):
         """
         if client_id in self._rechecks or self._closed:
             return
-        delay = self.config.server_timeout + self.config.heartbeat_interval
+        delay = self.config.dead_server_after + self.config.heartbeat_interval
 
         def recheck() -> None:
             self._rechecks.pop(client_id, None)
@@ -1191,7 +1219,7 @@ class RedisEngine(Engine):
         for p, cids in by_partition.items():
             key = self.keys.clients(p)
 
-            async def scores_of(client: Client, key: str = key, cids: list[str] = cids) -> Any:
+            async def scores_of(client: RedisClient, key: str = key, cids: list[str] = cids) -> Any:
                 return await client.zmscore(key, cids)
 
             scores = await self.redis.call("held clients", scores_of, idempotent=True)
@@ -1259,14 +1287,16 @@ class RedisEngine(Engine):
         )
         if not acquired:
             return 0
+        self.counts["gc_runs"] += 1
+        collected = 0
         try:
-            collected = 0
             for p in range(self.keys.partitions):
                 await self._recover_dead_servers(p)
                 await self._finish_destroys(p)
                 collected += await self._collect(p)
             return collected
         finally:
+            self.counts["gc_clients_collected"] += collected
             with contextlib.suppress(EngineError):
                 await self.redis.run_script("unlock", [key], [token], idempotent=True)
 
@@ -1320,6 +1350,17 @@ class RedisEngine(Engine):
             _GC_RUN.reset(token)
 
 
+def make_engine(
+    host: EngineHost, options: Mapping[str, Any] | None, *, background: bool = True
+) -> RedisEngine:
+    """The engine of the layout the options name (``layout``, 1 by default)."""
+    if RedisOptions.parse(options).layout == 2:
+        from faye.redis.layout2.engine import LogEngine
+
+        return LogEngine(host, options, background=background)
+    return RedisEngine(host, options, background=background)
+
+
 def _consume(future: asyncio.Future[Any]) -> None:
     """Retrieve a result nobody waits for any more (no 'never retrieved' warning)."""
     if not future.cancelled():
@@ -1368,7 +1409,7 @@ async def collect_garbage(
     options.setdefault("log_level", "error")
     options["gc_interval"] = None
     host = StandaloneHost(server_timeout)
-    engine = RedisEngine(host, options, background=False)
+    engine = make_engine(host, options, background=False)
     host.engine = engine
     try:
         await engine.redis.load_scripts()

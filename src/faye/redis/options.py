@@ -86,6 +86,12 @@ class RedisOptions:
     service_name: str | None = None
     sentinel_password: str | None = None
     sentinel_username: str | None = None
+    #: Key layout: 1 (per-client queues) or 2 (channel logs, faye.redis.layout2). Servers
+    #: of one namespace must agree; each refuses a namespace the other layout uses.
+    layout: int = 1
+    #: Layout 2: how often (seconds) a server records how far the clients it holds
+    #: were written, at most; the duplicates a killed server leaves are bounded by it.
+    cursor_interval: float = 1.0
 
     # -- derived --------------------------------------------------------------------
 
@@ -102,7 +108,7 @@ class RedisOptions:
     def partition_count(self) -> int:
         if self.partitions is not None:
             return self.partitions
-        return CLUSTER_PARTITIONS if self.mode == "cluster" else 1
+        return CLUSTER_PARTITIONS if self.mode == "cluster" and self.layout == 1 else 1
 
     def addresses(self, which: str) -> list[tuple[str, int]]:
         """``cluster`` or ``sentinels`` as (host, port) pairs."""
@@ -115,7 +121,7 @@ class RedisOptions:
         return LOG_LEVELS[self.log_level]
 
     @property
-    def server_timeout(self) -> float:
+    def dead_server_after(self) -> float:
         """A server whose heartbeat is older than this is dead (its in-flight is recovered)."""
         return 3 * self.heartbeat_interval
 
@@ -239,6 +245,8 @@ class RedisOptions:
         return replace(self, **changes)
 
     def _check_relations(self) -> None:
+        if self.layout == 2 and (self.partitions or 1) > 1:
+            raise ValueError("partitions: layout 2 keeps a namespace in one partition")
         if (self.ssl.cert_file is None) != (self.ssl.key_file is None):
             raise ValueError("ssl: cert_file and key_file go together (a client certificate)")
         if self.cluster and self.sentinels:
@@ -250,11 +258,12 @@ class RedisOptions:
         if self.service_name and not self.sentinels:
             raise ValueError("service_name needs sentinels (their host:port addresses)")
 
-    def liveness(self, server_timeout: float) -> tuple[float, float]:
-        """(seconds a client counts as existing, seconds after which the GC collects it)."""
+    def liveness(self, bayeux_timeout: float) -> tuple[float, float]:
+        """(seconds a client counts as existing, seconds after which the GC collects it),
+        given the Bayeux server's ``timeout`` (how long it holds a ``/meta/connect``)."""
         if self.client_timeout is not None:
             return self.client_timeout, self.client_timeout
-        return 1.6 * server_timeout, 2 * server_timeout
+        return 1.6 * bayeux_timeout, 2 * bayeux_timeout
 
 
 # -- value checks ------------------------------------------------------------------------
@@ -430,6 +439,8 @@ _CHECKS: dict[str, Any] = {
     "max_queue": lambda n, v: _int(n, v, 1),
     "heartbeat_interval": _seconds,
     "partitions": lambda n, v: None if v is None else _int(n, v, 1, 16384),
+    "layout": lambda n, v: _int(n, v, 1, 2),
+    "cursor_interval": _seconds,
     "cluster": _addresses,
     "sentinels": _addresses,
     "service_name": _opt_str,

@@ -22,7 +22,7 @@ from typing import Any
 from faye.engine import EngineError
 from faye.envelope import Envelope
 from faye.protocol import channels
-from faye.redis.engine import RedisEngine, StandaloneHost
+from faye.redis.engine import RedisEngine, StandaloneHost, make_engine
 
 #: A message ready for the engine: its envelope and its channel's expansion.
 Prepared = tuple[Envelope, Sequence[str]]
@@ -110,7 +110,7 @@ class Publisher:
         timeout: float = 60.0,
     ) -> None:
         options = engine_options(redis, namespace)
-        self.engine = RedisEngine(StandaloneHost(timeout), options, background=False)
+        self.engine = make_engine(StandaloneHost(timeout), options, background=False)
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 

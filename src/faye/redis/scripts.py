@@ -6,8 +6,7 @@ they share are locals beside it, which ``main`` sets from its arguments first.
 * On Redis 7.0+ the files form one *function library*, loaded once per master
   (FUNCTION LOAD) and called by FCALL. The helpers are built once, when the library
   loads. A script is run from its top on every call, so its thirty-odd local
-  functions were built again for each one (several microseconds of Redis CPU per call
-  before any work: ``bench/cluster_throughput.py --command-cost``).
+  functions would be built again for each one, before any work.
 * On Redis 6.2, or where an ACL refuses FUNCTION LOAD, each file is a script
   (``lib.lua``, the file, then a call of ``main``) run by EVALSHA.
 
@@ -32,6 +31,21 @@ from functools import cache
 from importlib import resources
 
 NAMES = ("publish", "deliveries", "subscribe", "unsubscribe", "destroy", "recover", "unlock")
+
+#: Layout 2 (channel logs, see faye.redis.layout2): its own helpers, files and library name,
+#: so that the two layouts' code never mixes.
+LOG_NAMES = (
+    "log_publish",
+    "log_subscribe",
+    "log_unsubscribe",
+    "log_destroy",
+    "log_claim",
+    "log_cursors",
+    "unlock",
+)
+
+#: layout -> (helpers file, entry files, library name prefix)
+_LAYOUTS = {1: ("lib", NAMES, "faye"), 2: ("log_lib", LOG_NAMES, "faye2")}
 
 
 @dataclass(frozen=True)
@@ -61,22 +75,23 @@ _CROSS_SLOT = "#!lua flags=allow-cross-slot-keys\n"
 _MAIN = "local function main(KEYS, ARGV)\n"
 
 
-def _lib(sharded: bool) -> str:
-    lib = _read("lib")
+def _lib(sharded: bool, helpers: str = "lib") -> str:
+    lib = _read(helpers)
     if _PLAIN not in lib:
-        raise AssertionError("lib.lua lost its NOTIFY constant")
+        raise AssertionError(f"{helpers}.lua lost its NOTIFY constant")
     return lib.replace(_PLAIN, _SHARDED) if sharded else lib
 
 
 @cache
-def library(sharded: bool = False) -> Library:
+def library(sharded: bool = False, layout: int = 1) -> Library:
     """The library and, for servers without functions, the same code as scripts."""
-    lib, files = _lib(sharded), {name: _read(name) for name in NAMES}
+    helpers, names, base = _LAYOUTS[layout]
+    lib, files = _lib(sharded, helpers), {name: _read(name) for name in names}
     for name, text in files.items():
         if _MAIN not in text:
             raise AssertionError(f"{name}.lua defines no main(KEYS, ARGV)")
     tag = hashlib.sha1("\0".join([lib, *files.values()]).encode("utf-8")).hexdigest()[:12]
-    prefix = f"faye_{tag}"
+    prefix = f"{base}_{tag}"
     flags = ", flags={'allow-cross-slot-keys'}" if sharded else ""
     parts = [f"#!lua name={prefix}\n", lib]
     scripts = {}
@@ -93,5 +108,5 @@ def library(sharded: bool = False) -> Library:
     return Library(prefix, "".join(parts), scripts)
 
 
-def load_all(sharded: bool = False) -> dict[str, Script]:
-    return library(sharded).scripts
+def load_all(sharded: bool = False, layout: int = 1) -> dict[str, Script]:
+    return library(sharded, layout).scripts

@@ -9,14 +9,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from collections import deque
-from collections.abc import Sequence
+import sys
 from typing import Any
 
-from faye.envelope import Envelope, encode_items
+from faye.envelope import Envelope
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
-from faye.server import Server
-from faye.transport.request import Request
+from faye.transport.codec import encode_items
+from faye.transport.outbox import Outbox
+from faye.transport.port import ServerPort
 from faye.transport.responses import NO_CACHE, Receive, Scope, Send, plain
 
 log = logging.getLogger("faye.transport.eventsource")
@@ -24,65 +24,58 @@ log = logging.getLogger("faye.transport.eventsource")
 RETRY_MS = 5000
 
 
-class EventSourceSession:
+class EventSourceSession(Outbox):
+    __slots__ = ("_ping", "_wakeup")
+
     def __init__(
         self,
-        server: Server,
+        server: ServerPort,
+        client_id: str,
         scope: Scope,
         receive: Receive,
         send: Send,
         *,
-        client_id: str,
         ping: float,
         max_queue: int,
         max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
-        self.server = server
-        self.request = Request(scope)
-        self.client_id = client_id
-        self._receive = receive
-        self._send = send
+        # Everything queued goes out as one event: a stream has no frame size limit.
+        connection = (scope, receive, send)
+        limits = {"max_queue": max_queue, "max_bytes": max_outbox_bytes}
+        super().__init__(server, connection, client_id, max_frame=sys.maxsize, **limits)
         self._ping = ping
-        self._max_queue = max_queue
-        self._outbox: deque[Envelope] = deque()
-        self._outbox_bytes = 0
-        self._max_outbox_bytes = max_outbox_bytes
         self._wakeup = asyncio.Event()
-        self._closing = False
 
-    def push(self, messages: Sequence[Envelope]) -> None:
-        if self._closing:
-            self.server.proxy.requeue(self.client_id, messages)
-            return
-        self._outbox.extend(messages)
-        self._outbox_bytes += sum(len(message.raw) for message in messages)
-        if self._outbox_bytes > self._max_outbox_bytes:
-            # Dropped with what it has not been sent; it must handshake again (the same
-            # policy as WebSocket, docs/security.md).
-            log.warning(
-                "client %s fell %d bytes behind (cap %d); dropping it",
-                self.client_id,
-                self._outbox_bytes,
-                self._max_outbox_bytes,
-            )
-            self._outbox.clear()
-            self._outbox_bytes = 0
-            self._closing = True
-            self.server.limit_hits["outbox_bytes"] += 1
-            self.server.proxy.spawn(self.server.proxy.destroy_client(self.client_id))
-        elif len(self._outbox) > self._max_queue:
-            log.warning("client %s is not reading; closing its stream", self.client_id)
-            self.server.limit_hits["stalled"] += 1
-            self._closing = True
-        self._wakeup.set()
+    # -- the outbox's hooks ------------------------------------------------------------
 
     def close(self) -> None:
         self._closing = True
         self._wakeup.set()
 
+    def _wake(self) -> None:
+        self._wakeup.set()
+
+    def _stalled(self) -> None:
+        self.close()
+
+    def _dropped(self) -> None:
+        self.close()
+
+    async def _write_reply(self, text: bytes) -> None:
+        raise AssertionError("an EventSource stream carries no replies")  # pragma: no cover
+
+    async def _write_deliveries(self, messages: list[Envelope]) -> None:
+        out = await self.server.outgoing(list(messages), self.request)
+        if out:
+            await self._write(b"data: " + encode_items(out) + b"\r\n\r\n")
+
+    # -- lifecycle ---------------------------------------------------------------------
+
     async def run(self) -> None:
-        proxy = self.server.proxy
-        if not await proxy.client_exists(self.client_id):
+        server = self.server
+        client_id = self.client_id
+        assert client_id is not None
+        if not await server.client_exists(client_id):
             await plain(self._send, 400, "Bad request")
             return
         try:
@@ -100,17 +93,19 @@ class EventSourceSession:
             await self._write(f"retry: {RETRY_MS}\r\n\r\n".encode())
         except OSError:
             return  # the client left before the stream began
-        proxy.open_socket(self.client_id, self)
+        server.open_socket(client_id, self)
         gone = asyncio.ensure_future(self._wait_for_disconnect())
         try:
             await self._pump(gone)
         except OSError as exc:
             log.debug("EventSource write failed: %s", exc)
         finally:
+            self._closing = True
+            self._stop_checks()
             gone.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await gone
-            proxy.detach_socket(self.client_id, self)
+            server.close_socket(client_id, self)
             with contextlib.suppress(Exception):
                 await self._send({"type": "http.response.body", "body": b"", "more_body": False})
 
@@ -125,18 +120,8 @@ class EventSourceSession:
             if gone.done():
                 return
             self._wakeup.clear()
-            if self._outbox:
-                batch = list(self._outbox)
-                self._outbox.clear()
-                self._outbox_bytes = 0
-                out = await self.server.outgoing(list(batch), self.request)
-                if out:
-                    try:
-                        await self._write(b"data: " + encode_items(out) + b"\r\n\r\n")
-                    except OSError:
-                        self.server.proxy.requeue(self.client_id, batch)
-                        raise
-                self.server.proxy.delivered(self.client_id, len(batch))
+            if self._queue:
+                await self._write_queued()
             elif not done:
                 await self._write(b":\r\n\r\n")
             if self._closing:

@@ -6,7 +6,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
-from faye.proxy import EngineProxy
+from faye.transport.port import ServerPort
 from faye.transport.responses import NO_CACHE, TEXT_PLAIN, Send, respond
 
 log = logging.getLogger("faye.transport.health")
@@ -20,10 +20,10 @@ async def alive(send: Send) -> None:
     await respond(send, 200, [(b"content-type", TEXT_PLAIN), NO_CACHE], b"ok\n")
 
 
-async def ready(send: Send, proxy: EngineProxy, limit_seconds: float) -> None:
+async def ready(send: Send, server: ServerPort, limit_seconds: float) -> None:
     """200 when the engine can be asked something within ``limit_seconds``, else 503."""
     try:
-        await asyncio.wait_for(proxy.backend.client_exists(PROBE_CLIENT_ID), limit_seconds)
+        await asyncio.wait_for(server.client_exists(PROBE_CLIENT_ID), limit_seconds)
     except Exception as exc:  # any failure of the store is "not ready", never a 500
         reason = "timed out" if isinstance(exc, TimeoutError) else type(exc).__name__
         log.warning("not ready: engine %s", reason)

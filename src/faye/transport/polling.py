@@ -13,11 +13,9 @@ import re
 from typing import Any
 from urllib.parse import parse_qs
 
-import orjson
-
-from faye.envelope import Item, encode_items
-from faye.protocol import channels
-from faye.server import Delivered, Server
+from faye.batch import Batch
+from faye.transport.codec import BadRequest, decode_messages, encode_items, has_connect
+from faye.transport.port import ServerPort
 from faye.transport.request import Request
 from faye.transport.responses import (
     NO_CACHE,
@@ -53,28 +51,6 @@ PREFLIGHT_HEADERS: Headers = [
 ]
 
 
-class BadRequest(Exception):
-    """The request cannot carry Bayeux messages; answered with HTTP 400."""
-
-
-def decode_messages(text: str | bytes) -> Any:
-    """Parse a request's JSON: an object or an array; ``null`` counts as no message."""
-    try:
-        value = orjson.loads(text)
-    except orjson.JSONDecodeError as exc:
-        raise BadRequest("invalid JSON") from exc
-    if value is None:
-        return []
-    if not isinstance(value, dict | list):
-        raise BadRequest("JSON is not an object or an array")
-    return value
-
-
-def has_connect(messages: Any) -> bool:
-    batch = messages if isinstance(messages, list) else [messages]
-    return any(isinstance(m, dict) and m.get("channel") == channels.CONNECT for m in batch)
-
-
 def is_preflight(scope: Scope) -> bool:
     return scope["method"] == "OPTIONS" or header(scope, b"access-control-request-method") == "POST"
 
@@ -101,16 +77,16 @@ async def _wait_for_disconnect(receive: Receive) -> None:
 
 
 async def process_watching(
-    server: Server, messages: Any, request: Request, receive: Receive, delivered_to: Delivered
-) -> list[Item] | None:
+    server: ServerPort, messages: Any, request: Request, receive: Receive
+) -> Batch | None:
     """Process a batch; if it holds a connect, give up when the client goes away.
 
     Returns None when the client vanished; the abandoned connect puts back any
     messages it had taken, so nothing is lost with the dead request.
     """
     if not has_connect(messages):
-        return await server.process(messages, request, delivered_to)
-    work = asyncio.ensure_future(server.process(messages, request, delivered_to))
+        return await server.handle(messages, request)
+    work = asyncio.ensure_future(server.handle(messages, request))
     gone = asyncio.ensure_future(_wait_for_disconnect(receive))
     try:
         await asyncio.wait({work, gone}, return_when=asyncio.FIRST_COMPLETED)
@@ -124,7 +100,7 @@ async def process_watching(
 
 
 class PollingTransport:
-    def __init__(self, server: Server, max_request_size: int) -> None:
+    def __init__(self, server: ServerPort, max_request_size: int) -> None:
         self.server = server
         self.max_request_size = max_request_size
 
@@ -154,18 +130,17 @@ class PollingTransport:
         except ClientGone:
             return
         request = Request(scope)
-        delivered_to: Delivered = []
         try:
-            replies = await process_watching(self.server, messages, request, receive, delivered_to)
+            batch = await process_watching(self.server, messages, request, receive)
         except Exception:
             # Not the messages: they may be large, or carry secrets.
             count = len(messages) if isinstance(messages, list) else 1
             log.exception("failed to process a request of %d message(s)", count)
             await plain(send, 400, "Bad request")
             return
-        if replies is None:
+        if batch is None:
             return
-        body = encode_items(replies)
+        body = encode_items(batch.replies)
         headers = [NO_CACHE, NOSNIFF, *cors_headers(scope)]
         if callback:
             body = b"/**/" + callback.encode() + b"(" + _escape_js(body) + b");"
@@ -175,9 +150,12 @@ class PollingTransport:
             ]
         else:
             headers.append((b"content-type", JSON_TYPE))
-        await respond(send, 200, headers, body)
-        for client_id, count in delivered_to:
-            self.server.proxy.delivered(client_id, count)
+        try:
+            await respond(send, 200, headers, body)
+        except OSError:
+            batch.unwritten()
+            raise
+        batch.written()
 
     async def _read_post(self, scope: Scope, receive: Receive) -> Any:
         body = await read_body(scope, receive, self.max_request_size)

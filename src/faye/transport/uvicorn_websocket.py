@@ -29,9 +29,7 @@ from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFact
 from websockets.protocol import Protocol
 from websockets.server import ServerProtocol
 
-#: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``, and
-#: ``["abort"]()``: drop the connection now, whether or not the client reads.
-WRITE_EXTENSION = "faye.websocket.write"
+from faye.transport.frames import WRITE_EXTENSION
 
 #: What a ``permessage-deflate`` offer gets. ``off``: declined, messages travel
 #: uncompressed (Node Faye's default). ``on``: uvicorn's own terms (4 KB windows, zlib
@@ -254,11 +252,12 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         conn.parser = parser
 
     def write_frame(self, frame: bytes) -> bool:
-        """Write a frame made by :func:`faye.envelope.text_frame` now; False when only ``send`` may.
+        """Write a frame made by :func:`faye.transport.frames.text_frame` now.
 
-        False while the handshake is unfinished, once a close was sent or received, and
-        while the client is not reading (the transport paused our writes): the caller
-        then queues and awaits ``send``, which waits for the socket to drain.
+        False (only ``send`` may write) while the handshake is unfinished, once a close
+        was sent or received, and while the client is not reading (the transport paused
+        our writes): the caller then queues and awaits ``send``, which waits for the
+        socket to drain.
         """
         if (
             not self.handshake_complete

@@ -5,7 +5,8 @@ frames behind it. A frame with nothing queued before it goes straight onto the s
 when the server offers that (``faye serve`` does: :mod:`faye.transport.uvicorn_websocket`);
 otherwise writes go through one writer task per socket: replies keep their order,
 deliveries waiting together are sent as one frame, and a client that cannot keep up is
-disconnected instead of growing the server's memory without bound.
+disconnected instead of growing the server's memory without bound
+(:mod:`faye.transport.outbox`).
 """
 
 from __future__ import annotations
@@ -17,14 +18,15 @@ import logging
 from collections.abc import Callable, Sequence
 from typing import Any
 
-from faye.envelope import Envelope, Item, encode_items, text_frame
+from faye.batch import Batch
+from faye.envelope import Envelope, Item
 from faye.limits import DEFAULT_MAX_OUTBOX_BYTES
 from faye.protocol import channels
-from faye.server import Batch, Delivered, Server
-from faye.transport.polling import BadRequest, decode_messages
-from faye.transport.request import Request
+from faye.transport.codec import BadRequest, decode_messages, encode_items
+from faye.transport.frames import WRITE_EXTENSION, delivery_frame, delivery_text, text_frame
+from faye.transport.outbox import Outbox
+from faye.transport.port import ServerPort
 from faye.transport.responses import Receive, Scope, Send
-from faye.transport.uvicorn_websocket import WRITE_EXTENSION
 
 log = logging.getLogger("faye.transport.websocket")
 
@@ -35,27 +37,13 @@ CLOSE_TRY_AGAIN = 1013
 #: How long a server-side close waits for replies still being processed.
 CLOSE_GRACE = 1.0
 
-#: How long a socket may stay more than ``max_queue`` messages behind before it is
-#: closed with 1013 (its undelivered messages go back to the engine).
-STALL_GRACE = 5.0
-
 
 def _abandon_if_cancelled(batch: Batch, task: asyncio.Task[None]) -> None:
     if task.cancelled():
         batch.abandon()
 
 
-class _Frame:
-    """A reply frame, and the clients whose deliveries it carries."""
-
-    __slots__ = ("delivered_to", "text")
-
-    def __init__(self, text: bytes, delivered_to: Delivered) -> None:
-        self.text = text
-        self.delivered_to = delivered_to
-
-
-class WebSocketSession:
+class WebSocketSession(Outbox):
     """One accepted WebSocket, bound to at most one client id at a time.
 
     An idle socket costs as little as we can make it: no writer task waits on it (one
@@ -63,9 +51,20 @@ class WebSocketSession:
     queues are plain lists.
     """
 
+    __slots__ = (
+        "_abort",
+        "_close_code",
+        "_close_deadline",
+        "_dispatcher",
+        "_frames",
+        "_inbox",
+        "_write_now",
+        "_writer",
+    )
+
     def __init__(
         self,
-        server: Server,
+        server: ServerPort,
         scope: Scope,
         receive: Receive,
         send: Send,
@@ -74,94 +73,60 @@ class WebSocketSession:
         max_queue: int,
         max_outbox_bytes: int = DEFAULT_MAX_OUTBOX_BYTES,
     ) -> None:
-        self.server = server
-        self.proxy = server.proxy
-        self.request = Request(scope)
-        self._receive = receive
-        self._send = send
+        limits = {"max_queue": max_queue, "max_bytes": max_outbox_bytes}
+        super().__init__(server, (scope, receive, send), None, max_frame=max_message_size, **limits)
         direct = scope.get("extensions", {}).get(WRITE_EXTENSION, {})
         self._write_now: Callable[[bytes], bool] | None = direct.get("write")
         self._abort: Callable[[], None] | None = direct.get("abort")
-        self._max_message_size = max_message_size
-        self._max_queue = max_queue
-        self._outbox: list[_Frame | Envelope] = []
-        # Bytes in _outbox (not yet taken by the writer), capped by max_outbox_bytes.
-        self._outbox_bytes = 0
-        self._max_outbox_bytes = max_outbox_bytes
         self._writer: asyncio.Task[None] | None = None
         self._frames: set[asyncio.Task[None]] = set()
         self._inbox: list[Any] = []
         self._dispatcher: asyncio.Task[None] | None = None
-        self._client_id: str | None = None
-        self._closing = False
         self._close_code = CLOSE_NORMAL
         self._close_deadline = 0.0
-        self._stall_check: asyncio.TimerHandle | None = None
 
-    # -- PushSocket --------------------------------------------------------------------
-
-    def push(self, messages: Sequence[Envelope]) -> None:
-        if self._closing:
-            if self._client_id is not None:
-                self.proxy.requeue(self._client_id, messages)
-            return
-        client_id = self._client_id
-        if (
-            client_id is not None
-            and self._can_write_now()
-            and not self.server.extensions.has_outgoing
-            and self._frame_end(messages, 0) == len(messages)
-        ) and self._write_now(self._delivery_frame(messages)):  # type: ignore[misc]
-            self.proxy.delivered(client_id, len(messages))
-            return
-        self._outbox.extend(messages)
-        self._outbox_bytes += sum(len(message.raw) for message in messages)
-        if self._outbox_bytes > self._max_outbox_bytes:
-            self._drop_slow_client()
-            return
-        if len(self._outbox) > self._max_queue and self._stall_check is None:
-            # A burst (a backlog handed over on reconnect) may overfill the queue for a
-            # moment; a client still that far behind after STALL_GRACE is not reading.
-            loop = asyncio.get_running_loop()
-            self._stall_check = loop.call_later(STALL_GRACE, self._check_stalled)
-        self._wake_writer()
+    # -- the outbox's hooks ------------------------------------------------------------
 
     def close(self) -> None:
         self._close_soon(CLOSE_NORMAL)
 
-    def _check_stalled(self) -> None:
-        self._stall_check = None
-        if len(self._outbox) > self._max_queue:
-            log.warning("client %s is not reading; closing its socket", self._client_id)
-            self.server.limit_hits["stalled"] += 1
-            # What it has not been sent waits in the engine for its next connect.
-            kept = [item for item in self._outbox if isinstance(item, _Frame)]
-            unsent = [item for item in self._outbox if isinstance(item, Envelope)]
-            self._outbox = kept  # type: ignore[assignment]
-            self._outbox_bytes = sum(len(item.text) for item in kept)
-            if unsent and self._client_id is not None:
-                self.proxy.requeue(self._client_id, unsent)
-            self._close_soon(CLOSE_TRY_AGAIN)
+    def _wake(self) -> None:
+        if self._writer is None:
+            self._writer = asyncio.ensure_future(self._write())
 
-    def _drop_slow_client(self) -> None:
-        """The client fell more than max_outbox_bytes behind: drop it, undelivered
-        messages and all. Its client id is destroyed, so it handshakes again (and its
-        client library subscribes again) instead of resuming with a gap it cannot see."""
-        client_id = self._client_id
-        self.server.limit_hits["outbox_bytes"] += 1
-        log.warning(
-            "client %s fell %d bytes behind (cap %d); dropping it",
-            client_id,
-            self._outbox_bytes,
-            self._max_outbox_bytes,
-        )
-        self._outbox = []
-        self._outbox_bytes = 0
+    def _write_directly(self, messages: Sequence[Envelope]) -> bool:
+        client_id = self.client_id
+        if (
+            client_id is not None
+            and self._can_write_now()
+            and not self.server.has_outgoing
+            and self._group_end(messages, 0) == len(messages)
+            and self._write_now(delivery_frame(messages))  # type: ignore[misc]
+        ):
+            self.server.acknowledge(client_id, len(messages))
+            return True
+        return False
+
+    def _stalled(self) -> None:
+        self._close_soon(CLOSE_TRY_AGAIN)
+
+    def _dropped(self) -> None:
         self._close_soon(CLOSE_TRY_AGAIN)
         if self._abort is not None:
             self._abort()
-        if client_id is not None:
-            self.proxy.spawn(self.proxy.destroy_client(client_id))
+
+    async def _write_reply(self, text: bytes) -> None:
+        await self._send({"type": "websocket.send", "text": text.decode()})
+
+    async def _write_deliveries(self, messages: list[Envelope]) -> None:
+        """Without outgoing extensions, the text every recipient shares."""
+        if not self.server.has_outgoing:
+            frame = delivery_text(messages)
+        else:
+            out = await self.server.outgoing(list(messages), self.request)
+            frame = encode_items(out).decode() if out else ""
+        if frame:
+            await self._send({"type": "websocket.send", "text": frame})
 
     def _close_soon(self, code: int) -> None:
         """Close once the replies being worked on are written (a disconnect's own reply)."""
@@ -169,7 +134,7 @@ class WebSocketSession:
             self._closing = True
             self._close_code = code
             self._close_deadline = asyncio.get_running_loop().time() + CLOSE_GRACE
-            self._wake_writer()
+            self._wake()
 
     def _can_write_now(self) -> bool:
         """Whether a frame may skip the writer task: nothing is queued before it and the
@@ -177,38 +142,9 @@ class WebSocketSession:
         return (
             self._write_now is not None
             and self._writer is None
-            and not self._outbox
+            and not self._queue
             and not self._closing
         )
-
-    @staticmethod
-    def _delivery_frame(messages: Sequence[Envelope]) -> bytes:
-        if len(messages) == 1:
-            return messages[0].websocket_frame
-        return text_frame(encode_items(messages))
-
-    def _frame_end(self, items: Sequence[_Frame | Envelope], start: int) -> int:
-        """Where the deliveries from ``items[start]`` that share one frame end.
-
-        They share it up to the size the server would accept from a client, so no
-        client's limit (often the same 1 MiB) is ever exceeded by our batching.
-        """
-        first = items[start]
-        assert isinstance(first, Envelope)
-        end, size = start + 1, len(first.raw)
-        while end < len(items):
-            following = items[end]
-            if not isinstance(following, Envelope):
-                break
-            size += len(following.raw) + 1
-            if size > self._max_message_size:
-                break
-            end += 1
-        return end
-
-    def _wake_writer(self) -> None:
-        if self._writer is None:
-            self._writer = asyncio.ensure_future(self._write())
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -231,20 +167,19 @@ class WebSocketSession:
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if len(data) > self._max_message_size:
+                if len(data) > self._max_frame:
                     self._close_soon(CLOSE_TOO_BIG)
                     continue
                 self._on_frame(data)
         finally:
             self._closing = True
-            if self._stall_check is not None:
-                self._stall_check.cancel()
+            self._stop_checks()
             for task in list(self._frames):
                 task.cancel()
             if self._frames:
                 await asyncio.gather(*self._frames, return_exceptions=True)
-            if self._client_id is not None:
-                self.proxy.detach_socket(self._client_id, self)
+            if self.client_id is not None:
+                self.server.close_socket(self.client_id, self)
             writer = self._writer
             if writer is not None:
                 writer.cancel()
@@ -272,24 +207,23 @@ class WebSocketSession:
         """Start frames strictly in arrival order; only their held connects overlap."""
         while self._inbox:
             messages = self._inbox.pop(0)
-            delivered_to: Delivered = []
             try:
-                batch = await self.server.begin(messages, self.request, delivered_to)
+                batch = await self.server.begin(messages, self.request)
             except Exception:
                 log.exception("failed to process a WebSocket frame")
                 continue
             if batch.waiting:
-                task = self._track(self._complete(batch, delivered_to))
+                task = self._track(self._complete(batch))
                 # Cancelled before it ever ran (the socket closed at once), it never
                 # reached Batch.finish: release the held connects and their messages.
                 task.add_done_callback(functools.partial(_abandon_if_cancelled, batch))
             else:
-                self._write_frame(batch.replies, delivered_to)
+                self._write_frame(batch.replies, batch)
 
     def _frame_done(self, task: asyncio.Task[None]) -> None:
         self._frames.discard(task)
         if self._closing:
-            self._wake_writer()
+            self._wake()
 
     def _bind(self, messages: Any) -> None:
         """Bind the socket to the client of the frame's first connect, as Faye does."""
@@ -297,14 +231,14 @@ class WebSocketSession:
         for message in batch:
             if isinstance(message, dict) and message.get("channel") == channels.CONNECT:
                 client_id = message.get("clientId")
-                if isinstance(client_id, str) and client_id and client_id != self._client_id:
-                    if self._client_id is not None:
-                        self.proxy.detach_socket(self._client_id, self, flush=True)
-                    self._client_id = client_id
-                    self.proxy.open_socket(client_id, self)
+                if isinstance(client_id, str) and client_id and client_id != self.client_id:
+                    if self.client_id is not None:
+                        self.server.close_socket(self.client_id, self, flush=True)
+                    self.client_id = client_id
+                    self.server.open_socket(client_id, self)
                 return
 
-    async def _complete(self, batch: Batch, delivered_to: Delivered) -> None:
+    async def _complete(self, batch: Batch) -> None:
         try:
             replies = await batch.finish()
         except asyncio.CancelledError:
@@ -312,61 +246,20 @@ class WebSocketSession:
         except Exception:
             log.exception("failed to process a WebSocket frame")
             return
-        self._write_frame(replies, delivered_to)
+        self._write_frame(replies, batch)
 
-    def _write_frame(self, replies: list[Item], delivered_to: Delivered) -> None:
+    def _write_frame(self, replies: list[Item], batch: Batch) -> None:
         text = encode_items(replies)
         if self._can_write_now() and self._write_now(text_frame(text)):  # type: ignore[misc]
-            for delivered, count in delivered_to:
-                self.proxy.delivered(delivered, count)
+            batch.written()
             return
-        self._outbox.append(_Frame(text, delivered_to))
-        self._outbox_bytes += len(text)
-        if self._outbox_bytes > self._max_outbox_bytes and not self._closing:
-            self._drop_slow_client()
-            return
-        self._wake_writer()
-
-    async def _push_frame(self, batch: list[Envelope]) -> str:
-        """The frame for pushed deliveries; without outgoing extensions, shared text."""
-        if not self.server.extensions.has_outgoing:
-            if len(batch) == 1:
-                return batch[0].frame
-            return "[" + ",".join(envelope.text for envelope in batch) + "]"
-        out = await self.server.outgoing(list(batch), self.request)
-        return encode_items(out).decode() if out else ""
+        self._add_reply(text, batch)
 
     async def _write(self) -> None:
-        """Send in order until nothing is left; deliveries count once their frame is out."""
-        pushed: list[Envelope] = []
-        items: list[_Frame | Envelope] = []
-        index = 0
-        client_id = None
+        """Write in order until nothing is left, then close if asked to."""
         try:
             while True:
-                while self._outbox:
-                    items, self._outbox = self._outbox, []
-                    self._outbox_bytes = 0
-                    index = 0
-                    while index < len(items):
-                        item = items[index]
-                        if isinstance(item, _Frame):
-                            index += 1
-                            text = item.text.decode()
-                            await self._send({"type": "websocket.send", "text": text})
-                            for delivered, count in item.delivered_to:
-                                self.proxy.delivered(delivered, count)
-                            continue
-                        end = self._frame_end(items, index)
-                        pushed = items[index:end]  # type: ignore[assignment]
-                        index = end
-                        client_id = self._client_id
-                        frame = await self._push_frame(pushed)
-                        if frame:
-                            await self._send({"type": "websocket.send", "text": frame})
-                        if client_id is not None:
-                            self.proxy.delivered(client_id, len(pushed))
-                        pushed = []
+                await self._write_queued()
                 if not self._closing:
                     return
                 remaining = self._close_deadline - asyncio.get_running_loop().time()
@@ -375,14 +268,7 @@ class WebSocketSession:
                     return
                 await asyncio.wait(set(self._frames), timeout=remaining)
         except (OSError, RuntimeError) as exc:
-            # The socket is gone: what was not written goes back to the engine.
+            # The socket is gone; what was not written went back to the engine.
             log.debug("WebSocket write failed: %s", exc)
-            unsent = [*pushed, *items[index:], *self._outbox]
-            self._outbox = []
-            self._outbox_bytes = 0
-            envelopes = [item for item in unsent if isinstance(item, Envelope)]
-            client_id = client_id or self._client_id
-            if envelopes and client_id is not None:
-                self.proxy.requeue(client_id, envelopes)
         finally:
             self._writer = None

@@ -1,0 +1,437 @@
+"""``LogEngine``: layout 2 of the Redis engine (``layout: 2``; see docs/redis.md).
+
+Publishes go through the publish lane (one call per event-loop turn, with the stall
+token of layout 1) into the channel logs; the listener receives each message once per
+server and fans it out in memory (:mod:`faye.redis.layout2.ledger`). Connects go through
+the claim lane: one call per turn for every connecting client; a client held here in
+memory costs a ping and an owner check, one taken over gets its messages from the logs.
+Cursors are written at most every ``cursor_interval`` (at once when none was written
+for that long), so a steady flow costs one call per second per server, whatever the
+number of clients.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+import orjson
+
+from faye.engine import EngineError, EngineHost
+from faye.envelope import Envelope
+from faye.protocol.channels import expand
+from faye.redis.engine import _GC_RUN, TOKEN_MARGIN, RedisEngine, _Publish
+from faye.redis.layout2.functions import (
+    Claim,
+    ClaimMode,
+    ClaimRequest,
+    ClaimStatus,
+    LogFunctions,
+    Outgoing,
+    PublishReplayed,
+)
+from faye.redis.layout2.keys import LogKeys
+from faye.redis.layout2.ledger import Held, Ledger
+from faye.redis.layout2.lines import Control, ControlLine, Published, parse
+
+#: Live lines kept while a claim is on the wire, to replay those the claim's answer
+#: comes too late for (bounded: a claim's answer takes milliseconds).
+RECENT_LIMIT = 10_000
+
+_Waiting = tuple[ClaimRequest, "asyncio.Future[Claim]"]
+
+
+class LogEngine(RedisEngine):
+    """The Redis engine on layout 2 (channel logs)."""
+
+    def __init__(
+        self,
+        host: EngineHost,
+        options: Mapping[str, Any] | None = None,
+        *,
+        background: bool = True,
+    ) -> None:
+        super().__init__(host, options, background=background)
+        self.log_keys = LogKeys(self.keys)
+        self.functions = LogFunctions(self.redis, self.log_keys, self.server_id)
+        self.ledger = Ledger(self.config.max_queue)
+        self._claims: list[_Waiting] = []
+        self._claim_lane: asyncio.Task[None] | None = None
+        self._claiming = 0
+        self._recent: list[Published] = []
+        self._cursor_timer: asyncio.TimerHandle | None = None
+        self._cursor_written = 0.0
+        self._cursor_task: asyncio.Task[None] | None = None
+        self._decoded: dict[bytes, Envelope | None] = {}
+
+    # -- lifecycle ---------------------------------------------------------------------
+
+    async def close(self) -> None:
+        if self._closed:
+            return
+        with contextlib.suppress(EngineError, asyncio.CancelledError):
+            await self._write_cursors()
+        await super().close()
+
+    async def kill(self) -> None:
+        if self._cursor_timer is not None:
+            self._cursor_timer.cancel()
+        if self._claim_lane is not None:
+            self._claim_lane.cancel()
+        await super().kill()
+
+    def _fail_pending(self) -> None:
+        super()._fail_pending()
+        closed = EngineError("the Redis engine is closed")
+        for _, future in self._claims:
+            if not future.done():
+                future.set_exception(closed)
+        self._claims.clear()
+
+    def _cancel_background(self) -> None:
+        super()._cancel_background()
+        if self._cursor_timer is not None:
+            self._cursor_timer.cancel()
+            self._cursor_timer = None
+
+    # -- clients and subscriptions -----------------------------------------------------
+
+    async def destroy_client(self, client_id: str) -> list[str] | None:
+        run = _GC_RUN.get()
+        names = await self.functions.destroy(client_id, None if run is None else run.cutoff_ms)
+        if names is None:
+            return None
+        self._forget(client_id)
+        if run is not None:
+            run.collected += 1
+        return sorted(names)
+
+    def _forget(self, client_id: str) -> None:
+        super()._forget(client_id)
+        self.ledger.drop(client_id)
+
+    def _ttl_ms(self) -> int:
+        ttl = self.config.subscription_ttl
+        return int(ttl * 1000) if ttl else 0
+
+    async def subscribe(self, client_id: str, channel: str) -> bool:
+        # The holder learns of it from its channel, in order with the messages.
+        return await self.functions.subscribe(client_id, channel, self._ttl_ms()) > 0
+
+    async def unsubscribe(self, client_id: str, channel: str) -> bool:
+        return await self.functions.unsubscribe(client_id, channel)
+
+    # -- the publish lane --------------------------------------------------------------
+
+    async def _send_publishes(self, batch: list[_Publish], until: float | None) -> None:
+        token = ""
+        if until is not None:
+            self._publish_calls_made += 1
+            token = f"{self.server_id}:{self._publish_calls_made}"
+        messages = [
+            Outgoing(envelope.raw, _channel_of(names), names) for envelope, names, _ in batch
+        ]
+        # A replay finds its token: Redis ran it before the connection broke.
+        with contextlib.suppress(PublishReplayed):
+            await self.functions.publish(
+                messages,
+                max_queue=self.config.max_queue,
+                ttl_ms=int(self.config.message_ttl * 1000),
+                token=token,
+                token_ttl_ms=int((self.config.stall_timeout + TOKEN_MARGIN) * 1000),
+                until=until,
+            )
+        for _, _, future in batch:
+            if not future.done():
+                future.set_result(None)
+
+    # -- connects: the claim lane ------------------------------------------------------
+
+    async def empty_queue(self, client_id: str) -> None:
+        if self.host.has_connection(client_id):
+            await self._claim(client_id)
+
+    async def connect(self, client_id: str) -> None:
+        await self._claim(client_id)
+
+    async def _claim(self, client_id: str, after: int | None = None) -> None:
+        held = self.ledger.get(client_id)
+        mode = ClaimMode.HELD if held is not None and after is None else ClaimMode.TAKE
+        future = self._submit_claim(ClaimRequest(client_id, mode, after))
+        limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
+        try:
+            await asyncio.wait_for(asyncio.shield(future), limit)
+        except TimeoutError:
+            raise EngineError("Redis did not answer in time during connect") from None
+
+    def _submit_claim(self, request: ClaimRequest) -> asyncio.Future[Claim]:
+        if self._closed:
+            raise EngineError("the Redis engine is closed")
+        future: asyncio.Future[Claim] = asyncio.get_running_loop().create_future()
+        future.add_done_callback(_consume)
+        self._claims.append((request, future))
+        if self._claim_lane is None:
+            self._claim_lane = asyncio.ensure_future(self._run_claim_lane())
+        return future
+
+    async def _run_claim_lane(self) -> None:
+        try:
+            while self._claims:
+                await asyncio.sleep(0)  # let this turn's connects join the batch
+                batch, self._claims = self._claims, []
+                await self._send_claims(batch)
+        finally:
+            self._claim_lane = None
+
+    async def _send_claims(self, batch: list[_Waiting]) -> None:
+        now, _, dead = self._cutoffs()
+        self._claiming += 1
+        try:
+            claims = await self.functions.claim(
+                [request for request, _ in batch],
+                now_ms=now,
+                dead_ms=dead,
+                max_queue=self.config.max_queue,
+                oldest_ms=now - int(self.config.message_ttl * 1000),
+                subscription_ttl_ms=self._ttl_ms(),
+                lanes=bool(self.config.stall_timeout),
+            )
+        except Exception as exc:
+            error = exc if isinstance(exc, EngineError) else EngineError(f"connect: {exc!r}")
+            for _, future in batch:
+                if not future.done():
+                    future.set_exception(error)
+            return
+        finally:
+            self._claiming -= 1
+        for (request, future), claim in zip(batch, claims, strict=True):
+            try:
+                self._apply_claim(request, claim)
+            except Exception as exc:  # a host callback failed; keep the lane going
+                self.log.error("delivery to %s failed", request.client_id, exc_info=exc)
+            if not future.done():
+                future.set_result(claim)
+        if not self._claiming and not self._claims:
+            self._recent.clear()
+
+    def _apply_claim(self, request: ClaimRequest, claim: Claim) -> None:
+        client_id = request.client_id
+        if claim.status is ClaimStatus.UNKNOWN:
+            self._forget(client_id)
+            return
+        if claim.status is ClaimStatus.TAKEN:
+            old = self.ledger.get(client_id)
+            held = Held(names=claim.subscriptions, last=claim.seq, claimed_at=claim.seq)
+            if old is not None and request.after is not None:
+                # Taken again after a listener outage: keep what was in memory.
+                held.pending, held.unacked = old.pending, old.unacked
+                held.acked, held.handed = old.acked, old.handed
+                held.last = max(old.last, claim.seq)
+            for seq, raw in claim.backlog:
+                envelope = self._envelope(client_id, raw)
+                if envelope is not None:
+                    held.pending.append((seq, envelope))
+            held.acked = held.acked or (claim.backlog[0][0] - 1 if claim.backlog else claim.seq)
+            if not held.handed:
+                held.handed = held.acked
+            self.ledger.hold(client_id, held)
+            # Live messages that arrived before this answer.
+            for line in self._recent:
+                if line.seq > claim.seq:
+                    self._on_published(line, only=client_id)
+        held_now = self.ledger.get(client_id)
+        if held_now is not None:
+            self._hand(client_id, held_now)
+
+    def _hand(self, client_id: str, held: Held) -> None:
+        """Hand what waits for the client to its connection here, if it has one."""
+        if not held.pending or not self.host.has_connection(client_id):
+            return
+        items = list(held.pending)
+        held.pending.clear()
+        self.ledger.handed(client_id, held, [seq for seq, _ in items])
+        if self.host.deliver(client_id, [envelope for _, envelope in items]):
+            self._cursor_changed()
+            return
+        self.ledger.requeue(client_id, [envelope for _, envelope in items])
+
+    # -- acknowledgements and cursors ----------------------------------------------------
+
+    def acknowledge(self, client_id: str, count: int) -> None:
+        self.ledger.acknowledge(client_id, count)
+        self._cursor_changed()
+
+    def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
+        if not messages or self._closed:
+            return
+        if self.ledger.requeue(client_id, list(messages)):
+            # Written now rather than later: a server taking the client over must not
+            # take these for handed out.
+            self._cursor_changed(now=True)
+        else:
+            self.log.debug(
+                "%d message(s) for %s not written; it is held elsewhere", len(messages), client_id
+            )
+
+    def _cursor_changed(self, *, now: bool = False) -> None:
+        if not self.ledger.dirty or self._closed or self._cursor_timer is not None:
+            return
+        loop = asyncio.get_running_loop()
+        delay = 0.0 if now else self._cursor_written + self.config.cursor_interval - loop.time()
+        self._cursor_timer = loop.call_later(max(delay, 0.0), self._cursor_due)
+
+    def _cursor_due(self) -> None:
+        self._cursor_timer = None
+        if self._cursor_task is None:
+            self._cursor_task = asyncio.ensure_future(self._cursor_flush())
+
+    async def _cursor_flush(self) -> None:
+        try:
+            await self._write_cursors()
+        except EngineError as exc:
+            self.log.debug("writing cursors failed: %s", exc)
+        finally:
+            self._cursor_task = None
+        if self.ledger.dirty:
+            self._cursor_changed()
+
+    async def _write_cursors(self) -> None:
+        dirty, self.ledger.dirty = self.ledger.dirty, set()
+        self._cursor_written = asyncio.get_running_loop().time()
+        records = []
+        for cid in dirty:
+            held = self.ledger.get(cid)
+            if held is not None:
+                records.append((cid, held.record(self.server_id)))
+        try:
+            await self.functions.cursors(records)
+        except BaseException:
+            self.ledger.dirty |= {cid for cid, _ in records if self.ledger.get(cid)}
+            raise
+
+    async def drained(self) -> None:
+        for task in (self._claim_lane, self._cursor_task):
+            if task is not None:
+                with contextlib.suppress(Exception):
+                    await asyncio.shield(task)
+        with contextlib.suppress(EngineError):
+            await self._write_cursors()
+
+    # -- the listener ----------------------------------------------------------------
+
+    def _channels(self) -> list[str]:
+        return [self.log_keys.wake(self.server_id), self.log_keys.close]
+
+    def _on_message(self, message: Mapping[str, Any]) -> None:
+        if message.get("type") not in ("message", "smessage"):
+            return
+        channel = message["channel"]
+        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        if channel == self.log_keys.close:
+            super()._on_message(message)
+            return
+        data = message["data"]
+        if isinstance(data, str):
+            data = data.encode()
+        try:
+            for line in parse(data):
+                if isinstance(line, Published):
+                    if self._claiming:
+                        self._recent.append(line)
+                        del self._recent[:-RECENT_LIMIT]
+                    self._on_published(line)
+                else:
+                    self._on_control(line)
+        except Exception as exc:
+            self.log.warning("ignoring a bad line on %s: %r (%s)", channel, data[:200], exc)
+        finally:
+            self._decoded.clear()
+
+    def _on_published(self, line: Published, only: str | None = None) -> None:
+        recipients = self.ledger.recipients(expand(line.channel), line.seq)
+        if not recipients:
+            return
+        envelope = self._envelope("", line.raw)
+        if envelope is None:
+            return
+        for cid, held in recipients:
+            if only is not None and cid != only:
+                continue
+            if held.pending or not self.host.has_connection(cid):
+                self.ledger.queue(held, line.seq, envelope)
+                continue
+            self.ledger.handed(cid, held, [line.seq])
+            if self.host.deliver(cid, (envelope,)):
+                self._cursor_changed()
+            else:
+                self.ledger.requeue(cid, [envelope])
+
+    def _on_control(self, line: ControlLine) -> None:
+        if line.kind is Control.SUBSCRIBED:
+            self.ledger.subscribed(line.client_id, line.name, line.seq)
+        elif line.kind is Control.UNSUBSCRIBED:
+            self.ledger.unsubscribed(line.client_id, line.name)
+        else:
+            held = self.ledger.get(line.client_id)
+            if held is not None and held.claimed_at <= line.seq:
+                self.ledger.drop(line.client_id)
+
+    def _envelope(self, client_id: str, raw: bytes) -> Envelope | None:
+        if raw in self._decoded:
+            return self._decoded[raw]
+        try:
+            message = orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            message = None
+        valid = isinstance(message, dict) and isinstance(message.get("channel"), str)
+        envelope = Envelope(raw, message) if valid else None
+        if envelope is None:
+            self.log.warning("skipping a corrupt logged message for %s: %r", client_id, raw[:100])
+        self._decoded[raw] = envelope
+        return envelope
+
+    async def _after_outage(self) -> None:
+        """Back on Redis after the listener lost it: messages sent meanwhile were lost on
+        the way, so every client held here is taken again from what it was given."""
+        with contextlib.suppress(EngineError):
+            await self._beat()
+        held = list(self.ledger.clients.items())
+        if not held:
+            return
+        futures = [self._submit_claim(ClaimRequest(cid, ClaimMode.TAKE, h.last)) for cid, h in held]
+        results = await asyncio.gather(*futures, return_exceptions=True)
+        gone = [
+            cid
+            for (cid, _), claim in zip(held, results, strict=True)
+            if isinstance(claim, Claim) and claim.status is ClaimStatus.UNKNOWN
+        ]
+        for client_id in gone:
+            self.host.on_close(client_id)
+        if gone:
+            self.log.warning(
+                "Redis no longer knows %d client(s) held here; told them to handshake again",
+                len(gone),
+            )
+
+    # -- garbage collection ------------------------------------------------------------
+
+    async def _recover_dead_servers(self, p: int) -> None:
+        """Nothing to move: a dead server's clients are taken over when they connect."""
+
+    async def _finish_destroys(self, p: int) -> None:
+        """One partition: a destroy is one call."""
+
+
+def _channel_of(names: Sequence[str]) -> str:
+    """The published channel: the one name of its expansion that is not a pattern."""
+    for name in names:
+        if "*" not in name:
+            return name
+    return names[0]
+
+
+def _consume(future: asyncio.Future[Any]) -> None:
+    if not future.cancelled():
+        future.exception()

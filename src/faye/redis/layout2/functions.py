@@ -1,0 +1,197 @@
+"""One typed Python call per Lua function of layout 2 (``lua/log_*.lua``).
+
+Each wrapper builds the argument list the function documents and turns its positional
+answer into a result type, so that the engine never indexes into Redis replies.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from enum import Enum, IntEnum
+from typing import Any
+
+from faye.engine import EngineError
+from faye.redis.connection import Arg, RedisConnection
+from faye.redis.layout2.keys import LogKeys
+
+#: Most clients per claim or cursor call (Lua's unpack() has a stack limit).
+CHUNK = 500
+
+
+class ClaimMode(Enum):
+    #: This server holds the client in memory: ping and check that it still does.
+    HELD = "w"
+    #: Take the client over: routes, previous holder told, logs read back.
+    TAKE = "c"
+
+
+class ClaimStatus(IntEnum):
+    UNKNOWN = 0
+    HELD = 1
+    TAKEN = 2
+
+
+@dataclass(frozen=True, slots=True)
+class ClaimRequest:
+    client_id: str
+    mode: ClaimMode
+    #: Read the logs after this sequence number instead of the recorded cursor.
+    after: int | None = None
+
+
+@dataclass(slots=True)
+class Claim:
+    status: ClaimStatus
+    #: The partition's clock when the claim ran: what follows comes live.
+    seq: int = 0
+    #: name -> the sequence number it was subscribed at.
+    subscriptions: dict[str, int] = field(default_factory=dict)
+    #: (seq, message) read back from the logs, oldest first.
+    backlog: list[tuple[int, bytes]] = field(default_factory=list)
+
+
+@dataclass(frozen=True, slots=True)
+class Outgoing:
+    """A message to publish: its JSON, channel and the channel's expansion."""
+
+    raw: bytes
+    channel: str
+    names: Sequence[str]
+
+
+class PublishReplayed(Exception):
+    """The publish call's token was known: Redis had run it already."""
+
+
+def _text(value: bytes | str) -> str:
+    return value.decode() if isinstance(value, bytes) else value
+
+
+class LogFunctions:
+    """The calls; ``redis`` has layout 2's library loaded."""
+
+    def __init__(self, redis: RedisConnection, keys: LogKeys, server_id: str) -> None:
+        self.redis = redis
+        self.keys = keys
+        self.server_id = server_id
+
+    async def publish(
+        self,
+        messages: Sequence[Outgoing],
+        *,
+        max_queue: int,
+        ttl_ms: int,
+        token: str,
+        token_ttl_ms: int,
+        until: float | None,
+    ) -> int:
+        """Returns how many messages had recipients; raises :class:`PublishReplayed`."""
+        args: list[Arg] = [self.keys.prefix, max_queue, ttl_ms, token, token_ttl_ms]
+        for m in messages:
+            args += [m.raw, m.channel, len(m.names), *m.names]
+        (result,) = await self.redis.run_scripts(
+            "log_publish",
+            [([self.keys.clients], args)],
+            idempotent=False,
+            until=until,
+            lanes=until is not None,
+        )
+        if result[0] == -2:
+            raise PublishReplayed()
+        return int(result[0])
+
+    async def subscribe(self, client_id: str, name: str, ttl_ms: int) -> int:
+        """1 new, 0 existed, -1 unknown client."""
+        return int(
+            await self.redis.run_script(
+                "log_subscribe",
+                [self.keys.clients],
+                [self.keys.prefix, self.server_id, client_id, name, ttl_ms],
+                idempotent=True,
+            )
+        )
+
+    async def unsubscribe(self, client_id: str, name: str) -> bool:
+        return bool(
+            await self.redis.run_script(
+                "log_unsubscribe",
+                [self.keys.clients],
+                [self.keys.prefix, self.server_id, client_id, name],
+                idempotent=True,
+            )
+        )
+
+    async def destroy(self, client_id: str, cutoff_ms: int | None) -> list[str] | None:
+        """The names it was subscribed to; None if unknown (or alive, for the GC)."""
+        result = await self.redis.run_script(
+            "log_destroy",
+            [self.keys.clients],
+            [
+                self.keys.prefix,
+                self.server_id,
+                client_id,
+                "" if cutoff_ms is None else cutoff_ms,
+            ],
+            idempotent=False,
+        )
+        if not result:
+            return None
+        return [_text(name) for name in result[0]]
+
+    async def claim(
+        self,
+        requests: Sequence[ClaimRequest],
+        *,
+        now_ms: int,
+        dead_ms: int,
+        max_queue: int,
+        oldest_ms: int,
+        subscription_ttl_ms: int,
+        lanes: bool,
+    ) -> list[Claim]:
+        head: list[Arg] = [
+            self.keys.prefix,
+            self.server_id,
+            now_ms,
+            dead_ms,
+            max_queue,
+            oldest_ms,
+            subscription_ttl_ms,
+        ]
+        calls: list[tuple[Sequence[str], Sequence[Arg]]] = []
+        for start in range(0, len(requests), CHUNK):
+            args = list(head)
+            for r in requests[start : start + CHUNK]:
+                args += [r.client_id, r.mode.value, "" if r.after is None else r.after]
+            calls.append(([self.keys.clients], args))
+        results = await self.redis.run_scripts("log_claim", calls, idempotent=False, lanes=lanes)
+        claims = []
+        for result in results:
+            if isinstance(result, EngineError):
+                raise result
+            claims += [self._claim(item) for item in result]
+        return claims
+
+    @staticmethod
+    def _claim(item: list[Any]) -> Claim:
+        status = ClaimStatus(int(item[0]))
+        if status is not ClaimStatus.TAKEN:
+            return Claim(status)
+        seq, count = int(item[1]), int(item[2])
+        flat = item[3 : 3 + 2 * count]
+        subscriptions = {_text(flat[k]): int(flat[k + 1]) for k in range(0, len(flat), 2)}
+        rest = item[3 + 2 * count :]
+        backlog = [(int(rest[k]), bytes(rest[k + 1])) for k in range(0, len(rest) - 1, 2)]
+        return Claim(status, seq, subscriptions, backlog)
+
+    async def cursors(self, records: Sequence[tuple[str, str]]) -> None:
+        """Write ``(client id, '<acked>/<handed>/<sid>')`` for clients still held here."""
+        calls: list[tuple[Sequence[str], Sequence[Arg]]] = []
+        for start in range(0, len(records), CHUNK):
+            args: list[Arg] = [self.keys.prefix, self.server_id]
+            for cid, record in records[start : start + CHUNK]:
+                args += [cid, record]
+            calls.append(([self.keys.clients], args))
+        if calls:
+            await self.redis.run_scripts("log_cursors", calls, idempotent=True, lanes=True)

@@ -1,0 +1,140 @@
+"""The clients a server holds, in memory: what each is subscribed to, what waits for
+it, what it was handed and what it was written.
+
+Live delivery costs Redis nothing: a message arrives once per server and is handed to
+each client held here whose subscriptions match it. A client's ``last`` sequence number
+makes that exactly once when several of its subscriptions match (``/a/*`` and ``/a/b``).
+Its cursor (``acked``: written; ``handed``: handed to the transport) is what another
+server reads back from when it takes the client over.
+"""
+
+from __future__ import annotations
+
+from collections import deque
+from dataclasses import dataclass, field
+
+from faye.envelope import Envelope
+
+
+@dataclass(slots=True)
+class Held:
+    """One client held here."""
+
+    #: name -> sequence number it was subscribed at (messages after it match).
+    names: dict[str, int]
+    #: The highest sequence number taken for the client (waiting, handed or written).
+    last: int
+    #: The partition's clock when this server last took the client over.
+    claimed_at: int
+    #: Messages not handed out yet, oldest first.
+    pending: deque[tuple[int, Envelope]] = field(default_factory=deque)
+    #: Sequence numbers handed out and not yet written, in hand-out order.
+    unacked: deque[int] = field(default_factory=deque)
+    acked: int = 0
+    handed: int = 0
+
+    def record(self, server_id: str) -> str:
+        return f"{self.acked}/{self.handed}/{server_id}"
+
+
+class Ledger:
+    """Held clients and, per subscribed name, the held clients subscribed to it."""
+
+    def __init__(self, max_queue: int) -> None:
+        self.max_queue = max_queue
+        self.clients: dict[str, Held] = {}
+        self.index: dict[str, set[str]] = {}
+        #: Clients whose cursor changed since it was last written.
+        self.dirty: set[str] = set()
+
+    def get(self, client_id: str) -> Held | None:
+        return self.clients.get(client_id)
+
+    def hold(self, client_id: str, held: Held) -> None:
+        self.drop(client_id)
+        self.clients[client_id] = held
+        for name in held.names:
+            self.index.setdefault(name, set()).add(client_id)
+
+    def drop(self, client_id: str) -> Held | None:
+        held = self.clients.pop(client_id, None)
+        if held is not None:
+            for name in held.names:
+                self._unindex(name, client_id)
+        self.dirty.discard(client_id)
+        return held
+
+    def subscribed(self, client_id: str, name: str, seq: int) -> None:
+        held = self.clients.get(client_id)
+        if held is not None and name not in held.names:
+            held.names[name] = seq
+            self.index.setdefault(name, set()).add(client_id)
+
+    def unsubscribed(self, client_id: str, name: str) -> None:
+        held = self.clients.get(client_id)
+        if held is not None and held.names.pop(name, None) is not None:
+            self._unindex(name, client_id)
+
+    def _unindex(self, name: str, client_id: str) -> None:
+        members = self.index.get(name)
+        if members is not None:
+            members.discard(client_id)
+            if not members:
+                del self.index[name]
+
+    def recipients(self, names: tuple[str, ...], seq: int) -> list[tuple[str, Held]]:
+        """Held clients a message of ``seq`` matching ``names`` is for, each once."""
+        found: dict[str, Held] = {}
+        for name in names:
+            members = self.index.get(name)
+            if not members:
+                continue
+            for cid in members:
+                if cid in found:
+                    continue
+                held = self.clients[cid]
+                if seq > held.last and held.names.get(name, seq) < seq:
+                    found[cid] = held
+        return list(found.items())
+
+    def queue(self, held: Held, seq: int, envelope: Envelope) -> None:
+        """Keep a message for a client between connects (the newest max_queue)."""
+        held.pending.append((seq, envelope))
+        if seq > held.last:
+            held.last = seq
+        while len(held.pending) > self.max_queue:
+            held.pending.popleft()
+
+    def handed(self, client_id: str, held: Held, seqs: list[int]) -> None:
+        held.unacked.extend(seqs)
+        held.handed = seqs[-1]
+        if seqs[-1] > held.last:
+            held.last = seqs[-1]
+        self.dirty.add(client_id)
+
+    def acknowledge(self, client_id: str, count: int) -> None:
+        held = self.clients.get(client_id)
+        if held is None:
+            return
+        acked = held.acked
+        for _ in range(min(count, len(held.unacked))):
+            acked = held.unacked.popleft()
+        if acked != held.acked:
+            held.acked = acked
+            self.dirty.add(client_id)
+
+    def requeue(self, client_id: str, envelopes: list[Envelope]) -> bool:
+        """Put the last handed-out messages back before those waiting; False if the
+        client is not held here (any more)."""
+        held = self.clients.get(client_id)
+        if held is None:
+            return False
+        back: list[tuple[int, Envelope]] = []
+        for envelope in reversed(envelopes):
+            if not held.unacked:
+                break
+            back.append((held.unacked.pop(), envelope))
+        held.pending.extendleft(back)
+        held.handed = held.unacked[-1] if held.unacked else held.acked
+        self.dirty.add(client_id)
+        return True
