@@ -14,20 +14,13 @@ import pytest
 
 from faye.proxy import EngineProxy
 from tests.support.engines import EngineKit, attach, settle
+from tests.support.waiting import wait_for
 
 
 def recorder(proxy: EngineProxy, event: str) -> list[tuple[Any, ...]]:
     seen: list[tuple[Any, ...]] = []
     proxy.bind(event, lambda *args: seen.append(args))
     return seen
-
-
-async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
 
 
 def strip_id(messages: list[dict[str, Any]]) -> list[dict[str, Any]]:

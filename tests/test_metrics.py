@@ -6,12 +6,12 @@ from collections.abc import Iterator
 
 import httpx
 import pytest
-from prometheus_client.parser import text_string_to_metric_families
 from websockets.asyncio.client import connect
 
 from faye import ASGIAdapter
 from tests.support.bayeux import post, receive, subscribed_socket
 from tests.support.live_server import LiveServer
+from tests.support.metrics import samples
 from tests.support.processes import FayeServer
 
 MOUNT = "/faye"
@@ -27,14 +27,6 @@ def served() -> Iterator[LiveServer]:
         yield server
     finally:
         server.stop()
-
-
-def samples(text: str) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
-    found = {}
-    for family in text_string_to_metric_families(text):
-        for sample in family.samples:
-            found[(sample.name, tuple(sorted(sample.labels.items())))] = sample.value
-    return found
 
 
 async def scrape(http: httpx.AsyncClient) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:

@@ -14,8 +14,8 @@ from faye import ASGIAdapter
 from faye.events import Monitor
 from tests.support.bayeux import post
 from tests.support.live_server import LiveServer
+from tests.support.metrics import samples
 from tests.support.redis_server import RedisServer, redis_available
-from tests.test_metrics import samples
 
 pytestmark = pytest.mark.skipif(not redis_available(), reason="needs redis-server")
 

@@ -15,10 +15,10 @@ from faye.client import Client, InProcessTransport
 from faye.redis.keys import split_queue
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import wait_for
 from tests.support.bayeux import receive, subscribed_socket
 from tests.support.live_server import LiveServer
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 
 def client_of(adapter: ASGIAdapter) -> Client:

@@ -15,30 +15,10 @@ from faye.envelope import Envelope
 from faye.proxy import EngineProxy
 from faye.redis import collect_garbage
 from tests.redis.conftest import Fleet, engine_of
-from tests.support.engines import attach, in_flight, queued, settle
+from tests.support.engines import attach, data, in_flight, queued, settle
 from tests.support.redis_server import RedisServer
-from tests.support.round_trips import count_writes
-
-
-async def wait_for(predicate: Any, timeout: float = 3.0) -> None:
-    deadline = asyncio.get_running_loop().time() + timeout
-    while not predicate():
-        if asyncio.get_running_loop().time() > deadline:
-            raise AssertionError("condition not reached in time")
-        await asyncio.sleep(0.01)
-
-
-def data(messages: list[Envelope] | list[dict[str, Any]] | list[bytes]) -> list[Any]:
-    """The ``data`` of delivered envelopes, pushed messages or raw queue entries."""
-    out = []
-    for m in messages:
-        if isinstance(m, Envelope):
-            out.append(m.message["data"])
-        elif isinstance(m, bytes):
-            out.append(orjson.loads(m)["data"])
-        else:
-            out.append(m["data"])
-    return out
+from tests.support.round_trips import count_sends
+from tests.support.waiting import wait_for
 
 
 async def with_queued(proxy: EngineProxy, channel: str, count: int) -> str:
@@ -305,12 +285,6 @@ async def test_connect_hook_costs_one_round_trip(fleet: Fleet) -> None:
     await engine.connect(alice)
     assert sends() == 1
     assert data(await waiter) == ["x"]
-
-
-def count_sends(engine: Any) -> Any:
-    """Count request writes (round trips) on the engine's command connections (those
-    of its lanes included)."""
-    return count_writes(engine.redis)
 
 
 # -- bad data --------------------------------------------------------------------------

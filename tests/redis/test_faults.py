@@ -20,9 +20,9 @@ import pytest
 from faye.engine import EngineError
 from faye.server import Server
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import data, wait_for
-from tests.support.engines import attach
+from tests.support.engines import attach, data
 from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
 
 FAST = {
     "retry_delay": 0.05,

@@ -10,9 +10,9 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import data, wait_for
-from tests.support.engines import attach
+from tests.support.engines import attach, data
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture

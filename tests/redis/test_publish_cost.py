@@ -22,9 +22,9 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.redis.conftest import Fleet
-from tests.redis.test_behaviour import wait_for
 from tests.support.engines import attach
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.waiting import wait_for
 
 SIZES = (1, 10, 1000)
 

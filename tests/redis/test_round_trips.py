@@ -15,9 +15,10 @@ import pytest
 from redis.asyncio import Redis
 
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import count_sends, wait_for
 from tests.support.engines import attach
 from tests.support.redis_server import RedisServer, running_redis
+from tests.support.round_trips import count_sends
+from tests.support.waiting import wait_for
 
 
 @pytest.fixture(scope="module")

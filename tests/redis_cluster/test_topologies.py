@@ -20,11 +20,11 @@ from redis.crc import key_slot
 from faye.redis import RedisOptions
 from faye.redis.packing import HiredisPacking
 from tests.redis.conftest import Fleet, engine_of
-from tests.redis.test_behaviour import wait_for
 from tests.support.bayeux import post
 from tests.support.engines import CollectingSocket, attach
 from tests.support.processes import FayeServer
 from tests.support.redis_cluster import ClusterTopology, SentinelTopology
+from tests.support.waiting import wait_for
 
 
 def commandstat(port: int, command: str) -> int:

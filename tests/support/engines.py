@@ -7,6 +7,8 @@ import uuid
 from collections.abc import Sequence
 from typing import Any
 
+import orjson
+
 from faye.adapter import resolve_engine
 from faye.envelope import Envelope
 from faye.proxy import EngineProxy
@@ -111,3 +113,16 @@ async def attach(proxy: EngineProxy, client_id: str) -> CollectingSocket:
 async def settle(seconds: float = 0.05) -> None:
     """Let cross-process notifications and zero-delay timers run."""
     await asyncio.sleep(seconds)
+
+
+def data(messages: list[Envelope] | list[dict[str, Any]] | list[bytes]) -> list[Any]:
+    """The ``data`` of delivered envelopes, pushed messages or raw queue entries."""
+    out = []
+    for m in messages:
+        if isinstance(m, Envelope):
+            out.append(m.message["data"])
+        elif isinstance(m, bytes):
+            out.append(orjson.loads(m)["data"])
+        else:
+            out.append(m["data"])
+    return out

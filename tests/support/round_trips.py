@@ -31,3 +31,9 @@ def count_writes(connection: RedisConnection) -> Callable[[], int]:
         make = pool.make_connection
         pool.make_connection = lambda make=make: counted(make())
     return lambda: counter["n"]
+
+
+def count_sends(engine: Any) -> Any:
+    """Count request writes (round trips) on the engine's command connections (those
+    of its lanes included)."""
+    return count_writes(engine.redis)
