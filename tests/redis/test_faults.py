@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from faye.engine import EngineError
+from faye.server import Server
 from tests.redis.conftest import Fleet, engine_of
 from tests.support.engines import attach, data
 from tests.support.redis_server import RedisServer
@@ -257,6 +258,80 @@ async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknow
         # What the publisher was told succeeded arrived, once each, in order; the
         # refused publish may have run after all (Redis read it before it stopped).
         assert [d for d in got if d != "refused"] == ["acknowledged", "after"]
+    finally:
+        await fleet.close()
+
+
+async def connect_during_stall(own_redis: RedisServer, stall_for: float) -> tuple[Any, float]:
+    """A connect sent as Redis stops, to a server holding connects for 1.5 s: its
+    reply and how long it took. The lookup is retried through the stall (each try
+    waits 0.5 s for Redis, 0.3 s apart)."""
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "max_retries": 20, "retry_delay": 0.3}
+        proxy = await fleet.proxy(timeout=1.5, **options)
+        server = Server(proxy)
+        alice = await proxy.create_client()
+        connect = {"channel": "/meta/connect", "clientId": alice, "connectionType": "long-polling"}
+        loop = asyncio.get_running_loop()
+        stall(own_redis, True)
+        started = loop.time()
+        answer = asyncio.ensure_future(server.process([connect], None))
+        answered: list[float] = []
+        answer.add_done_callback(lambda _: answered.append(loop.time()))
+        try:
+            await asyncio.sleep(stall_for)
+        finally:
+            stall(own_redis, False)
+        replies = await asyncio.wait_for(answer, 10)
+        return replies[0], answered[0] - started
+    finally:
+        await fleet.close()
+
+
+async def test_a_connect_is_answered_within_its_timeout_of_arrival_through_a_stall(
+    own_redis: RedisServer,
+) -> None:
+    """Redis answers the lookup after 1 s; the hold counts from the connect's arrival,
+    so the answer comes at 1.5 s, not 1 + 1.5 s: a Faye client gives up 1.2 x the
+    timeout after sending (and then closes its WebSocket)."""
+    reply, took = await connect_during_stall(own_redis, 1.0)
+    assert reply["successful"] is True, reply
+    assert 1.0 < took < 1.5 * 1.2, took
+
+
+async def test_a_connect_whose_lookup_outlasts_its_timeout_fails_with_retry_advice(
+    own_redis: RedisServer,
+) -> None:
+    reply, took = await connect_during_stall(own_redis, 3.0)
+    assert reply["successful"] is False, reply
+    assert reply["advice"]["reconnect"] == "retry", reply
+    assert 1.5 <= took < 1.5 * 1.2, took
+
+
+async def test_clients_stay_known_through_a_stall_longer_than_their_liveness(
+    own_redis: RedisServer,
+) -> None:
+    """No client can ping while Redis is stopped: the 1.6 x timeout liveness window is
+    lengthened by the outage, so after it a live client is neither unknown (which would
+    send it to handshake again, losing what was queued for it) nor skipped by publishes."""
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(timeout=1.0, **FAST)  # a client exists 1.6 s after a ping
+        alice = await a.create_client()
+        await a.subscribe(alice, "/long")
+        inbox = await attach(a, alice)
+        stall(own_redis, True)
+        try:
+            with pytest.raises(EngineError):
+                await a.client_exists(alice)
+            await asyncio.sleep(1.5)
+        finally:
+            stall(own_redis, False)
+        # Its last ping is 2.5 s old now.
+        assert await eventually(lambda: a.client_exists(alice)) is True
+        await a.publish({"channel": "/long", "data": "after"})
+        await wait_for(lambda: "after" in data(inbox.messages), timeout=5)
     finally:
         await fleet.close()
 
