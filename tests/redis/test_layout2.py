@@ -281,3 +281,47 @@ async def test_messages_a_killed_server_handed_out_unwritten_come_again_once_it_
     dead_after = engine_of(b).config.dead_server_after + 0.2
     await asyncio.sleep(dead_after + 0.5)
     assert data(await b.connect(alice, hold=0)) == [2, 3]
+
+
+async def test_a_listener_catch_up_answered_after_the_long_poll_left_loses_nothing(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """The catch-up after a listener outage reads back what the listener missed for a
+    long-polling client; when its answer arrives the client's held connect was answered
+    already and its next connect went to the other server (under load, a race). That
+    server takes the client over from the cursor the catch-up recorded, which must not
+    count the read-back messages as handed out. The timing is set by running the other
+    server's connect inside the catch-up's call, after Redis answered it (the race
+    cannot be caused on demand); everything else is real."""
+    a = await fleet.proxy(**L2, retry_delay=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/race")
+    await b.publish({"channel": "/race", "data": 0})
+    assert data(await a.connect(alice, hold=1)) == [0]
+    a.delivered(alice, 1)
+    held = asyncio.ensure_future(a.connect(alice, hold=10))
+    await wait_for(lambda: a.has_connection(alice))
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    claim = engine.functions.claim
+    moved: list[Any] = []
+
+    async def claim_then_move(requests: Any, **kwargs: Any) -> Any:
+        claims = await claim(requests, **kwargs)
+        if any(r.after is not None for r in requests) and not moved:
+            a.flush_connection(alice)  # the held connect answered meanwhile
+            moved.append(await b.connect(alice, hold=0))  # the next one went to b
+        return claims
+
+    engine.functions.claim = claim_then_move  # type: ignore[method-assign]
+    # Cut the listeners; a's is back only after retry_delay, so these are missed live.
+    await raw_redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for n in range(1, 4):
+        await b.publish({"channel": "/race", "data": n})
+    await wait_for(lambda: bool(moved), timeout=5)
+    assert data(await held) == []
+    got = data(moved[0])
+    b.delivered(alice, len(moved[0]))
+    got += data(await b.connect(alice, hold=0.3))
+    assert got == [1, 2, 3]

@@ -268,8 +268,13 @@ class LogEngine(RedisEngine):
                     self._on_published(line, only=client_id)
             if claim.unsure is not None:
                 self._replay_if_dead(client_id, *claim.unsure)
-            # The claim recorded the backlog as handed out.
-            covers = claim.backlog[-1][0] if claim.backlog else 0
+            if request.after is None:
+                # The claim recorded the backlog as handed out.
+                covers = claim.backlog[-1][0] if claim.backlog else 0
+            else:
+                # A catch-up recorded only what was handed out: a long-poll's reply
+                # waits for the reply lane to record it first.
+                covers = request.covers
         else:
             covers = request.covers
         held_now = self.ledger.get(client_id)
@@ -581,12 +586,8 @@ class LogEngine(RedisEngine):
             gone: list[str] = []
             attempt = 0
             while todo and not self._closed:
-                futures = [
-                    self._submit_claim(
-                        ClaimRequest(cid, ClaimMode.TAKE, since[cid], str(self._acked(cid)))
-                    )
-                    for cid in todo
-                ]
+                requests = [self._catch_up_request(cid, since[cid]) for cid in todo]
+                futures = [self._submit_claim(request) for request in requests]
                 results = await asyncio.gather(*futures, return_exceptions=True)
                 retry = []
                 for cid, claim in zip(todo, results, strict=True):
@@ -611,9 +612,15 @@ class LogEngine(RedisEngine):
             for cid in since:
                 self._live_since_outage.pop(cid, None)
 
-    def _acked(self, client_id: str) -> int:
+    def _catch_up_request(self, client_id: str, since: int) -> ClaimRequest:
+        """Take the client again from ``since``, recording only how far it was written
+        and handed out here: what the logs give back is recorded as handed when it is
+        (a long-poll's reply, like any other), as the client's next connect may reach
+        another server before this answer arrives."""
         held = self.ledger.get(client_id)
-        return 0 if held is None else held.acked
+        acked, handed = (0, 0) if held is None else (held.acked, held.handed)
+        record = f"{acked}/{handed}"
+        return ClaimRequest(client_id, ClaimMode.TAKE, since, record, covers=handed)
 
     # -- garbage collection ------------------------------------------------------------
 

@@ -39,9 +39,11 @@ class ClaimRequest:
     #: Read the logs after this sequence number instead of the recorded cursor.
     after: int | None = None
     #: HELD: the cursor to record if the client is still held here (what it is about
-    #: to be handed), or "". TAKE with ``after``: the sequence number known written.
+    #: to be handed), or "". TAKE with ``after``: ``<acked>/<handed>``, known written
+    #: and handed out here (the backlog read is not recorded as handed: no connect asks
+    #: for it, and the client's may be gone when the answer comes).
     record: str = ""
-    #: HELD: the sequence number ``record`` hands out up to.
+    #: HELD, and TAKE with ``after``: the sequence number ``record`` hands out up to.
     covers: int = 0
 
 

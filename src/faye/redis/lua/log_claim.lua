@@ -7,7 +7,7 @@
 --       the sequence number it was written up to, when this server knows better),
 --       record ('' or, with 'w', the cursor to write for a client still held here:
 --       what it is about to be handed, recorded before it is; with 'c' and a from,
---       the sequence number this server knows written).
+--       '<acked>/<handed>': how far this server knows the client written and handed).
 -- Taking over moves the client's routes here, tells the previous holder
 -- ('m <cid> <seq>': forget it, unless you claimed it after seq) and reads the logs of
 -- its subscriptions back to its cursor: what the previous holder handed out if it is
@@ -100,9 +100,15 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, r
     out[#out + 1] = got[k][2]
     last = got[k][1]
   end
-  -- What it read back is handed out as soon as this answer arrives.
+  -- What it read back is handed out as soon as this answer arrives, to the connect
+  -- asking. A catch-up asks for no connect (the client's may be gone by the answer, its
+  -- next one elsewhere): it records what this server knows written and handed out.
   local acked = cursor
-  if mode == 'c' and record ~= '' then acked = tonumber(record) or cursor end
+  if mode == 'c' and record ~= '' then
+    local known, handed = string.match(record, '^(%d+)/(%d+)$')
+    acked = tonumber(known) or cursor
+    last = math.max(tonumber(handed) or 0, acked)
+  end
   redis.call('HSET', p .. 'cursors', cid,
     string.format('%d', acked) .. '/' .. string.format('%d', last) .. '/' .. me)
   return out
