@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faye.batch import Batch, Held
-from faye.engine import EngineError
+from faye.engine import COMPLETED, EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
 from faye.limits import Limits, TokenBuckets
@@ -148,15 +148,21 @@ class Server:
             refusal = self._over_rate(message, request)
             if refusal is not None:
                 return await self.outgoing([refusal], request)
-        try:
-            incoming = await self.extensions.incoming(message, request)
-        except Exception:
-            return await self.outgoing([self._extension_failed(message, "incoming")], request)
-        if incoming is None:
-            return []
-        if not isinstance(incoming, dict):
-            log.error("an incoming extension returned %s, not a message", type(incoming).__name__)
-            return await self.outgoing([self._extension_failed(message, None)], request)
+        extensions = self.extensions
+        if not extensions.has_incoming:
+            incoming = message  # without extensions, no coroutine per message
+        else:
+            try:
+                processed = await extensions.incoming(message, request)
+            except Exception:
+                return await self.outgoing([self._extension_failed(message, "incoming")], request)
+            if processed is None:
+                return []
+            if not isinstance(processed, dict):
+                kind = type(processed).__name__
+                log.error("an incoming extension returned %s, not a message", kind)
+                return await self.outgoing([self._extension_failed(message, None)], request)
+            incoming = processed
         local = request is None
         channel = incoming.get("channel")
         try:
@@ -173,12 +179,16 @@ class Server:
                     out = answer
             else:
                 reply, pending = self._start_publish(incoming)
-                if pending is not None:
+                # A publish the engine finished synchronously (the memory engine) is
+                # answered in place, without a task for it and another for its frame.
+                if pending is not None and pending is not COMPLETED:
                     return asyncio.ensure_future(self._finish_publish(reply, pending, request))
                 out = [reply]
         except ENGINE_FAILURES as exc:
             log.warning("engine failure on %s: %s", channel, exc)
             out = [self._failure(incoming, exc)]
+        if not extensions.has_outgoing:
+            return out
         return await self.outgoing(out, request)
 
     def _over_rate(self, message: Message, request: Any) -> Message | None:
