@@ -166,17 +166,17 @@ class Server:
         local = request is None
         channel = incoming.get("channel")
         try:
-            if channels.is_meta(channel):
-                handler = self._handlers.get(channel)  # type: ignore[arg-type]
-                if handler is None:
-                    reply = meta.reply_skeleton(incoming)
-                    meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
-                    out: list[Item] = [reply]
-                else:
-                    answer = await handler(incoming, local)
-                    if isinstance(answer, Held):
-                        return answer
-                    out = answer
+            # The five meta channels by exact name first: no grammar check for them.
+            handler = self._handlers.get(channel) if isinstance(channel, str) else None
+            if handler is not None:
+                answer = await handler(incoming, local)
+                if isinstance(answer, Held):
+                    return answer
+                out: list[Item] = answer
+            elif channels.is_meta(channel):
+                reply = meta.reply_skeleton(incoming)
+                meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
+                out = [reply]
             else:
                 reply, pending = self._start_publish(incoming)
                 # A publish the engine finished synchronously (the memory engine) is
@@ -347,7 +347,9 @@ class Server:
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
         """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
-        self._count_long_names([message.get("channel")])
+        channel = message.get("channel")
+        if isinstance(channel, str) and not self.limits.channels.allow(channel):
+            self.limit_hits["channel"] += 1
         if not meta.check_publish(message, reply, self.limits.channels):
             return reply, None
         try:
