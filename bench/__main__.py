@@ -10,6 +10,7 @@
     python -m bench deflate                # permessage-deflate's cost per message
     python -m bench memory                 # where an idle client's memory goes
     python -m bench profiles FILES         # summarise py-spy profiles of a compare run
+    python -m bench soak                   # 10 minutes of churn: does memory come back?
 
 ``python -m bench <command> --help`` lists each command's options. Every server and
 every Redis is private and started on a free 127.0.0.1 port; 6379 is never touched.
@@ -22,7 +23,7 @@ import json
 import sys
 from pathlib import Path
 
-from bench import compare, faults, memprofile, micro, profiles, redis_cost, report
+from bench import compare, faults, memprofile, micro, profiles, redis_cost, report, soak
 
 
 def main() -> None:
@@ -41,6 +42,7 @@ def main() -> None:
     micro.add_arguments(commands.add_parser("deflate", help="deflate cost"), "deflate")
     memprofile.add_arguments(commands.add_parser("memory", help="idle client memory"))
     profiles.add_arguments(commands.add_parser("profiles", help="summarise py-spy files"))
+    soak.add_arguments(commands.add_parser("soak", help="churn for minutes; memory after"))
     args = parser.parse_args()
     if args.command == "report":
         result = json.loads(args.result.read_text())
@@ -56,6 +58,7 @@ def main() -> None:
         "deflate": micro.main,
         "memory": memprofile.main,
         "profiles": profiles.main,
+        "soak": soak.main,
     }
     runs[args.command](args)
 

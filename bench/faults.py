@@ -61,6 +61,7 @@ def run_one(args: argparse.Namespace, runtime: str, fault_name: str, transport: 
             before=args.before,
             after=args.after,
             settle=args.settle_kill if fault_name == "kill" else args.settle,
+            timeout=args.timeout,
             runtime=runtime,
         )
         return scenario.run(make())
@@ -78,6 +79,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     parser.add_argument("--after", type=float, default=13.0)
     parser.add_argument("--settle", type=float, default=3.0)
     parser.add_argument("--settle-kill", type=float, default=10.0)
+    # Short holds, so that every client's connects cross every fault (the servers'
+    # default is 25 s, which a 20 s run would hardly see renewed).
+    parser.add_argument("--timeout", type=float, default=5.0, help="the servers' --timeout")
 
 
 def main(args: argparse.Namespace) -> None:

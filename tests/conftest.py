@@ -47,34 +47,43 @@ def redis_sentinel() -> Iterator[SentinelTopology]:
         yield topology
 
 
-ENGINE_KINDS = ["memory", "redis", "redis-cluster", "redis-sentinel", "redis-layout2"]
+ENGINE_KINDS = [
+    "memory",
+    "redis",
+    "redis-cluster",
+    "redis-sentinel",
+    "redis-layout2",
+    "redis-cluster-layout2",
+    "redis-sentinel-layout2",
+]
+
+
+def _redis_url(request: pytest.FixtureRequest, kind: str) -> str:
+    """The URL of the private Redis topology an engine kind runs on."""
+    topology = kind.removesuffix("-layout2")
+    fixture = {
+        "redis": "redis_server",
+        "redis-cluster": "redis_cluster",
+        "redis-sentinel": "redis_sentinel",
+    }[topology]
+    return str(request.getfixturevalue(fixture).url)
+
+
+def _layout(kind: str) -> int:
+    """``-layout2`` kinds run the Redis engine on key layout 2 (the ``layout`` option)."""
+    return 2 if kind.endswith("-layout2") else 1
 
 
 @pytest.fixture(params=ENGINE_KINDS)
 async def engines(request: pytest.FixtureRequest) -> AsyncIterator[EngineKit]:
     """The same contract suite runs against every engine."""
-    if request.param == "redis":
-        if not _redis_engine_importable():
-            pytest.skip("faye.redis is not built yet")
-        server: RedisServer = request.getfixturevalue("redis_server")
-        kit = EngineKit("redis", server.url)
-    elif request.param == "redis-cluster":
-        if not _redis_engine_importable():
-            pytest.skip("faye.redis is not built yet")
-        cluster: ClusterTopology = request.getfixturevalue("redis_cluster")
-        kit = EngineKit("redis-cluster", cluster.url)
-    elif request.param == "redis-sentinel":
-        if not _redis_engine_importable():
-            pytest.skip("faye.redis is not built yet")
-        sentinel: SentinelTopology = request.getfixturevalue("redis_sentinel")
-        kit = EngineKit("redis-sentinel", sentinel.url)
-    elif request.param == "redis-layout2":
-        if not _redis_engine_importable():
-            pytest.skip("faye.redis is not built yet")
-        server = request.getfixturevalue("redis_server")
-        kit = EngineKit("redis-layout2", server.url, layout=2)
-    else:
+    kind = request.param
+    if kind == "memory":
         kit = EngineKit("memory")
+    else:
+        if not _redis_engine_importable():
+            pytest.skip("faye.redis is not built yet")
+        kit = EngineKit(kind, _redis_url(request, kind), layout=_layout(kind))
     try:
         yield kit
     finally:
@@ -105,16 +114,11 @@ def engine_spec(request: pytest.FixtureRequest) -> dict[str, Any] | None:
         return None
     if not _redis_engine_importable():
         pytest.skip("faye.redis is not built yet")
-    url = {
-        "redis": lambda: request.getfixturevalue("redis_server").url,
-        "redis-cluster": lambda: request.getfixturevalue("redis_cluster").url,
-        "redis-sentinel": lambda: request.getfixturevalue("redis_sentinel").url,
-        "redis-layout2": lambda: request.getfixturevalue("redis_server").url,
-    }[request.param]()
+    url = _redis_url(request, request.param)
     return {
         "type": "redis",
         "url": url,
         "namespace": f"events-{uuid.uuid4().hex[:10]}",
         "log_level": "silent",
-        **({"layout": 2} if request.param == "redis-layout2" else {}),
+        **({"layout": 2} if _layout(request.param) == 2 else {}),
     }

@@ -18,7 +18,7 @@ import pytest
 
 from faye import ASGIAdapter
 from faye.admin import NAME_CHARS, TOP_CHANNELS
-from tests.support.bayeux import post
+from tests.support.bayeux import polling_client, post
 from tests.support.live_server import LiveServer
 from tests.support.subscribers import WsSubscriber, wait_until
 
@@ -121,21 +121,7 @@ async def traffic(served: LiveServer) -> AsyncIterator[None]:
         WsSubscriber(ws_url, "/chat/lobby", "/chat/help"),
         httpx.AsyncClient(base_url=served.base, timeout=30) as http,
     ):
-        (hs,) = await post(
-            http,
-            MOUNT,
-            {
-                "channel": "/meta/handshake",
-                "version": "1.0",
-                "supportedConnectionTypes": ["long-polling"],
-            },
-        )
-        polling = hs["clientId"]
-        await post(
-            http,
-            MOUNT,
-            {"channel": "/meta/subscribe", "clientId": polling, "subscription": "/news"},
-        )
+        polling = await polling_client(http, MOUNT, "/news")
         running = True
 
         async def poll() -> None:

@@ -18,7 +18,7 @@ def bench(*args: str) -> subprocess.CompletedProcess[str]:
         cwd=ROOT,
         capture_output=True,
         text=True,
-        timeout=120,
+        timeout=180,
         check=False,
     )
 
@@ -40,3 +40,19 @@ def test_unknown_setup_is_refused_before_anything_starts() -> None:
     run = bench("compare", "--setups", "py-nothing")
     assert run.returncode == 2
     assert "invalid choice: 'py-nothing'" in run.stderr
+
+
+def test_a_short_soak_reports_memory_back_at_baseline(tmp_path: Path) -> None:
+    out = tmp_path / "soak.json"
+    run = bench(
+        "soak",
+        *("--minutes", "0.1", "--warmup", "2", "--quiet", "45", "--subscribers", "4"),
+        *("--churners", "2", "--rate", "5", "--out", str(out)),
+    )
+    assert run.returncode == 0, run.stderr[-2000:]
+    result = json.loads(out.read_text())
+    assert [s["label"] for s in result["samples"]] == ["baseline", "load 0.1m", "quiet"]
+    assert result["counts"]["cycles"] > 10 and result["counts"]["errors"] == 0
+    # Churned clients said goodbye and their publish tokens expired: no key is left.
+    assert result["growth"]["redis_keys_but_tokens"] == 0
+    assert all(kib > 0 for kib in result["samples"][0]["rss_kib"])

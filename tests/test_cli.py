@@ -191,3 +191,33 @@ def test_memory_server_does_not_import_redis() -> None:
     )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip() == "[]"
+
+
+def test_every_limit_flag_comes_from_the_table_with_its_variable(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from faye.cli import build_parser, limit_table, make_adapter
+
+    table = limit_table()
+    security = (ROOT / "docs" / "security.md").read_text()
+    for limit in table:
+        assert f"`{limit.flag}` (`{limit.env}`)" in security, limit.flag
+    defaults = build_parser().parse_args(["serve"])
+    for limit in table:
+        value = getattr(defaults, limit.dest)
+        assert value == limit.default, limit.flag
+        monkeypatch.setenv(limit.env, "7")
+    args = build_parser().parse_args(["serve"])
+    assert all(getattr(args, limit.dest) == 7 for limit in table)
+    adapter = make_adapter(args)
+    assert adapter.limits.max_subscriptions == 7 and adapter.limits.publish_rate == 7.0
+    assert adapter.limits.channels.max_length == 7 and adapter.max_outbox_bytes == 7
+    assert adapter.proxy.backend.max_queue == 7  # --max-client-queue, for the engine
+    flagged = build_parser().parse_args(["serve", "--publish-burst", "9"])
+    assert flagged.publish_burst == 9  # the flag wins over the variable
+
+
+def test_a_bad_limit_variable_is_one_line_and_exit_code_2() -> None:
+    result = faye("serve", env={"FAYE_HANDSHAKE_RATE": "fast"})
+    assert result.returncode == 2
+    assert "FAYE_HANDSHAKE_RATE: expected a non-negative number" in one_line(result)

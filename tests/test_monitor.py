@@ -12,7 +12,7 @@ import pytest
 
 from faye import ASGIAdapter
 from faye.events import Monitor
-from tests.support.bayeux import post
+from tests.support.bayeux import polling_client, post
 from tests.support.live_server import LiveServer
 from tests.support.metrics import samples
 from tests.support.redis_server import RedisServer, redis_available
@@ -66,21 +66,7 @@ async def test_metrics_and_listeners_read_one_source(redis_server: RedisServer) 
     try:
         async with httpx.AsyncClient(base_url=served.base, timeout=10) as http:
             before = await _metrics(http)
-            (hs,) = await post(
-                http,
-                MOUNT,
-                {
-                    "channel": "/meta/handshake",
-                    "version": "1.0",
-                    "supportedConnectionTypes": ["long-polling"],
-                },
-            )
-            client_id = hs["clientId"]
-            await post(
-                http,
-                MOUNT,
-                {"channel": "/meta/subscribe", "clientId": client_id, "subscription": "/m"},
-            )
+            client_id = await polling_client(http, MOUNT, "/m")
             (reply,) = await post(http, MOUNT, {"channel": "/m", "data": 1})
             assert reply["successful"]
             connect = {

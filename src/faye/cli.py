@@ -7,6 +7,7 @@ import json
 import os
 import sys
 from collections.abc import Sequence
+from dataclasses import dataclass
 from typing import Any, NoReturn
 
 from faye import __version__
@@ -244,7 +245,10 @@ def _env_number(name: str, default: float, kind: type[int] | type[float]) -> Any
     except ValueError:
         number = -1
     if number < 0:
-        sys.exit(f"faye: error: {name}: expected a non-negative number, got {value!r}")
+        print(
+            f"faye: error: {name}: expected a non-negative number, got {value!r}", file=sys.stderr
+        )
+        sys.exit(2)  # as argparse's own errors
     return number
 
 
@@ -256,56 +260,158 @@ def _env_float(name: str, default: float) -> float:
     return float(_env_number(name, default, float))
 
 
-def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
-    """Flags for the abuse limits (docs/security.md); 0 turns a rate limit off."""
+@dataclass(frozen=True)
+class Limit:
+    """One abuse limit of ``faye serve`` (docs/security.md): its flag, environment
+    variable, type, default and help, from which the flag and its option are built."""
+
+    flag: str
+    env: str
+    kind: type[int] | type[float]
+    #: None: unset unless given (``shown`` says what applies then); 0 from the
+    #: environment also counts as unset.
+    default: float | None
+    help: str
+    #: Who takes it: an ASGIAdapter keyword (``adapter``), the engine (``engine``) or
+    #: uvicorn (``uvicorn``, by serve()).
+    applies: str = "adapter"
+    #: What 0 means, when it means something ("off", "no cap").
+    zero: str = ""
+    #: The default as the help shows it, when ``default`` does not say it.
+    shown: str = ""
+
+    @property
+    def dest(self) -> str:
+        return self.flag[2:].replace("-", "_")
+
+    def initial(self) -> float | None:
+        """The default, or its environment variable's value (a bad one: exit 2)."""
+        if self.default is None:
+            return _env_number(self.env, 0, self.kind) or None
+        return self.kind(_env_number(self.env, self.default, self.kind))
+
+    def help_text(self) -> str:
+        default = self.shown or (
+            f"{self.default:g}" if self.kind is float else str(int(self.default or 0))
+        )
+        return f"{self.help} (default {default}{'; 0: ' + self.zero if self.zero else ''})"
+
+
+def limit_table() -> tuple[Limit, ...]:
+    """Every limit flag, in the order ``faye serve --help`` lists them."""
     from faye import limits as caps
     from faye.protocol.channels import DEFAULT_MAX_LENGTH, DEFAULT_MAX_SEGMENTS
     from faye.transport.uvicorn_http import DEFAULT_HEADER_TIMEOUT, DEFAULT_MAX_HEADER_BYTES
 
+    return (
+        Limit(
+            "--max-channel-length",
+            "FAYE_MAX_CHANNEL_LENGTH",
+            int,
+            DEFAULT_MAX_LENGTH,
+            "longest channel name a client may use",
+        ),
+        Limit(
+            "--max-channel-segments",
+            "FAYE_MAX_CHANNEL_SEGMENTS",
+            int,
+            DEFAULT_MAX_SEGMENTS,
+            "most segments in a channel name",
+        ),
+        Limit(
+            "--max-subscriptions",
+            "FAYE_MAX_SUBSCRIPTIONS",
+            int,
+            caps.DEFAULT_MAX_SUBSCRIPTIONS,
+            "subscriptions per client",
+            zero="no cap",
+        ),
+        Limit(
+            "--publish-rate",
+            "FAYE_PUBLISH_RATE",
+            float,
+            caps.DEFAULT_PUBLISH_RATE,
+            "publishes per second per client",
+            zero="off",
+        ),
+        Limit(
+            "--publish-burst",
+            "FAYE_PUBLISH_BURST",
+            int,
+            caps.DEFAULT_PUBLISH_BURST,
+            "publishes a client may make at once",
+        ),
+        Limit(
+            "--handshake-rate",
+            "FAYE_HANDSHAKE_RATE",
+            float,
+            caps.DEFAULT_HANDSHAKE_RATE,
+            "handshakes per second per source address",
+            zero="off",
+        ),
+        Limit(
+            "--handshake-burst",
+            "FAYE_HANDSHAKE_BURST",
+            int,
+            caps.DEFAULT_HANDSHAKE_BURST,
+            "handshakes an address may make at once",
+        ),
+        Limit(
+            "--max-outbox-bytes",
+            "FAYE_MAX_OUTBOX_BYTES",
+            int,
+            caps.DEFAULT_MAX_OUTBOX_BYTES,
+            "bytes of deliveries a WebSocket/EventSource client may fall behind before it "
+            "is dropped",
+        ),
+        Limit(
+            "--max-client-queue",
+            "FAYE_MAX_CLIENT_QUEUE",
+            int,
+            None,
+            "messages queued per client while it has no connection, on either engine; "
+            "the oldest are dropped",
+            applies="engine",
+            shown="1000",
+        ),
+        Limit(
+            "--max-header-size",
+            "FAYE_MAX_HEADER_SIZE",
+            int,
+            DEFAULT_MAX_HEADER_BYTES,
+            "bytes of HTTP request headers accepted; more gets 431",
+            applies="uvicorn",
+        ),
+        Limit(
+            "--header-timeout",
+            "FAYE_HEADER_TIMEOUT",
+            float,
+            DEFAULT_HEADER_TIMEOUT,
+            "seconds a connection may take to send a request's headers",
+            applies="uvicorn",
+            zero="no limit",
+        ),
+        Limit(
+            "--max-connections",
+            "FAYE_MAX_CONNECTIONS",
+            int,
+            None,
+            "open connections (HTTP and WebSocket) before new requests get 503",
+            applies="uvicorn",
+            shown="the open-file limit less 64",
+        ),
+    )
+
+
+def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
+    """Flags for the abuse limits (docs/security.md), from :func:`limit_table`."""
+    from faye import limits as caps
+
     limits = serve.add_argument_group("limits (see docs/security.md)")
-    limits.add_argument(
-        "--max-channel-length",
-        type=int,
-        default=_env_int("FAYE_MAX_CHANNEL_LENGTH", DEFAULT_MAX_LENGTH),
-        help=f"longest channel name a client may use (default {DEFAULT_MAX_LENGTH})",
-    )
-    limits.add_argument(
-        "--max-channel-segments",
-        type=int,
-        default=_env_int("FAYE_MAX_CHANNEL_SEGMENTS", DEFAULT_MAX_SEGMENTS),
-        help=f"most segments in a channel name (default {DEFAULT_MAX_SEGMENTS})",
-    )
-    limits.add_argument(
-        "--max-subscriptions",
-        type=int,
-        default=_env_int("FAYE_MAX_SUBSCRIPTIONS", caps.DEFAULT_MAX_SUBSCRIPTIONS),
-        help=f"subscriptions per client (default {caps.DEFAULT_MAX_SUBSCRIPTIONS}; 0: no cap)",
-    )
-    limits.add_argument(
-        "--publish-rate",
-        type=float,
-        default=_env_float("FAYE_PUBLISH_RATE", caps.DEFAULT_PUBLISH_RATE),
-        help=f"publishes per second per client (default {caps.DEFAULT_PUBLISH_RATE:g}; 0: off)",
-    )
-    limits.add_argument(
-        "--publish-burst",
-        type=int,
-        default=_env_int("FAYE_PUBLISH_BURST", caps.DEFAULT_PUBLISH_BURST),
-        help=f"publishes a client may make at once (default {caps.DEFAULT_PUBLISH_BURST})",
-    )
-    limits.add_argument(
-        "--handshake-rate",
-        type=float,
-        default=_env_float("FAYE_HANDSHAKE_RATE", caps.DEFAULT_HANDSHAKE_RATE),
-        help="handshakes per second per source address "
-        f"(default {caps.DEFAULT_HANDSHAKE_RATE:g}; 0: off)",
-    )
-    limits.add_argument(
-        "--handshake-burst",
-        type=int,
-        default=_env_int("FAYE_HANDSHAKE_BURST", caps.DEFAULT_HANDSHAKE_BURST),
-        help=f"handshakes an address may make at once (default {caps.DEFAULT_HANDSHAKE_BURST})",
-    )
+    for limit in limit_table():
+        limits.add_argument(
+            limit.flag, type=limit.kind, default=limit.initial(), help=limit.help_text()
+        )
     limits.add_argument(
         "--handshake-exempt",
         action="append",
@@ -314,21 +420,7 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         if "FAYE_HANDSHAKE_EXEMPT" in os.environ
         else None,
         help="a network whose handshakes are not rate limited (repeatable; default "
-        "loopback; '' for none)",
-    )
-    limits.add_argument(
-        "--max-outbox-bytes",
-        type=int,
-        default=_env_int("FAYE_MAX_OUTBOX_BYTES", caps.DEFAULT_MAX_OUTBOX_BYTES),
-        help="bytes of deliveries a WebSocket/EventSource client may fall behind before "
-        f"it is dropped (default {caps.DEFAULT_MAX_OUTBOX_BYTES})",
-    )
-    limits.add_argument(
-        "--max-client-queue",
-        type=int,
-        default=_env_int("FAYE_MAX_CLIENT_QUEUE", 0) or None,
-        help="messages queued per client while it has no connection, on either engine; "
-        "the oldest are dropped (default 1000)",
+        f"{', '.join(caps.DEFAULT_HANDSHAKE_EXEMPT)}; '' for none)",
     )
     origins = serve.add_argument_group("origins (see docs/security.md)")
     origins.add_argument(
@@ -344,27 +436,6 @@ def add_limit_arguments(serve: argparse.ArgumentParser) -> None:
         action="store_true",
         default=os.environ.get("FAYE_STRICT_ORIGIN", "") not in ("", "0"),
         help="also refuse requests with neither Origin nor Referer (non-browser clients)",
-    )
-    limits.add_argument(
-        "--max-header-size",
-        type=int,
-        default=_env_int("FAYE_MAX_HEADER_SIZE", DEFAULT_MAX_HEADER_BYTES),
-        help="bytes of HTTP request headers accepted; more gets 431 "
-        f"(default {DEFAULT_MAX_HEADER_BYTES})",
-    )
-    limits.add_argument(
-        "--header-timeout",
-        type=float,
-        default=_env_float("FAYE_HEADER_TIMEOUT", DEFAULT_HEADER_TIMEOUT),
-        help="seconds a connection may take to send a request's headers "
-        f"(default {DEFAULT_HEADER_TIMEOUT:g}; 0: no limit)",
-    )
-    limits.add_argument(
-        "--max-connections",
-        type=int,
-        default=_env_int("FAYE_MAX_CONNECTIONS", 0) or None,
-        help="open connections (HTTP and WebSocket) before new requests get 503 "
-        "(default: the open-file limit less 64)",
     )
 
 
@@ -405,17 +476,14 @@ def make_adapter(args: argparse.Namespace) -> Any:
         ping=args.ping or None,
         client_script=args.client_script,
         max_request_size=args.max_request_size,
-        max_channel_length=args.max_channel_length,
-        max_channel_segments=args.max_channel_segments,
-        max_subscriptions=args.max_subscriptions,
-        publish_rate=args.publish_rate,
-        publish_burst=args.publish_burst,
-        handshake_rate=args.handshake_rate,
-        handshake_burst=args.handshake_burst,
         handshake_exempt=caps.DEFAULT_HANDSHAKE_EXEMPT
         if args.handshake_exempt is None
         else [n for n in args.handshake_exempt if n],
-        max_outbox_bytes=args.max_outbox_bytes,
+        **{
+            limit.dest: getattr(args, limit.dest)
+            for limit in limit_table()
+            if limit.applies == "adapter"
+        },
         extensions=[ext for spec in args.extension for ext in load_extension(spec)],
         metrics_path=args.metrics_path,
         metrics_token=args.metrics_token,
@@ -436,6 +504,7 @@ def serve(args: argparse.Namespace) -> None:
     from uvicorn.config import LOGGING_CONFIG
 
     from faye import drain
+    from faye.events import log_events
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
     from faye.transport.uvicorn_http import default_max_connections, limited_http_protocol
@@ -450,6 +519,8 @@ def serve(args: argparse.Namespace) -> None:
         )
     configure_logging(args.log_level, args.log_format)
     adapter = make_adapter(args)  # bad options stop here, before any worker starts
+    if args.log_level == "debug":
+        log_events(adapter.proxy)
     settings: dict[str, Any] = {
         "host": args.host,
         "port": args.port,
@@ -483,6 +554,7 @@ def serve(args: argparse.Namespace) -> None:
 
 def worker_app() -> Any:
     """The ASGI app of one ``faye serve --workers N`` process (a uvicorn app factory)."""
+    from faye.events import log_events
     from faye.gc_tuning import tune_for_server
     from faye.logs import configure as configure_logging
 
@@ -491,7 +563,10 @@ def worker_app() -> Any:
         args.gc_thresholds = tuple(args.gc_thresholds)
     configure_logging(args.log_level, args.log_format)
     tune_for_server(args.gc_thresholds)
-    return make_adapter(args)
+    adapter = make_adapter(args)
+    if args.log_level == "debug":
+        log_events(adapter.proxy)
+    return adapter
 
 
 def collect(args: argparse.Namespace) -> None:

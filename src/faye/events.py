@@ -4,6 +4,7 @@ counters that metrics, logs and the admin page read (:class:`Monitor`)."""
 from __future__ import annotations
 
 import asyncio
+import functools
 import inspect
 import logging
 from collections import Counter
@@ -104,3 +105,15 @@ class Monitor(EventEmitter):
     def count(self, name: str, amount: int = 1) -> None:
         """Add to a counter that has no event of its own."""
         self.counts[name] += amount
+
+
+def log_events(monitor: Monitor, logger: logging.Logger = log) -> None:
+    """Log each Bayeux event the monitor publishes, at DEBUG (``faye serve --log-level
+    debug``): the event, the client and the channel or count, never a message's data."""
+    for event in BAYEUX_EVENTS:
+        monitor.bind(event, functools.partial(_log_event, logger, event))
+
+
+def _log_event(logger: logging.Logger, event: str, *args: Any) -> None:
+    if logger.isEnabledFor(logging.DEBUG):
+        logger.debug("%s %s", event, " ".join(f"{arg!s:.200}" for arg in args[:2]))

@@ -360,6 +360,12 @@ class EngineProxy(Monitor):
     def has_connection(self, client_id: str) -> bool:
         return client_id in self._connections
 
+    def has_socket(self, client_id: str) -> bool:
+        """Whether deliveries to the client are pushed on a socket (WebSocket,
+        EventSource) rather than answered to a held connect."""
+        connection = self._connections.get(client_id)
+        return connection is not None and connection.socket is not None
+
     def deliver(self, client_id: str, messages: Sequence[Envelope]) -> bool:
         connection = self._connections.get(client_id)
         if connection is None or not messages:

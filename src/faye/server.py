@@ -82,12 +82,13 @@ class Server:
         :meth:`Batch.finish` concurrently.
         """
         batch = Batch(self, request)
+        arrived = asyncio.get_running_loop().time()
         try:
             for raw in messages if isinstance(messages, list) else [messages]:
                 if not meta.js_truthy(raw):
                     continue  # Faye answers a null (or other falsy) message with nothing
                 message: Message = raw if isinstance(raw, dict) else {}
-                outcome = await self._process_one(message, request)
+                outcome = await self._process_one(message, request, arrived)
                 if isinstance(outcome, Held):
                     batch.held.append(outcome)
                 elif not isinstance(outcome, list):
@@ -140,9 +141,13 @@ class Server:
         self,
         message: Message,
         request: Any,
+        arrived: float | None = None,
     ) -> list[Item] | Held | asyncio.Task[list[Item]]:
         """One message's replies, a task for them when a publish is under way, or a
-        held connect (its outgoing extensions run once it is answered)."""
+        held connect (its outgoing extensions run once it is answered).
+
+        ``arrived`` (a ``loop.time()``) is when the message's request reached the server.
+        """
         if request is not None:
             # Before the extensions: traffic over its rate costs no authentication work.
             refusal = self._over_rate(message, request)
@@ -169,7 +174,10 @@ class Server:
             # The five meta channels by exact name first: no grammar check for them.
             handler = self._handlers.get(channel) if isinstance(channel, str) else None
             if handler is not None:
-                answer = await handler(incoming, local)
+                if channel == channels.CONNECT:
+                    answer = await self._connect(incoming, local, arrived)
+                else:
+                    answer = await handler(incoming, local)
                 if isinstance(answer, Held):
                     return answer
                 out: list[Item] = answer
@@ -292,9 +300,26 @@ class Server:
         self._advise(reply)
         return [reply]
 
-    async def _connect(self, message: Message, local: bool) -> list[Item] | Held:
+    async def _connect(
+        self, message: Message, local: bool, arrived: float | None = None
+    ) -> list[Item] | Held:
+        """Answer a connect within the time its client waits for the answer.
+
+        A Faye client gives up on a connect 1.2 x ``advice.timeout`` after sending it
+        and then aborts the request; on WebSocket that closes the socket, and whatever
+        is pushed to it meanwhile is lost although written. So the hold counts from the
+        connect's arrival (``arrived``), not from when the engine has looked the client
+        up, and a lookup that outlasts ``timeout`` (Redis stalled) fails the connect
+        with retry advice instead of holding it past the client's patience.
+        """
         client_id = message.get("clientId")
-        exists = await self.proxy.client_exists(client_id)
+        loop = asyncio.get_running_loop()
+        started = loop.time() if arrived is None else arrived
+        try:
+            async with asyncio.timeout_at(started + self.proxy.timeout):
+                exists = await self.proxy.client_exists(client_id)
+        except TimeoutError:
+            raise EngineError("the engine did not look the client up within timeout") from None
         reply = meta.reply_skeleton(message)
         connection_type = message.get("connectionType")
         if not meta.check_connect(message, reply, exists):
@@ -302,6 +327,9 @@ class Server:
             return [reply]
         assert isinstance(client_id, str)
         hold = 0.0 if self.draining else meta.requested_hold(message, self.proxy.timeout)
+        if hold > 0:
+            # Spent already: answer as soon as the queue is handed over.
+            hold = max(hold - (loop.time() - started), 0.0)
         waiter = await self.proxy.hold(client_id, hold)
         self._advise(reply, connection_type)
         return Held(client_id, reply, waiter)

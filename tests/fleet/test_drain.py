@@ -19,7 +19,14 @@ import websockets
 from websockets.asyncio.client import connect
 
 from tests.support.balancer import Balancer
-from tests.support.bayeux import connect_msg, exchange, post, receive, ws_handshake
+from tests.support.bayeux import (
+    connect_msg,
+    exchange,
+    polling_client,
+    post,
+    receive,
+    ws_handshake,
+)
 from tests.support.processes import FayeServer, start_client, wait_ready
 from tests.support.redis_server import RedisServer, running_redis
 
@@ -47,19 +54,22 @@ def _server(redis_server: RedisServer, *extra: str) -> FayeServer:
 
 
 async def _polling_client(http: httpx.AsyncClient, url: str) -> str:
-    (hs,) = await post(
-        http,
-        url,
-        {
-            "channel": "/meta/handshake",
-            "version": "1.0",
-            "supportedConnectionTypes": ["long-polling"],
-        },
-    )
-    client_id: str = hs["clientId"]
+    client_id = await polling_client(http, url)
     first = connect_msg(client_id, advice={"timeout": 0}, connectionType="long-polling")
     await post(http, url, first)
     return client_id
+
+
+async def _stream_until_closed(url: str) -> float:
+    """Hold an EventSource stream open; when the server ends it, the time it did."""
+    async with (
+        httpx.AsyncClient(timeout=30) as http,
+        http.stream("GET", url, headers={"accept": "text/event-stream"}) as response,
+    ):
+        assert response.status_code == 200
+        async for _ in response.aiter_bytes():
+            pass
+    return time.monotonic()
 
 
 @pytest.mark.parametrize("workers", ["1", "2"])
@@ -76,6 +86,8 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
                 )
                 for cid in polling
             ]
+            stream_client = await polling_client(http, server.url)
+            stream = asyncio.ensure_future(_stream_until_closed(f"{server.url}/{stream_client}"))
             ws_url = f"ws://127.0.0.1:{server.port}/faye"
             async with connect(ws_url) as ws:
                 ws_client = await ws_handshake(ws)
@@ -92,6 +104,7 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
                 answered = time.monotonic() - started
                 with pytest.raises(websockets.ConnectionClosed) as closed:
                     await asyncio.wait_for(ws.recv(), 3)
+                stream_closed = await asyncio.wait_for(stream, 3) - started
             exit_code = await asyncio.to_thread(server.process.wait, 10)
             stopped = time.monotonic() - started
 
@@ -102,6 +115,7 @@ async def test_sigterm_answers_held_connects_and_closes_sockets(
         assert closed.value.rcvd is not None and closed.value.rcvd.code == 1000
         # Answered at once, not after the 20 s --timeout; the process then exits.
         assert answered < 2, answered
+        assert stream_closed < 2, stream_closed  # the EventSource stream ended too
         assert stopped < 5, stopped
         # uvicorn re-raises the signal once it has shut down: a clean stop by SIGTERM.
         assert exit_code in (0, -signal.SIGTERM)
@@ -210,3 +224,26 @@ async def test_a_rolling_restart_under_load_loses_nothing(redis_server: RedisSer
     assert sum(duplicates) <= retries, duplicates
     assert all(stop < 5 for stop in stops), stops  # not the 10 s --timeout
     assert len(sent) > 200
+
+
+async def test_the_drain_is_bounded_by_drain_timeout(redis_server: RedisServer) -> None:
+    """A request that never finishes (its body stops halfway) holds the drain up only
+    until --drain-timeout; then the process exits anyway."""
+    server = _server(redis_server, "--drain-timeout", "1").start()
+    try:
+        _, writer = await asyncio.open_connection("127.0.0.1", server.port)
+        writer.write(
+            b"POST /faye HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+            b"Content-Length: 100\r\n\r\n[{"
+        )
+        await writer.drain()
+        await asyncio.sleep(0.3)
+        assert server.process is not None
+        started = time.monotonic()
+        server.process.send_signal(signal.SIGTERM)
+        await asyncio.to_thread(server.process.wait, 10)
+        stopped = time.monotonic() - started
+        writer.close()
+    finally:
+        server.stop()
+    assert 1 <= stopped < 4, stopped

@@ -34,8 +34,9 @@ def redis_server() -> Iterator[RedisServer]:
         yield server
 
 
-@pytest.fixture
-def fleet(redis_server: RedisServer) -> Iterator[list[FayeServer]]:
+@pytest.fixture(params=[1, 2], ids=["layout1", "layout2"])
+def fleet(redis_server: RedisServer, request: pytest.FixtureRequest) -> Iterator[list[FayeServer]]:
+    """Three servers on one Redis, on each key layout (the ``layout`` option)."""
     namespace = f"fleet-{uuid.uuid4().hex[:8]}"
     servers = [
         FayeServer(
@@ -47,6 +48,8 @@ def fleet(redis_server: RedisServer) -> Iterator[list[FayeServer]]:
             TIMEOUT,
             "--engine-option",
             "gc_interval=1",
+            "--engine-option",
+            f"layout={request.param}",
             "--log-level",
             "warning",
         )

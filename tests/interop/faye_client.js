@@ -63,6 +63,15 @@ const timer = setTimeout(() => {
        `current transport=${currentTransport()})`, 3);
 }, opts.timeout * 1000);
 
+// FAYE_CLIENT_LOG=1: the client's own debug log on stderr (what it sends and receives),
+// stamped with the monotonic clock in seconds, to line up with the test's own times.
+if (process.env.FAYE_CLIENT_LOG) {
+  faye.logger = (line) => {
+    const now = (Number(process.hrtime.bigint()) / 1e9).toFixed(3);
+    process.stderr.write(`${now} ${line}\n`);
+  };
+}
+
 const client = new faye.Client(opts.url, { timeout: 30, retry: 1 });
 if (opts.transport === 'long-polling') client.disable('websocket');
 

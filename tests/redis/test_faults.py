@@ -18,6 +18,7 @@ from typing import Any
 import pytest
 
 from faye.engine import EngineError
+from faye.server import Server
 from tests.redis.conftest import Fleet, engine_of
 from tests.support.engines import attach, data
 from tests.support.redis_server import RedisServer
@@ -33,6 +34,14 @@ FAST = {
     # A publish waits this long through an outage before it fails.
     "stall_timeout": 1.0,
 }
+
+
+#: The outage tests run on both key layouts (the ``layout`` option).
+LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
+
+
+def fast(layout: int) -> dict[str, Any]:
+    return {**FAST, "layout": layout} if layout != 1 else dict(FAST)
 
 
 async def eventually(action: Any, timeout: float = 10.0) -> Any:
@@ -56,11 +65,12 @@ def persistent_redis() -> Iterator[RedisServer]:
         server.cleanup()
 
 
-async def test_redis_restart_mid_stream(persistent_redis: RedisServer) -> None:
+@LAYOUTS
+async def test_redis_restart_mid_stream(persistent_redis: RedisServer, layout: int) -> None:
     fleet = Fleet(persistent_redis.url)
     try:
-        a = await fleet.proxy(**FAST)
-        b = await fleet.proxy(**FAST)
+        a = await fleet.proxy(**fast(layout))
+        b = await fleet.proxy(**fast(layout))
         alice = await a.create_client()
         await a.subscribe(alice, "/live")
         inbox = await attach(a, alice)
@@ -87,11 +97,12 @@ async def test_redis_restart_mid_stream(persistent_redis: RedisServer) -> None:
         await fleet.close()
 
 
-async def test_redis_restart_without_persistence_forgets_clients() -> None:
+@LAYOUTS
+async def test_redis_restart_without_persistence_forgets_clients(layout: int) -> None:
     server = RedisServer().start()
     fleet = Fleet(server.url)
     try:
-        a = await fleet.proxy(**FAST)
+        a = await fleet.proxy(**fast(layout))
         alice = await a.create_client()
         server.stop()
         with pytest.raises(EngineError):
@@ -108,13 +119,16 @@ async def test_redis_restart_without_persistence_forgets_clients() -> None:
         server.cleanup()
 
 
-async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer) -> None:
+@LAYOUTS
+async def test_held_clients_redis_forgot_are_told_at_once(
+    own_redis: RedisServer, layout: int
+) -> None:
     """After a restart without persistence, a socket-bound client (WebSocket,
     EventSource) is closed and a held long-poll answered within seconds, not when its
     hold ends: their next connect gets 401 and they handshake again."""
     fleet = Fleet(own_redis.url)
     try:
-        a = await fleet.proxy(timeout=60.0, **FAST)
+        a = await fleet.proxy(timeout=60.0, **fast(layout))
         closed: list[str] = []
         a.bind("close", closed.append)
         alice = await a.create_client()
@@ -137,11 +151,12 @@ async def test_held_clients_redis_forgot_are_told_at_once(own_redis: RedisServer
         await fleet.close()
 
 
-async def test_engine_starts_while_redis_is_down_and_catches_up() -> None:
+@LAYOUTS
+async def test_engine_starts_while_redis_is_down_and_catches_up(layout: int) -> None:
     server = RedisServer()
     fleet = Fleet(server.url)
     try:
-        a = await fleet.proxy(**FAST)  # start() logs and carries on
+        a = await fleet.proxy(**fast(layout))  # start() logs and carries on
         with pytest.raises(EngineError):
             await a.create_client()
         server.start()
@@ -176,14 +191,16 @@ def stall(server: RedisServer, stopped: bool) -> None:
     server.process.send_signal(signal.SIGSTOP if stopped else signal.SIGCONT)
 
 
+@LAYOUTS
 async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
     own_redis: RedisServer,
+    layout: int,
 ) -> None:
     """Each publish is sent again after every read timeout of the stall (five or so
     copies of each call reach the stopped Redis); its token makes the copies no-ops."""
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
+        options = {**fast(layout), "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 5.0}
         a = await fleet.proxy(**options)
         b = await fleet.proxy(**options)
         alice = await a.create_client()
@@ -214,12 +231,14 @@ async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
         await fleet.close()
 
 
+@LAYOUTS
 async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknowledged(
     own_redis: RedisServer,
+    layout: int,
 ) -> None:
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
+        options = {**fast(layout), "read_timeout": 0.3, "write_timeout": 0.3, "stall_timeout": 0.8}
         a = await fleet.proxy(**options)
         alice = await a.create_client()
         await a.subscribe(alice, "/bound")
@@ -243,6 +262,80 @@ async def test_a_stall_past_the_bound_fails_the_publish_and_loses_nothing_acknow
         await fleet.close()
 
 
+async def connect_during_stall(own_redis: RedisServer, stall_for: float) -> tuple[Any, float]:
+    """A connect sent as Redis stops, to a server holding connects for 1.5 s: its
+    reply and how long it took. The lookup is retried through the stall (each try
+    waits 0.5 s for Redis, 0.3 s apart)."""
+    fleet = Fleet(own_redis.url)
+    try:
+        options = {**FAST, "max_retries": 20, "retry_delay": 0.3}
+        proxy = await fleet.proxy(timeout=1.5, **options)
+        server = Server(proxy)
+        alice = await proxy.create_client()
+        connect = {"channel": "/meta/connect", "clientId": alice, "connectionType": "long-polling"}
+        loop = asyncio.get_running_loop()
+        stall(own_redis, True)
+        started = loop.time()
+        answer = asyncio.ensure_future(server.process([connect], None))
+        answered: list[float] = []
+        answer.add_done_callback(lambda _: answered.append(loop.time()))
+        try:
+            await asyncio.sleep(stall_for)
+        finally:
+            stall(own_redis, False)
+        replies = await asyncio.wait_for(answer, 10)
+        return replies[0], answered[0] - started
+    finally:
+        await fleet.close()
+
+
+async def test_a_connect_is_answered_within_its_timeout_of_arrival_through_a_stall(
+    own_redis: RedisServer,
+) -> None:
+    """Redis answers the lookup after 1 s; the hold counts from the connect's arrival,
+    so the answer comes at 1.5 s, not 1 + 1.5 s: a Faye client gives up 1.2 x the
+    timeout after sending (and then closes its WebSocket)."""
+    reply, took = await connect_during_stall(own_redis, 1.0)
+    assert reply["successful"] is True, reply
+    assert 1.0 < took < 1.5 * 1.2, took
+
+
+async def test_a_connect_whose_lookup_outlasts_its_timeout_fails_with_retry_advice(
+    own_redis: RedisServer,
+) -> None:
+    reply, took = await connect_during_stall(own_redis, 3.0)
+    assert reply["successful"] is False, reply
+    assert reply["advice"]["reconnect"] == "retry", reply
+    assert 1.5 <= took < 1.5 * 1.2, took
+
+
+async def test_clients_stay_known_through_a_stall_longer_than_their_liveness(
+    own_redis: RedisServer,
+) -> None:
+    """No client can ping while Redis is stopped: the 1.6 x timeout liveness window is
+    lengthened by the outage, so after it a live client is neither unknown (which would
+    send it to handshake again, losing what was queued for it) nor skipped by publishes."""
+    fleet = Fleet(own_redis.url)
+    try:
+        a = await fleet.proxy(timeout=1.0, **FAST)  # a client exists 1.6 s after a ping
+        alice = await a.create_client()
+        await a.subscribe(alice, "/long")
+        inbox = await attach(a, alice)
+        stall(own_redis, True)
+        try:
+            with pytest.raises(EngineError):
+                await a.client_exists(alice)
+            await asyncio.sleep(1.5)
+        finally:
+            stall(own_redis, False)
+        # Its last ping is 2.5 s old now.
+        assert await eventually(lambda: a.client_exists(alice)) is True
+        await a.publish({"channel": "/long", "data": "after"})
+        await wait_for(lambda: "after" in data(inbox.messages), timeout=5)
+    finally:
+        await fleet.close()
+
+
 # -- what the log says -----------------------------------------------------------------
 
 
@@ -254,14 +347,17 @@ def count(lines: list[str], text: str) -> int:
     return sum(text in line for line in lines)
 
 
+@LAYOUTS
 async def test_a_redis_restart_is_logged_once_each_way(
-    persistent_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    persistent_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    layout: int,
 ) -> None:
     own_redis = persistent_redis
     caplog.set_level(logging.INFO, logger="faye.redis")
     fleet = Fleet(own_redis.url)
     try:
-        a = await fleet.proxy(**{**FAST, "log_level": "info"})
+        a = await fleet.proxy(**{**fast(layout), "log_level": "info"})
         alice = await a.create_client()
         await a.subscribe(alice, "/logged")
         inbox = await attach(a, alice)
@@ -285,13 +381,16 @@ async def test_a_redis_restart_is_logged_once_each_way(
         await fleet.close()
 
 
+@LAYOUTS
 async def test_a_redis_stall_is_logged_with_how_long_it_lasted(
-    own_redis: RedisServer, caplog: pytest.LogCaptureFixture
+    own_redis: RedisServer,
+    caplog: pytest.LogCaptureFixture,
+    layout: int,
 ) -> None:
     caplog.set_level(logging.INFO, logger="faye.redis")
     fleet = Fleet(own_redis.url)
     try:
-        options = {**FAST, "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
+        options = {**fast(layout), "log_level": "info", "read_timeout": 0.3, "stall_timeout": 5.0}
         a = await fleet.proxy(**options)
         stall(own_redis, True)
         pending = asyncio.ensure_future(a.publish({"channel": "/x", "data": 1}))

@@ -405,10 +405,20 @@ def topology_url(
         yield sentinel.url
 
 
-async def test_two_faye_serve_processes_share_the_topology(topology_url: str) -> None:
+@pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
+async def test_two_faye_serve_processes_share_the_topology(topology_url: str, layout: int) -> None:
     namespace = f"serve-{uuid.uuid4().hex[:8]}"
     servers = [
-        FayeServer("--redis", topology_url, "--namespace", namespace, "--log-level", "warning")
+        FayeServer(
+            "--redis",
+            topology_url,
+            "--namespace",
+            namespace,
+            "--log-level",
+            "warning",
+            "--engine-option",
+            f"layout={layout}",
+        )
         for _ in range(2)
     ]
     try:

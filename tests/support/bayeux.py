@@ -18,6 +18,28 @@ async def post(http: httpx.AsyncClient, url: str, messages: Any) -> list[dict[st
     return result
 
 
+async def polling_client(http: httpx.AsyncClient, url: str, *subscriptions: str) -> str:
+    """A long-polling client handshaken over HTTP and subscribed to ``subscriptions``."""
+    (reply,) = await post(
+        http,
+        url,
+        {
+            "channel": "/meta/handshake",
+            "version": "1.0",
+            "supportedConnectionTypes": ["long-polling"],
+        },
+    )
+    client_id: str = reply["clientId"]
+    for channel in subscriptions:
+        (subscribed,) = await post(
+            http,
+            url,
+            {"channel": "/meta/subscribe", "clientId": client_id, "subscription": channel},
+        )
+        assert subscribed["successful"], subscribed
+    return client_id
+
+
 async def exchange(ws: ClientConnection, messages: Any, timeout: float = 3) -> list[dict[str, Any]]:
     await ws.send(json.dumps(messages))
     return await receive(ws, timeout)

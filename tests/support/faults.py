@@ -43,13 +43,23 @@ class Subscriber:
     #: (monotonic time of arrival, seq) per message, in arrival order.
     received: list[tuple[float, int]] = field(default_factory=list)
     reader: threading.Thread | None = None
+    error_reader: threading.Thread | None = None
+    #: How often the client gave up on a request (``transport:down``): on WebSocket
+    #: the npm client then closes its socket, losing what was on its way.
+    gave_up: int = 0
 
     def read_errors(self, path: Path) -> None:
-        """Keep the client's stderr (its transport changes) for a look after a failure."""
+        """Keep the client's stderr (its transport changes) for a look after a failure.
+
+        With ``FAYE_CLIENT_LOG=1`` in the environment it holds the client's own debug
+        log too: every message sent and received.
+        """
         assert self.process.stderr is not None
         with path.open("w") as out:
             for line in self.process.stderr:
                 out.write(f"{time.monotonic():.3f} {line}")
+                if "transport:down" in line:
+                    self.gave_up += 1
 
     def read(self) -> None:
         assert self.process.stdout is not None
@@ -81,11 +91,14 @@ class Figures:
     #: Publishes acknowledged before Redis crashed without persistence that some
     #: subscriber missed: they were queued in Redis and went with its data.
     crashed: int = 0
+    #: Times a subscriber gave up on a request (see :attr:`Subscriber.gave_up`).
+    gave_up: int = 0
 
     def row(self) -> str:
         return (
             f"accepted={self.accepted} failed={self.failed} lost={self.lost} "
-            f"recovery={self.recovery:.2f}s duplicates={self.duplicates} crashed={self.crashed}"
+            f"recovery={self.recovery:.2f}s duplicates={self.duplicates} crashed={self.crashed} "
+            f"gave_up={self.gave_up}"
         )
 
 
@@ -271,7 +284,10 @@ class Scenario:
                 subs.append(Subscriber(process))
             for index, sub in enumerate(subs):
                 path = self.log_dir / f"subscriber-{index}.stderr"
-                threading.Thread(target=sub.read_errors, args=(path,), daemon=True).start()
+                sub.error_reader = threading.Thread(
+                    target=sub.read_errors, args=(path,), daemon=True
+                )
+                sub.error_reader.start()
                 wait_ready(sub.process)
                 sub.reader = threading.Thread(target=sub.read, daemon=True)
                 sub.reader.start()
@@ -293,8 +309,9 @@ class Scenario:
                     sub.process.wait(10)
                 except subprocess.TimeoutExpired:
                     sub.process.kill()
-                if sub.reader is not None:
-                    sub.reader.join(5)
+                for reader in (sub.reader, sub.error_reader):
+                    if reader is not None:
+                        reader.join(5)
             balancer.stop()
             for server in self.servers:
                 server.stop()
@@ -356,4 +373,5 @@ class Scenario:
             duplicates=duplicates,
             missing=missing,
             crashed=len(crashed),
+            gave_up=sum(sub.gave_up for sub in subs),
         )

@@ -421,6 +421,7 @@ class RedisConnection:
                         result = await fn(client)
                     finally:
                         self._gate.release()
+                self.health.last_ok = started
                 if not self.health.up:
                     self.health.answered(started)
                 return result

@@ -378,10 +378,19 @@ class RedisEngine(Engine):
 
     # -- clients -----------------------------------------------------------------------
 
+    def _liveness(self, window: float) -> float:
+        """``window`` lengthened by a recent Redis outage: a live client pings with each
+        connect, and during an outage none could. Without it, a stall longer than
+        0.6 x ``timeout`` makes live clients unknown once it ends (their next connect
+        gets 401, and what was queued for them is lost when they handshake again) and
+        skipped by publishes."""
+        outage = self.redis.health.outage_within(window)
+        return window + outage if outage > 0 else window
+
     def _cutoffs(self) -> tuple[int, int, int]:
         """(now, clients alive after, servers alive after), in ms."""
         now = now_ms()
-        alive = now - int(self.exists_window * 1000)
+        alive = now - int(self._liveness(self.exists_window) * 1000)
         dead = now - int(self.config.dead_server_after * 1000)
         return now, alive, dead
 
@@ -403,7 +412,7 @@ class RedisEngine(Engine):
         score = await self.redis.call(
             "client_exists", lambda c: c.zscore(key, client_id), idempotent=True
         )
-        return score is not None and score > now_ms() - self.exists_window * 1000
+        return score is not None and score > now_ms() - self._liveness(self.exists_window) * 1000
 
     async def ping(self, client_id: str) -> None:
         key = self.keys.clients(self.keys.partition(client_id))
@@ -713,8 +722,10 @@ class RedisEngine(Engine):
         """Claim and drain; a claim Redis does not answer within the command timeout
         fails the connect (as any command would) but stays in the lane: what it drains
         later goes to the client's connection if it is still here, else back to its
-        queue. (A long-poll waiting out a stall would race its client giving up: Node's
-        HTTP agent drops a request idle for 5 s, and a reply written as it goes is lost.)
+        queue. (A connect waiting out a stall would race its client giving up on it,
+        1.2 x the advised timeout after sending: a reply written as it gives up is lost.
+        Node's HTTP agent, by contrast, only reports a request quiet for 5 s; the npm
+        faye client ignores that.)
         """
         self._held.add(client_id)
         futures = self._submit_claims(client_id, want_future=True)
@@ -1139,8 +1150,9 @@ class RedisEngine(Engine):
                         failures,
                     )
                     failures = 0
-                if self._listening.is_set():
-                    # Notifications sent while we were away are lost: look ourselves.
+                if self._listening.is_set() or self._holds_clients():
+                    # Notifications sent while we were away (or before we first got
+                    # here, if Redis was down at start) are lost: look ourselves.
                     self._spawn(self._after_outage())
                 self._listening.set()
                 while True:
@@ -1160,6 +1172,9 @@ class RedisEngine(Engine):
                 # event loop's shutdown, which waits for every task) alive.
                 with contextlib.suppress(Exception):
                     await asyncio.wait_for(listener.aclose(), self.config.connect_timeout + 1)
+
+    def _holds_clients(self) -> bool:
+        return bool(self._held)
 
     async def _after_outage(self) -> None:
         """Back on Redis after the listener lost it: take up every connection held here.
@@ -1320,7 +1335,7 @@ class RedisEngine(Engine):
             await self._clean_homes(_text(raw_id), p, homes)
 
     async def _collect(self, p: int) -> int:
-        run = _GcRun(now_ms() - int(self.gc_window * 1000))
+        run = _GcRun(now_ms() - int(self._liveness(self.gc_window) * 1000))
         key = self.keys.clients(p)
         token = _GC_RUN.set(run)
         try:

@@ -93,8 +93,9 @@ class Publisher:
     ``redis`` is what a server's ``engine=`` takes for the Redis engine: a URL
     (``redis://``, ``rediss://``, ``redis+sentinel://``, ``redis+cluster://``) or the
     option mapping (``"type"`` may stay in it). Give it the servers' options (namespace,
-    partitions, max_queue, message_ttl, heartbeat_interval and client_timeout shape the
-    publish itself) and their Bayeux ``timeout``: on one partition, a subscriber counts
+    layout, partitions, max_queue, message_ttl, heartbeat_interval and client_timeout
+    shape the publish itself; a publisher of the other layout than the servers' publishes
+    into keys nobody reads) and their Bayeux ``timeout``: on one partition, a subscriber counts
     as gone after 1.6 x ``timeout`` without a connect, as on the servers. No I/O
     happens before the first publish.
 

@@ -14,7 +14,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import Mapping, Sequence
+from collections.abc import Coroutine, Mapping, Sequence
 from typing import Any
 
 import orjson
@@ -28,6 +28,7 @@ from faye.redis.layout2.functions import (
     ClaimMode,
     ClaimRequest,
     ClaimStatus,
+    Cursor,
     LogFunctions,
     Outgoing,
     PublishReplayed,
@@ -39,6 +40,11 @@ from faye.redis.layout2.lines import Control, ControlLine, Published, parse
 #: Live lines kept while a claim is on the wire, to replay those the claim's answer
 #: comes too late for (bounded: a claim's answer takes milliseconds).
 RECENT_LIMIT = 10_000
+
+#: A client's logs are offered for cutting once it was handed this many messages since
+#: the last offer (``log_cursors.lua`` leaves 32 entries): a cursor write then costs no
+#: log command for a client that receives little.
+CUT_AFTER = 32
 
 _Waiting = tuple[ClaimRequest, "asyncio.Future[Claim]"]
 
@@ -64,7 +70,16 @@ class LogEngine(RedisEngine):
         self._cursor_timer: asyncio.TimerHandle | None = None
         self._cursor_written = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
+        self._cursor_again = False
+        # Per client being caught up after a listener outage: the sequence numbers it
+        # received live since the listener came back (not to be taken again).
+        self._live_since_outage: dict[str, set[int]] = {}
         self._decoded: dict[bytes, Envelope | None] = {}
+        # Long-polling clients with messages to answer once their cursor is recorded.
+        self._replies: set[str] = set()
+        self._reply_lane: asyncio.Task[None] | None = None
+        has_socket = getattr(host, "has_socket", None)
+        self._has_socket: Any = has_socket if has_socket is not None else (lambda _: True)
 
     # -- lifecycle ---------------------------------------------------------------------
 
@@ -78,8 +93,9 @@ class LogEngine(RedisEngine):
     async def kill(self) -> None:
         if self._cursor_timer is not None:
             self._cursor_timer.cancel()
-        if self._claim_lane is not None:
-            self._claim_lane.cancel()
+        for lane in (self._claim_lane, self._reply_lane, self._cursor_task):
+            if lane is not None:
+                lane.cancel()
         await super().kill()
 
     def _fail_pending(self) -> None:
@@ -156,10 +172,16 @@ class LogEngine(RedisEngine):
     async def connect(self, client_id: str) -> None:
         await self._claim(client_id)
 
-    async def _claim(self, client_id: str, after: int | None = None) -> None:
+    async def _claim(self, client_id: str) -> None:
         held = self.ledger.get(client_id)
-        mode = ClaimMode.HELD if held is not None and after is None else ClaimMode.TAKE
-        future = self._submit_claim(ClaimRequest(client_id, mode, after))
+        if held is None:
+            request = ClaimRequest(client_id, ClaimMode.TAKE)
+        else:
+            # What waits now is handed out with the answer: recorded first.
+            handed = held.pending[-1][0] if held.pending else held.handed
+            record = f"{held.acked}/{handed}/{self.server_id}"
+            request = ClaimRequest(client_id, ClaimMode.HELD, record=record, covers=handed)
+        future = self._submit_claim(request)
         limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
         try:
             await asyncio.wait_for(asyncio.shield(future), limit)
@@ -229,7 +251,10 @@ class LogEngine(RedisEngine):
                 held.pending, held.unacked = old.pending, old.unacked
                 held.acked, held.handed = old.acked, old.handed
                 held.last = max(old.last, claim.seq)
+            live = self._live_since_outage.get(client_id, set())
             for seq, raw in claim.backlog:
+                if seq in live:
+                    continue  # it came live meanwhile
                 envelope = self._envelope(client_id, raw)
                 if envelope is not None:
                     held.pending.append((seq, envelope))
@@ -241,21 +266,124 @@ class LogEngine(RedisEngine):
             for line in self._recent:
                 if line.seq > claim.seq:
                     self._on_published(line, only=client_id)
+            if claim.unsure is not None:
+                self._replay_if_dead(client_id, *claim.unsure)
+            # The claim recorded the backlog as handed out.
+            covers = claim.backlog[-1][0] if claim.backlog else 0
+        else:
+            covers = request.covers
         held_now = self.ledger.get(client_id)
         if held_now is not None:
-            self._hand(client_id, held_now)
+            self._hand(client_id, held_now, covers)
 
-    def _hand(self, client_id: str, held: Held) -> None:
-        """Hand what waits for the client to its connection here, if it has one."""
-        if not held.pending or not self.host.has_connection(client_id):
+    def _replay_if_dead(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        """The client was taken from a live server whose last cursor counted messages
+        handed out and not yet written. If that server turns out to be dying (no
+        heartbeat for ``dead_server_after``), they may never have been written: read
+        them back and send them again (at-least-once, late, out of order)."""
+        if self._closed:
             return
-        items = list(held.pending)
-        held.pending.clear()
+        delay = self.config.dead_server_after + self.config.heartbeat_interval
+        loop = asyncio.get_running_loop()
+        loop.call_later(delay, self._replay_due, client_id, holder, acked, handed)
+
+    def _replay_due(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        if not self._closed and self.ledger.get(client_id) is not None:
+            self._spawn(self._replay(client_id, holder, acked, handed))
+
+    async def _replay(self, client_id: str, holder: str, acked: int, handed: int) -> None:
+        held = self.ledger.get(client_id)
+        if held is None or self._closed:
+            return
+        key = self.log_keys.servers
+        try:
+            beat = await self.redis.call("replay", lambda c: c.zscore(key, holder), idempotent=True)
+            _, _, dead = self._cutoffs()
+            if beat is not None and beat > dead:
+                return  # alive: the client connecting again means it was written
+            entries = await self.functions.read_range(dict(held.names), acked, handed)
+        except EngineError as exc:
+            self.log.warning(
+                "could not check %s's messages on server %s: %s", client_id, holder, exc
+            )
+            return
+        held = self.ledger.get(client_id)
+        if held is None or not entries:
+            return
+        for seq, raw in entries:
+            envelope = self._envelope(client_id, raw)
+            if envelope is not None:
+                held.pending.append((seq, envelope))
+        self.log.info(
+            "server %s died with %d message(s) for %s maybe unwritten; sent again",
+            holder,
+            len(entries),
+            client_id,
+        )
+        self._hand(client_id, held)
+        self._decoded.clear()
+
+    def _hand(self, client_id: str, held: Held, covers: int = 0) -> None:
+        """Hand what waits for the client to its connection here, if it has one.
+
+        A socket gets everything (its cursor is recorded every cursor_interval). A
+        held connect gets what the recorded cursor ``covers``; the rest waits for the
+        reply lane to record it first: the client's next connect may reach another
+        server, which must not take the reply's messages for unsent.
+        """
+        if not held.pending or not self.host.has_connection(client_id):
+            if covers > held.handed:
+                # Recorded as handed out, and not: put the record right at once, or a
+                # server taking the client over would skip these.
+                self.ledger.dirty.add(client_id)
+                self._cursor_changed(now=True)
+            return
+        if self._has_socket(client_id) or held.pending[-1][0] <= covers:
+            items = list(held.pending)
+            held.pending.clear()
+        else:
+            items = []
+            while held.pending and held.pending[0][0] <= covers:
+                items.append(held.pending.popleft())
+            self._reply_later(client_id)
+            if not items:
+                return
         self.ledger.handed(client_id, held, [seq for seq, _ in items])
         if self.host.deliver(client_id, [envelope for _, envelope in items]):
             self._cursor_changed()
             return
         self.ledger.requeue(client_id, [envelope for _, envelope in items])
+
+    def _reply_later(self, client_id: str) -> None:
+        self._replies.add(client_id)
+        if self._reply_lane is None and not self._closed:
+            self._reply_lane = asyncio.ensure_future(self._run_reply_lane())
+
+    async def _run_reply_lane(self) -> None:
+        """Record the cursors of long-polling clients, then answer them: one call per
+        turn for all of them."""
+        try:
+            while self._replies:
+                await asyncio.sleep(0)
+                due, self._replies = self._replies, set()
+                covers: dict[str, int] = {}
+                records = []
+                for cid in due:
+                    held = self.ledger.get(cid)
+                    if held is not None and held.pending and self.host.has_connection(cid):
+                        covers[cid] = held.pending[-1][0]
+                        records.append(Cursor(cid, held.acked, covers[cid]))
+                try:
+                    await self.functions.cursors(records)
+                except EngineError as exc:
+                    # Answered anyway: a duplicate after a move beats a reply withheld.
+                    self.log.debug("recording cursors before replies failed: %s", exc)
+                for cid, upto in covers.items():
+                    held = self.ledger.get(cid)
+                    if held is not None:
+                        self._hand(cid, held, upto)
+        finally:
+            self._reply_lane = None
 
     # -- acknowledgements and cursors ----------------------------------------------------
 
@@ -276,8 +404,12 @@ class LogEngine(RedisEngine):
             )
 
     def _cursor_changed(self, *, now: bool = False) -> None:
-        if not self.ledger.dirty or self._closed or self._cursor_timer is not None:
+        if not self.ledger.dirty or self._closed:
             return
+        if self._cursor_timer is not None:
+            if not now:
+                return
+            self._cursor_timer.cancel()
         loop = asyncio.get_running_loop()
         delay = 0.0 if now else self._cursor_written + self.config.cursor_interval - loop.time()
         self._cursor_timer = loop.call_later(max(delay, 0.0), self._cursor_due)
@@ -286,6 +418,8 @@ class LogEngine(RedisEngine):
         self._cursor_timer = None
         if self._cursor_task is None:
             self._cursor_task = asyncio.ensure_future(self._cursor_flush())
+        else:
+            self._cursor_again = True  # due now: right after the write under way
 
     async def _cursor_flush(self) -> None:
         try:
@@ -294,8 +428,9 @@ class LogEngine(RedisEngine):
             self.log.debug("writing cursors failed: %s", exc)
         finally:
             self._cursor_task = None
+        again, self._cursor_again = self._cursor_again, False
         if self.ledger.dirty:
-            self._cursor_changed()
+            self._cursor_changed(now=again)
 
     async def _write_cursors(self) -> None:
         dirty, self.ledger.dirty = self.ledger.dirty, set()
@@ -304,11 +439,15 @@ class LogEngine(RedisEngine):
         for cid in dirty:
             held = self.ledger.get(cid)
             if held is not None:
-                records.append((cid, held.record(self.server_id)))
+                # Its logs are worth cutting once it was handed more than the cut keeps.
+                names: tuple[str, ...] = ()
+                if held.uncut > CUT_AFTER:
+                    names, held.uncut = tuple(held.names), 0
+                records.append(Cursor(cid, held.acked, held.handed, names))
         try:
             await self.functions.cursors(records)
         except BaseException:
-            self.ledger.dirty |= {cid for cid, _ in records if self.ledger.get(cid)}
+            self.ledger.dirty |= {r.client_id for r in records if self.ledger.get(r.client_id)}
             raise
 
     async def drained(self) -> None:
@@ -359,8 +498,19 @@ class LogEngine(RedisEngine):
         for cid, held in recipients:
             if only is not None and cid != only:
                 continue
-            if held.pending or not self.host.has_connection(cid):
+            live = self._live_since_outage.get(cid)
+            if live is not None:
+                live.add(line.seq)
+            if not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
+                continue
+            if not self._has_socket(cid):  # a held connect: cursor first
+                self.ledger.queue(held, line.seq, envelope)
+                self._reply_later(cid)
+                continue
+            if held.pending:  # behind messages put back: after them, in order
+                self.ledger.queue(held, line.seq, envelope)
+                self._hand(cid, held)
                 continue
             self.ledger.handed(cid, held, [line.seq])
             if self.host.deliver(cid, (envelope,)):
@@ -392,28 +542,78 @@ class LogEngine(RedisEngine):
         self._decoded[raw] = envelope
         return envelope
 
-    async def _after_outage(self) -> None:
+    def _holds_clients(self) -> bool:
+        return bool(self.ledger.clients)
+
+    def _after_outage(self) -> Coroutine[Any, Any, None]:
         """Back on Redis after the listener lost it: messages sent meanwhile were lost on
-        the way, so every client held here is taken again from what it was given."""
-        with contextlib.suppress(EngineError):
-            await self._beat()
-        held = list(self.ledger.clients.items())
-        if not held:
-            return
-        futures = [self._submit_claim(ClaimRequest(cid, ClaimMode.TAKE, h.last)) for cid, h in held]
-        results = await asyncio.gather(*futures, return_exceptions=True)
-        gone = [
-            cid
-            for (cid, _), claim in zip(held, results, strict=True)
-            if isinstance(claim, Claim) and claim.status is ClaimStatus.UNKNOWN
-        ]
-        for client_id in gone:
-            self.host.on_close(client_id)
-        if gone:
-            self.log.warning(
-                "Redis no longer knows %d client(s) held here; told them to handshake again",
-                len(gone),
-            )
+        the way, so every client connected here is taken again from what it was given.
+
+        Called as the listener is back, before any line arrives: where each client was
+        is noted now (lines arriving from now on are live, and are not taken again),
+        then the catch-up runs, retried until it gets through (a failover may leave the
+        command connections failing a little longer than the listener's).
+        """
+        since = {cid: held.last for cid, held in self.ledger.clients.items()}
+        for cid in since:
+            self._live_since_outage[cid] = set()
+        return self._catch_up(since)
+
+    async def _catch_up(self, since: dict[str, int]) -> None:
+        """The others are forgotten: one may have moved to another server meanwhile (its
+        ``m`` line lost with the rest), and taking it back would hide it from there.
+        They are taken over from their cursor when they connect."""
+        try:
+            with contextlib.suppress(EngineError):
+                await self._beat()
+            away = [
+                c for c in since if c in self.ledger.clients and not self.host.has_connection(c)
+            ]
+            if away:
+                # Their records may count replies the outage kept from being sent.
+                self.ledger.dirty.update(away)
+                with contextlib.suppress(EngineError):
+                    await self._write_cursors()
+            for cid in away:
+                if not self.host.has_connection(cid):
+                    self.ledger.drop(cid)
+            todo = [cid for cid in since if self.ledger.get(cid) is not None]
+            gone: list[str] = []
+            attempt = 0
+            while todo and not self._closed:
+                futures = [
+                    self._submit_claim(
+                        ClaimRequest(cid, ClaimMode.TAKE, since[cid], str(self._acked(cid)))
+                    )
+                    for cid in todo
+                ]
+                results = await asyncio.gather(*futures, return_exceptions=True)
+                retry = []
+                for cid, claim in zip(todo, results, strict=True):
+                    if isinstance(claim, Claim):
+                        if claim.status is ClaimStatus.UNKNOWN:
+                            gone.append(cid)
+                    elif self.ledger.get(cid) is not None and self.host.has_connection(cid):
+                        retry.append(cid)
+                todo = retry
+                if todo:
+                    delay = min(max(self.config.retry_delay, 0.05) * 2**attempt, 1.0)
+                    attempt += 1
+                    await asyncio.sleep(delay)
+            for client_id in gone:
+                self.host.on_close(client_id)
+            if gone:
+                self.log.warning(
+                    "Redis no longer knows %d client(s) held here; told them to handshake again",
+                    len(gone),
+                )
+        finally:
+            for cid in since:
+                self._live_since_outage.pop(cid, None)
+
+    def _acked(self, client_id: str) -> int:
+        held = self.ledger.get(client_id)
+        return 0 if held is None else held.acked
 
     # -- garbage collection ------------------------------------------------------------
 

@@ -6,7 +6,7 @@ answer into a result type, so that the engine never indexes into Redis replies.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from enum import Enum, IntEnum
 from typing import Any
@@ -38,6 +38,11 @@ class ClaimRequest:
     mode: ClaimMode
     #: Read the logs after this sequence number instead of the recorded cursor.
     after: int | None = None
+    #: HELD: the cursor to record if the client is still held here (what it is about
+    #: to be handed), or "". TAKE with ``after``: the sequence number known written.
+    record: str = ""
+    #: HELD: the sequence number ``record`` hands out up to.
+    covers: int = 0
 
 
 @dataclass(slots=True)
@@ -49,6 +54,9 @@ class Claim:
     subscriptions: dict[str, int] = field(default_factory=dict)
     #: (seq, message) read back from the logs, oldest first.
     backlog: list[tuple[int, bytes]] = field(default_factory=list)
+    #: The live server whose ``handed`` the claim started from while it knew only up
+    #: to ``acked`` written: ``(holder, acked, handed)``, or None.
+    unsure: tuple[str, int, int] | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -58,6 +66,17 @@ class Outgoing:
     raw: bytes
     channel: str
     names: Sequence[str]
+
+
+@dataclass(frozen=True, slots=True)
+class Cursor:
+    """How far a client held here was written (``acked``) and handed out."""
+
+    client_id: str
+    acked: int
+    handed: int
+    #: Its subscriptions: the logs to cut if it is their only reader.
+    names: Sequence[str] = ()
 
 
 class PublishReplayed(Exception):
@@ -163,7 +182,7 @@ class LogFunctions:
         for start in range(0, len(requests), CHUNK):
             args = list(head)
             for r in requests[start : start + CHUNK]:
-                args += [r.client_id, r.mode.value, "" if r.after is None else r.after]
+                args += [r.client_id, r.mode.value, "" if r.after is None else r.after, r.record]
             calls.append(([self.keys.clients], args))
         results = await self.redis.run_scripts("log_claim", calls, idempotent=False, lanes=lanes)
         claims = []
@@ -181,17 +200,45 @@ class LogFunctions:
         seq, count = int(item[1]), int(item[2])
         flat = item[3 : 3 + 2 * count]
         subscriptions = {_text(flat[k]): int(flat[k + 1]) for k in range(0, len(flat), 2)}
-        rest = item[3 + 2 * count :]
+        holder, acked, handed = item[3 + 2 * count : 6 + 2 * count]
+        unsure = (_text(holder), int(acked), int(handed)) if holder else None
+        rest = item[6 + 2 * count :]
         backlog = [(int(rest[k]), bytes(rest[k + 1])) for k in range(0, len(rest) - 1, 2)]
-        return Claim(status, seq, subscriptions, backlog)
+        return Claim(status, seq, subscriptions, backlog, unsure)
 
-    async def cursors(self, records: Sequence[tuple[str, str]]) -> None:
-        """Write ``(client id, '<acked>/<handed>/<sid>')`` for clients still held here."""
+    async def read_range(
+        self, subscriptions: Mapping[str, int], after: int, upto: int
+    ) -> list[tuple[int, bytes]]:
+        """Entries with ``after < seq <= upto`` of the logs of the subscribed names, past
+        each one's subscription, each once, oldest first (whole logs read with plain
+        commands: for the rare replay after a server's death)."""
+        names = list(subscriptions)
+
+        async def read(client: Any) -> list[Any]:
+            pipe = client.pipeline(transaction=False)
+            for name in names:
+                pipe.lrange(self.keys.log(name), 0, -1)
+            return list(await pipe.execute())
+
+        found: dict[int, bytes] = {}
+        logs = await self.redis.call("replay", read, idempotent=True)
+        for name, entries in zip(names, logs, strict=True):
+            low = max(after, subscriptions[name])
+            for entry in entries:
+                head, _, raw = bytes(entry).partition(b" ")
+                if head.isdigit() and low < int(head) <= upto:
+                    found[int(head)] = raw
+        return sorted(found.items())
+
+    async def cursors(self, records: Sequence[Cursor]) -> None:
+        """Write the cursors of clients still held here (and cut the logs only they
+        read back, see ``log_cursors.lua``)."""
         calls: list[tuple[Sequence[str], Sequence[Arg]]] = []
         for start in range(0, len(records), CHUNK):
             args: list[Arg] = [self.keys.prefix, self.server_id]
-            for cid, record in records[start : start + CHUNK]:
-                args += [cid, record]
+            for r in records[start : start + CHUNK]:
+                record = f"{r.acked}/{r.handed}/{self.server_id}"
+                args += [r.client_id, record, r.acked, ",".join(r.names)]
             calls.append(([self.keys.clients], args))
         if calls:
             await self.redis.run_scripts("log_cursors", calls, idempotent=True, lanes=True)

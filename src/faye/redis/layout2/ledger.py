@@ -32,9 +32,8 @@ class Held:
     unacked: deque[int] = field(default_factory=deque)
     acked: int = 0
     handed: int = 0
-
-    def record(self, server_id: str) -> str:
-        return f"{self.acked}/{self.handed}/{server_id}"
+    #: Messages handed out since its logs were last offered for cutting.
+    uncut: int = 0
 
 
 class Ledger:
@@ -107,6 +106,7 @@ class Ledger:
 
     def handed(self, client_id: str, held: Held, seqs: list[int]) -> None:
         held.unacked.extend(seqs)
+        held.uncut += len(seqs)
         held.handed = seqs[-1]
         if seqs[-1] > held.last:
             held.last = seqs[-1]

@@ -4,13 +4,18 @@
 -- ARGV: prefix, server id, now (ms), dead-server cutoff (ms), max queue, oldest
 --       message kept (ms), subscription ttl (ms; 0: none), then per client:
 --       client id, mode ('w': held here, in memory; 'c': take it over), from ('' or
---       the sequence number it was written up to, when this server knows better).
+--       the sequence number it was written up to, when this server knows better),
+--       record ('' or, with 'w', the cursor to write for a client still held here:
+--       what it is about to be handed, recorded before it is; with 'c' and a from,
+--       the sequence number this server knows written).
 -- Taking over moves the client's routes here, tells the previous holder
 -- ('m <cid> <seq>': forget it, unless you claimed it after seq) and reads the logs of
 -- its subscriptions back to its cursor: what the previous holder handed out if it is
 -- alive (the client connecting again means it was written), else what it knew written.
 -- Returns per client {0} unknown, {1} still held here, or
--- {2, seq now, n, n x (name, subscribed at), then (seq, message) pairs, oldest first}.
+-- {2, seq now, n, n x (name, subscribed at), holder, acked, handed, then (seq, message)
+-- pairs, oldest first}: holder is '' or the live server whose `handed` was used while
+-- it knew only up to `acked` written (if it turns out dying, those go again).
 
 local function read_back(log, from, maxq)
   -- From the tail back: 2 entries, then 16, 128, ... up to max queue, until the oldest
@@ -24,13 +29,16 @@ local function read_back(log, from, maxq)
   end
 end
 
-local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from)
+local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from, record)
   if not redis.call('ZSCORE', p .. 'clients', cid) then return {0} end
   redis.call('ZADD', p .. 'clients', 'XX', now, cid)
   local subs = p .. 'subs:' .. cid
   if ttl > 0 then redis.call('PEXPIRE', subs, ttl) end
   local prev = redis.call('HGET', p .. 'owner', cid)
-  if mode == 'w' and prev == me then return {1} end
+  if mode == 'w' and prev == me then
+    if record ~= '' then redis.call('HSET', p .. 'cursors', cid, record) end
+    return {1}
+  end
   -- A number of its own: a later claim elsewhere always tells this one apart.
   local now_seq = next_seq(p, 1)
   local list = redis.call('HGETALL', subs)
@@ -44,7 +52,7 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from)
       redis.call(NOTIFY, p .. 'w:' .. prev, 'm ' .. cid .. ' ' .. string.format('%d', now_seq))
     end
   end
-  local cursor = 0
+  local cursor, unsure = 0, false
   if from ~= '' then
     cursor = tonumber(from)
   else
@@ -53,7 +61,13 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from)
       local acked, handed, holder = string.match(record, '^(%d+)/(%d+)/(.*)$')
       cursor = tonumber(acked) or 0
       local beat = holder and redis.call('ZSCORE', p .. 'servers', holder)
-      if beat and tonumber(beat) > dead then cursor = tonumber(handed) or cursor end
+      if beat and tonumber(beat) > dead then
+        cursor = tonumber(handed) or cursor
+        -- Handed out there and not known written: lost if that server is dying.
+        if holder ~= me and cursor > (tonumber(acked) or 0) then
+          unsure = {holder, acked, handed}
+        end
+      end
     end
   end
   local got, seen = {}, {}
@@ -69,14 +83,28 @@ local function claim_one(p, me, now, dead, maxq, oldest, ttl, cid, mode, from)
     end
   end
   table.sort(got, function(a, b) return a[1] < b[1] end)
-  local written = string.format('%d', cursor)
-  redis.call('HSET', p .. 'cursors', cid, written .. '/' .. written .. '/' .. me)
   local out = {2, now_seq, #list / 2}
   for k = 1, #list do out[#out + 1] = list[k] end
+  if unsure then
+    out[#out + 1] = unsure[1]
+    out[#out + 1] = unsure[2]
+    out[#out + 1] = unsure[3]
+  else
+    out[#out + 1] = ''
+    out[#out + 1] = 0
+    out[#out + 1] = 0
+  end
+  local last = cursor
   for k = math.max(1, #got - maxq + 1), #got do
     out[#out + 1] = got[k][1]
     out[#out + 1] = got[k][2]
+    last = got[k][1]
   end
+  -- What it read back is handed out as soon as this answer arrives.
+  local acked = cursor
+  if mode == 'c' and record ~= '' then acked = tonumber(record) or cursor end
+  redis.call('HSET', p .. 'cursors', cid,
+    string.format('%d', acked) .. '/' .. string.format('%d', last) .. '/' .. me)
   return out
 end
 
@@ -84,8 +112,9 @@ local function main(KEYS, ARGV)
   local p, me, now, dead = ARGV[1], ARGV[2], ARGV[3], tonumber(ARGV[4])
   local maxq, oldest, ttl = tonumber(ARGV[5]), tonumber(ARGV[6]), tonumber(ARGV[7])
   local out = {}
-  for i = 8, #ARGV, 3 do
-    out[#out + 1] = claim_one(p, me, now, dead, maxq, oldest, ttl, ARGV[i], ARGV[i + 1], ARGV[i + 2])
+  for i = 8, #ARGV, 4 do
+    out[#out + 1] = claim_one(p, me, now, dead, maxq, oldest, ttl,
+      ARGV[i], ARGV[i + 1], ARGV[i + 2], ARGV[i + 3])
   end
   return out
 end

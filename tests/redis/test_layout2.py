@@ -1,0 +1,283 @@
+"""Layout 2 (channel logs): what is its own, beyond the contract suite it also passes.
+
+Real redis-server processes; servers are engine proxies in this process.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from typing import Any
+
+import orjson
+import pytest
+from redis.asyncio import Redis
+
+from faye.engine import EngineError
+from faye.envelope import Envelope
+from faye.redis import Publisher, collect_garbage
+from faye.redis.layout2.engine import LogEngine
+from tests.redis.conftest import Fleet, engine_of
+from tests.support.engines import attach, data
+from tests.support.redis_server import RedisServer
+from tests.support.waiting import wait_for
+
+L2: dict[str, Any] = {"layout": 2, "heartbeat_interval": 0.2}
+
+
+async def test_the_layout_option_selects_the_engine(fleet: Fleet) -> None:
+    one = await fleet.proxy()
+    assert not isinstance(engine_of(one), LogEngine)
+    other = Fleet(fleet.url)
+    try:
+        two = await other.proxy(layout=2)
+        assert isinstance(engine_of(two), LogEngine)
+    finally:
+        await other.close()
+
+
+@pytest.mark.parametrize(("first", "second"), [(1, 2), (2, 1)])
+async def test_a_server_refuses_a_namespace_of_the_other_layout(
+    redis_server: RedisServer, first: int, second: int
+) -> None:
+    fleet = Fleet(redis_server.url)
+    try:
+        await fleet.proxy(layout=first)
+        with pytest.raises(EngineError, match=f"layout {first}, this server runs layout {second}"):
+            await fleet.proxy(layout=second)
+        await fleet.proxy(layout=first)  # the same layout joins
+    finally:
+        await fleet.close()
+
+
+async def test_layout_2_keeps_one_partition(fleet: Fleet) -> None:
+    with pytest.raises(ValueError, match="partitions"):
+        await fleet.proxy(layout=2, partitions=4)
+
+
+async def test_a_long_polling_client_moving_between_live_servers_gets_each_message_once(
+    fleet: Fleet,
+) -> None:
+    """Each connect lands on the other server (a round-robin balancer): the server
+    taking the client over reads the logs from what the other one handed out."""
+    a = await fleet.proxy(**L2)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/move/*")
+    await b.subscribe(alice, "/move/x")  # overlapping: still one copy each
+    got: list[Any] = []
+    servers = [a, b]
+    for step in range(6):
+        await servers[step % 2].publish({"channel": "/move/x", "data": step})
+        server = servers[(step + 1) % 2]
+        delivered = await server.connect(alice, hold=0)
+        server.delivered(alice, len(delivered))
+        got += data(delivered)
+        await asyncio.sleep(0.05)
+    assert got == list(range(6))
+
+
+async def test_killed_holder_loses_nothing_and_repeats_at_most_a_cursor_interval(
+    fleet: Fleet,
+) -> None:
+    """kill -9 of the server holding a subscriber (engine.kill: no clean-up in Redis):
+    the client connects elsewhere and gets everything after the last cursor the dead
+    server wrote: what it had written since comes twice, nothing is lost."""
+    a = await fleet.proxy(**L2, cursor_interval=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/kill")
+    socket = await attach(a, alice)
+    for n in range(10):
+        await b.publish({"channel": "/kill", "data": n})
+        await wait_for(lambda n=n: len(socket.messages) == n + 1)
+        a.delivered(alice, 1)
+        await asyncio.sleep(0.1)
+    await engine_of(a).kill()
+    for n in range(10, 13):
+        await b.publish({"channel": "/kill", "data": n})
+    delivered = data(await b.connect(alice, hold=0))
+    written = data(socket.messages)
+    assert written == list(range(10))
+    # Everything after the dead server's last cursor, once and in order.
+    assert delivered == list(range(delivered[0], 13))
+    assert 13 - delivered[0] <= 3 + 0.5 / 0.1 + 1  # at most cursor_interval repeated
+
+
+async def test_a_listener_outage_is_caught_up_from_the_logs(fleet: Fleet, raw_redis: Redis) -> None:
+    a = await fleet.proxy(**L2, retry_delay=0.05)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/outage")
+    socket = await attach(a, alice)
+    await b.publish({"channel": "/outage", "data": "before"})
+    await wait_for(lambda: len(socket.messages) == 1)
+    # Cut every pub/sub connection (the listeners'); publish while they reconnect.
+    await raw_redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for n in range(5):
+        await b.publish({"channel": "/outage", "data": n})
+    await wait_for(lambda: len(socket.messages) == 6, timeout=5)
+    await asyncio.sleep(0.3)  # nothing comes twice
+    assert data(socket.messages) == ["before", 0, 1, 2, 3, 4]
+
+
+async def test_messages_waiting_in_memory_are_bounded_by_max_queue(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2, max_queue=5)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/bounded")
+    assert data(await a.connect(alice, hold=0)) == []  # held here from now on
+    for n in range(12):
+        await a.publish({"channel": "/bounded", "data": n})
+    await asyncio.sleep(0.1)
+    held = engine_of(a).ledger.get(alice)  # type: ignore[attr-defined]
+    assert held is not None and len(held.pending) == 5
+    assert data(await a.connect(alice, hold=0)) == [7, 8, 9, 10, 11]
+
+
+async def test_a_client_gets_nothing_published_before_it_subscribed(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    bob = await a.create_client()
+    await a.subscribe(alice, "/early")
+    await a.publish({"channel": "/early", "data": "before bob"})
+    await a.subscribe(bob, "/early")
+    await a.publish({"channel": "/early", "data": "after"})
+    assert data(await a.connect(bob, hold=0)) == ["after"]
+    assert data(await a.connect(alice, hold=0)) == ["before bob", "after"]
+
+
+async def test_messages_put_back_on_a_socket_go_out_before_the_next_one(fleet: Fleet) -> None:
+    """A write that failed puts its messages back; the socket's next message follows them
+    at once, not at the client's next /meta/connect."""
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/again")
+    socket = await attach(a, alice)
+    await a.publish({"channel": "/again", "data": 1})
+    await wait_for(lambda: len(socket.messages) == 1)
+    # The transport could not write it.
+    a.requeue(alice, [Envelope.from_message(socket.messages[-1])])
+    await a.publish({"channel": "/again", "data": 2})
+    await wait_for(lambda: len(socket.messages) == 3)
+    assert data(socket.messages) == [1, 1, 2]
+
+
+async def test_a_publisher_outside_the_fleet_publishes_into_layout_2(fleet: Fleet) -> None:
+    a = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/outside/*")
+    socket = await attach(a, alice)
+    publisher = Publisher({"url": fleet.url, "layout": 2}, namespace=fleet.namespace)
+    try:
+        await publisher.publish("/outside/x", "hello")
+    finally:
+        await publisher.close()
+    await wait_for(lambda: len(socket.messages) == 1)
+    assert data(socket.messages) == ["hello"]
+
+
+async def test_a_log_read_by_one_client_is_cut_to_what_it_has_not_written(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Point-to-point channels keep about what their subscriber has not written, as a
+    queue would; a log another client also reads keeps max_queue."""
+    a = await fleet.proxy(**L2, cursor_interval=0.1)
+    alice = await a.create_client()
+    bob = await a.create_client()
+    await a.subscribe(alice, "/own")
+    await a.subscribe(alice, "/shared")
+    await a.subscribe(bob, "/shared")
+    alice_socket = await attach(a, alice)
+    await attach(a, bob)
+    for n in range(100):
+        await a.publish({"channel": "/own", "data": n})
+        await a.publish({"channel": "/shared", "data": n})
+    await wait_for(lambda: len(alice_socket.messages) == 200)
+    a.delivered(alice, 150)  # written up to own 74 / shared 74
+    keys = engine_of(a).log_keys  # type: ignore[attr-defined]
+    await asyncio.sleep(0.3)
+    own = await raw_redis.lrange(keys.log("/own"), 0, -1)
+    assert [orjson.loads(e.split(b" ", 1)[1])["data"] for e in own] == list(range(75, 100))
+    assert await raw_redis.llen(keys.log("/shared")) == 100
+
+
+async def test_a_client_held_in_memory_here_and_taken_elsewhere_is_taken_back(
+    fleet: Fleet,
+) -> None:
+    """A server still holding a client in memory that another server took over (its
+    'moved' line lost: dropped here by replacing the handler, since a lost pub/sub
+    message cannot be caused on demand) asks as the holder; Redis answers with a
+    take-over from the other server's cursor."""
+    a = await fleet.proxy(**L2)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/back")
+    await a.publish({"channel": "/back", "data": 1})
+    assert data(await a.connect(alice, hold=0)) == [1]
+    a.delivered(alice, 1)
+    await a.publish({"channel": "/back", "data": 2})
+    assert data(await b.connect(alice, hold=0)) == [2]
+    b.delivered(alice, 1)
+    engine_of(a)._on_control = lambda line: None  # type: ignore[attr-defined, method-assign]
+    await a.publish({"channel": "/back", "data": 3})
+    await asyncio.sleep(0.1)
+    assert data(await a.connect(alice, hold=0)) == [3]
+
+
+async def test_collect_garbage_from_the_command_line_on_layout_2(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """``faye gc`` with ``layout: 2`` destroys expired clients and their routes."""
+    proxy = await fleet.proxy(timeout=0.1, gc_interval=None, **L2)
+    for _ in range(2):
+        cid = await proxy.create_client()
+        await proxy.subscribe(cid, "/gc")
+    keys = engine_of(proxy).log_keys  # type: ignore[attr-defined]
+    assert await raw_redis.hget(keys.servers_of, "/gc") is not None
+    await asyncio.sleep(0.25)
+    options = {"url": fleet.url, "layout": 2}
+    assert await collect_garbage(options, fleet.namespace, server_timeout=0.1) == 2
+    assert await raw_redis.hget(keys.servers_of, "/gc") is None
+    assert not await raw_redis.exists(keys.route("/gc"))
+
+
+async def test_a_bad_line_on_a_servers_channel_is_logged_and_skipped(
+    fleet: Fleet, raw_redis: Redis, caplog: pytest.LogCaptureFixture
+) -> None:
+    caplog.set_level(logging.WARNING, logger="faye.redis")
+    a = await fleet.proxy(**{**L2, "log_level": "warning"})
+    alice = await a.create_client()
+    await a.subscribe(alice, "/bad")
+    socket = await attach(a, alice)
+    engine = engine_of(a)
+    channel = engine.log_keys.wake(engine.server_id)  # type: ignore[attr-defined]
+    for junk in (b"x what", b"12 /bad", b"s only", b"99 /bad not-json", b"m cid notanumber"):
+        await raw_redis.publish(channel, junk)
+    await a.publish({"channel": "/bad", "data": "still flows"})
+    await wait_for(lambda: len(socket.messages) == 1)
+    assert data(socket.messages) == ["still flows"]
+    warned = [r.getMessage() for r in caplog.records if r.name == "faye.redis"]
+    assert sum("ignoring a bad line" in m or "corrupt" in m for m in warned) >= 4, warned
+
+
+async def test_messages_a_killed_server_handed_out_unwritten_come_again_once_it_counts_dead(
+    fleet: Fleet,
+) -> None:
+    """The client reached another server before the killed one counted as dead, so its
+    'handed' cursor was used; once its heartbeat is dead_server_after old, what it had
+    handed out and not known written is sent again (late, at least once)."""
+    a = await fleet.proxy(**L2, cursor_interval=0.1)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/late")
+    socket = await attach(a, alice)
+    for n in (1, 2, 3):
+        await a.publish({"channel": "/late", "data": n})
+    await wait_for(lambda: len(socket.messages) == 3)
+    a.delivered(alice, 1)  # 2 and 3 handed to the socket, never reported written
+    await asyncio.sleep(0.3)  # the cursor is recorded: acked 1, handed 3
+    await engine_of(a).kill()
+    assert data(await b.connect(alice, hold=0)) == []  # a counts as alive still
+    dead_after = engine_of(b).config.dead_server_after + 0.2
+    await asyncio.sleep(dead_after + 0.5)
+    assert data(await b.connect(alice, hold=0)) == [2, 3]
