@@ -14,7 +14,7 @@ import math
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import Any, Protocol
 
-from faye.engine import Engine
+from faye.engine import COMPLETED, Engine
 from faye.envelope import Envelope, Message
 from faye.events import Monitor
 from faye.protocol import channels
@@ -298,6 +298,10 @@ class EngineProxy(Monitor):
         envelope = Envelope.from_message(message)
         channel = message["channel"]
         pending = self.backend.publish(envelope, channels.expand(channel))
+        if pending is COMPLETED:
+            # Done already (the memory engine): no coroutine to wrap, no task to await it.
+            self.trigger("publish", message.get("clientId"), channel, message.get("data"))
+            return COMPLETED
         return self._published(pending, message.get("clientId"), channel, message.get("data"))
 
     async def _published(

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
 
 from faye.batch import Batch, Held
-from faye.engine import EngineError
+from faye.engine import COMPLETED, EngineError
 from faye.envelope import Envelope, Item, Message
 from faye.extensions import Extensions
 from faye.limits import Limits, TokenBuckets
@@ -153,40 +153,50 @@ class Server:
             refusal = self._over_rate(message, request)
             if refusal is not None:
                 return await self.outgoing([refusal], request)
-        try:
-            incoming = await self.extensions.incoming(message, request)
-        except Exception:
-            return await self.outgoing([self._extension_failed(message, "incoming")], request)
-        if incoming is None:
-            return []
-        if not isinstance(incoming, dict):
-            log.error("an incoming extension returned %s, not a message", type(incoming).__name__)
-            return await self.outgoing([self._extension_failed(message, None)], request)
+        extensions = self.extensions
+        if not extensions.has_incoming:
+            incoming = message  # without extensions, no coroutine per message
+        else:
+            try:
+                processed = await extensions.incoming(message, request)
+            except Exception:
+                return await self.outgoing([self._extension_failed(message, "incoming")], request)
+            if processed is None:
+                return []
+            if not isinstance(processed, dict):
+                kind = type(processed).__name__
+                log.error("an incoming extension returned %s, not a message", kind)
+                return await self.outgoing([self._extension_failed(message, None)], request)
+            incoming = processed
         local = request is None
         channel = incoming.get("channel")
         try:
-            if channels.is_meta(channel):
-                handler = self._handlers.get(channel)  # type: ignore[arg-type]
-                if handler is None:
-                    reply = meta.reply_skeleton(incoming)
-                    meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
-                    out: list[Item] = [reply]
+            # The five meta channels by exact name first: no grammar check for them.
+            handler = self._handlers.get(channel) if isinstance(channel, str) else None
+            if handler is not None:
+                if channel == channels.CONNECT:
+                    answer = await self._connect(incoming, local, arrived)
                 else:
-                    if channel == channels.CONNECT:
-                        answer = await self._connect(incoming, local, arrived)
-                    else:
-                        answer = await handler(incoming, local)
-                    if isinstance(answer, Held):
-                        return answer
-                    out = answer
+                    answer = await handler(incoming, local)
+                if isinstance(answer, Held):
+                    return answer
+                out: list[Item] = answer
+            elif channels.is_meta(channel):
+                reply = meta.reply_skeleton(incoming)
+                meta.forbid_unknown_meta(reply, channel)  # type: ignore[arg-type]
+                out = [reply]
             else:
                 reply, pending = self._start_publish(incoming)
-                if pending is not None:
+                # A publish the engine finished synchronously (the memory engine) is
+                # answered in place, without a task for it and another for its frame.
+                if pending is not None and pending is not COMPLETED:
                     return asyncio.ensure_future(self._finish_publish(reply, pending, request))
                 out = [reply]
         except ENGINE_FAILURES as exc:
             log.warning("engine failure on %s: %s", channel, exc)
             out = [self._failure(incoming, exc)]
+        if not extensions.has_outgoing:
+            return out
         return await self.outgoing(out, request)
 
     def _over_rate(self, message: Message, request: Any) -> Message | None:
@@ -365,7 +375,9 @@ class Server:
     def _start_publish(self, message: Message) -> tuple[Message, Awaitable[None] | None]:
         """Validate and hand a publish to the engine; its completion is awaited later."""
         reply = meta.reply_skeleton(message)
-        self._count_long_names([message.get("channel")])
+        channel = message.get("channel")
+        if isinstance(channel, str) and not self.limits.channels.allow(channel):
+            self.limit_hits["channel"] += 1
         if not meta.check_publish(message, reply, self.limits.channels):
             return reply, None
         try:
