@@ -25,12 +25,6 @@ TRANSPORTS = ["websocket", "long-polling"]
 #: Every subscriber receives again within this many seconds of Redis being back.
 RECOVERY_BOUND = 5.0
 
-#: A known defect of layout 2 (experimental), stated in docs/redis.md: a fault that
-#: races a long-polling client's take-over by the other server can leave the client's
-#: cursor past messages it never received.
-LAYOUT2_LONG_POLL_RACE = "layout 2 long-polling take-over racing a fault (docs/redis.md)"
-
-
 @pytest.fixture(params=[1, 2], ids=["layout1", "layout2"])
 def layout(request: pytest.FixtureRequest) -> int:
     """The engine's key layout (``layout`` option): every fault runs on both."""
@@ -72,11 +66,6 @@ def run(
     )
     figures = scenario.run(fault)
     print(f"{type(fault).__name__} {transport} layout {layout}: {figures.row()}")
-    known = layout == 2 and transport == "long-polling" and not isinstance(fault, StallRedis)
-    if known and figures.lost and figures.failed == 0:
-        # Reported as an expected failure, with its figures, only for this known case;
-        # every other assertion of the fault tests still holds on layout 2.
-        pytest.xfail(f"{LAYOUT2_LONG_POLL_RACE}: {figures.row()}")
     assert figures.recovery <= RECOVERY_BOUND, figures.row()
     assert figures.lost == 0, figures.missing
     return figures

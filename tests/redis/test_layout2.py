@@ -325,3 +325,78 @@ async def test_a_listener_catch_up_answered_after_the_long_poll_left_loses_nothi
     b.delivered(alice, len(moved[0]))
     got += data(await b.connect(alice, hold=0.3))
     assert got == [1, 2, 3]
+
+
+async def _moved_while_written(fleet: Fleet) -> tuple[Any, Any, str]:
+    """Two servers; alice held on ``a`` with 1 and 2 waiting in its memory there."""
+    a = await fleet.proxy(**L2)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/back")
+    assert data(await a.connect(alice, hold=0)) == []
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    for n in (1, 2):
+        await b.publish({"channel": "/back", "data": n})
+    await wait_for(lambda: len(engine.ledger.clients[alice].pending) == 2)
+    return a, b, alice
+
+
+async def test_a_long_poll_reply_never_written_after_the_client_moved_reaches_it_there(
+    fleet: Fleet,
+) -> None:
+    """The reply to a long poll fails to be written (its request went away) after the
+    client's next connect reached the other server. That server took the client over
+    from the cursor recorded before the reply, which counted the reply's messages as
+    handed out; the server that failed to write them gives them back."""
+    a, b, alice = await _moved_while_written(fleet)
+    reply = await a.connect(alice, hold=1)
+    assert data(reply) == [1, 2]  # recorded as handed out; not yet written
+    assert data(await b.connect(alice, hold=0)) == []  # b trusts that record
+    await wait_for(lambda: engine_of(a).ledger.get(alice) is None)  # a heard of the move
+    a.requeue(alice, reply)  # the transport: the write failed
+    assert data(await b.connect(alice, hold=2)) == [1, 2]
+    assert data(await b.connect(alice, hold=0.3)) == []  # once
+
+
+async def test_a_connect_gone_before_its_claim_answered_gives_its_messages_back(
+    fleet: Fleet,
+) -> None:
+    """The claim of a held client's connect records what it is about to hand out; the
+    request goes away before the answer, and the client's next connect reaches the
+    other server first. The timing is set by running both inside the claim's call,
+    after Redis answered it (the race cannot be caused on demand); the rest is real."""
+    a, b, alice = await _moved_while_written(fleet)
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    claim = engine.functions.claim
+    moved: list[Any] = []
+    asking = asyncio.ensure_future(a.connect(alice, hold=1))
+
+    async def claim_then_move(requests: Any, **kwargs: Any) -> Any:
+        claims = await claim(requests, **kwargs)
+        if not moved:
+            asking.cancel()  # the request went away
+            await asyncio.sleep(0.01)
+            moved.append(await b.connect(alice, hold=0))
+        return claims
+
+    engine.functions.claim = claim_then_move  # type: ignore[method-assign]
+    await wait_for(lambda: bool(moved), timeout=5)
+    with pytest.raises(asyncio.CancelledError):
+        await asking
+    assert data(moved[0]) == []  # b trusted the record
+    assert data(await b.connect(alice, hold=2)) == [1, 2]
+    assert data(await b.connect(alice, hold=0.3)) == []
+
+
+async def test_a_failed_write_after_a_clean_move_gives_nothing_twice(fleet: Fleet) -> None:
+    """A client that moved after its reply was written and acknowledged: nothing is
+    given back, and the new server hands out only what came after."""
+    a, b, alice = await _moved_while_written(fleet)
+    reply = await a.connect(alice, hold=1)
+    a.delivered(alice, len(reply))
+    await b.publish({"channel": "/back", "data": 3})
+    assert data(await b.connect(alice, hold=1)) == [3]
+    a.requeue(alice, reply)  # a late, wrong report changes nothing
+    assert data(await b.connect(alice, hold=0.5)) == []

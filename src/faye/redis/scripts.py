@@ -41,6 +41,7 @@ LOG_NAMES = (
     "log_destroy",
     "log_claim",
     "log_cursors",
+    "log_return",
     "unlock",
 )
 

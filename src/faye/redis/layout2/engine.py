@@ -67,6 +67,8 @@ class LogEngine(RedisEngine):
         self._claim_lane: asyncio.Task[None] | None = None
         self._claiming = 0
         self._recent: list[Published] = []
+        # Give-backs that arrived before the take-over they concern was applied.
+        self._early_returns: list[ControlLine] = []
         self._cursor_timer: asyncio.TimerHandle | None = None
         self._cursor_written = 0.0
         self._cursor_task: asyncio.Task[None] | None = None
@@ -180,13 +182,26 @@ class LogEngine(RedisEngine):
             # What waits now is handed out with the answer: recorded first.
             handed = held.pending[-1][0] if held.pending else held.handed
             record = f"{held.acked}/{handed}/{self.server_id}"
+            held.recorded = max(held.recorded, handed)
             request = ClaimRequest(client_id, ClaimMode.HELD, record=record, covers=handed)
         future = self._submit_claim(request)
         limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
         try:
             await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:
+            self._unsure_record(request)
             raise EngineError("Redis did not answer in time during connect") from None
+        except EngineError:
+            self._unsure_record(request)
+            raise
+
+    def _unsure_record(self, request: ClaimRequest) -> None:
+        """A claim failed: Redis may have recorded what it was to hand out. Put the
+        record right as soon as Redis answers again (if the client moves first, what
+        it skipped is given back when this server hears of the move)."""
+        if request.mode is ClaimMode.HELD and self.ledger.get(request.client_id) is not None:
+            self.ledger.dirty.add(request.client_id)
+            self._cursor_changed(now=True)
 
     def _submit_claim(self, request: ClaimRequest) -> asyncio.Future[Claim]:
         if self._closed:
@@ -237,6 +252,7 @@ class LogEngine(RedisEngine):
                 future.set_result(claim)
         if not self._claiming and not self._claims:
             self._recent.clear()
+            self._early_returns.clear()
 
     def _apply_claim(self, request: ClaimRequest, claim: Claim) -> None:
         client_id = request.client_id
@@ -267,7 +283,10 @@ class LogEngine(RedisEngine):
                 if line.seq > claim.seq:
                     self._on_published(line, only=client_id)
             if claim.unsure is not None:
+                held.unsure = claim.unsure[1:]
                 self._replay_if_dead(client_id, *claim.unsure)
+                for early in [r for r in self._early_returns if r.client_id == client_id]:
+                    self._on_returned(early)
             if request.after is None:
                 # The claim recorded the backlog as handed out.
                 covers = claim.backlog[-1][0] if claim.backlog else 0
@@ -312,21 +331,27 @@ class LogEngine(RedisEngine):
                 "could not check %s's messages on server %s: %s", client_id, holder, exc
             )
             return
+        if self._hand_again(client_id, entries):
+            self.log.info(
+                "server %s died with %d message(s) for %s maybe unwritten; sent again",
+                holder,
+                len(entries),
+                client_id,
+            )
+
+    def _hand_again(self, client_id: str, entries: list[tuple[int, bytes]]) -> bool:
+        """Messages read back for a client held here go out again (late, after what
+        it was handed since)."""
         held = self.ledger.get(client_id)
         if held is None or not entries:
-            return
+            return False
         for seq, raw in entries:
             envelope = self._envelope(client_id, raw)
             if envelope is not None:
                 held.pending.append((seq, envelope))
-        self.log.info(
-            "server %s died with %d message(s) for %s maybe unwritten; sent again",
-            holder,
-            len(entries),
-            client_id,
-        )
         self._hand(client_id, held)
         self._decoded.clear()
+        return True
 
     def _hand(self, client_id: str, held: Held, covers: int = 0) -> None:
         """Hand what waits for the client to its connection here, if it has one.
@@ -377,6 +402,7 @@ class LogEngine(RedisEngine):
                     held = self.ledger.get(cid)
                     if held is not None and held.pending and self.host.has_connection(cid):
                         covers[cid] = held.pending[-1][0]
+                        held.recorded = max(held.recorded, covers[cid])
                         records.append(Cursor(cid, held.acked, covers[cid]))
                 try:
                     await self.functions.cursors(records)
@@ -403,10 +429,62 @@ class LogEngine(RedisEngine):
             # Written now rather than later: a server taking the client over must not
             # take these for handed out.
             self._cursor_changed(now=True)
+            return
+        unwritten = self.ledger.unwritten(client_id, len(messages))
+        if unwritten is None:
+            self.log.debug("%d message(s) for %s not written; it is gone", len(messages), client_id)
         else:
-            self.log.debug(
-                "%d message(s) for %s not written; it is held elsewhere", len(messages), client_id
+            # It moved while these were being written: its new holder may have skipped them.
+            self._give_back(client_id, *unwritten)
+
+    # -- giving back what a client that moved was never written -------------------------
+
+    def _release(self, client_id: str) -> None:
+        """The client is held elsewhere now. Its take-over trusted this server's
+        recorded ``handed``: what waited here at or below it was never written, so the
+        new holder is told (and what is being written is given back if it fails)."""
+        held = self.ledger.depart(client_id)
+        if held is None:
+            return
+        seqs = [seq for seq, _ in held.pending if seq <= held.recorded]
+        if seqs:
+            self._give_back(client_id, held, seqs)
+
+    def _give_back(self, client_id: str, held: Held, seqs: list[int]) -> None:
+        if seqs and not self._closed:
+            self._spawn(self._send_back(client_id, held.acked, held.handed, seqs))
+
+    async def _send_back(self, client_id: str, acked: int, handed: int, seqs: list[int]) -> None:
+        try:
+            await self.functions.give_back(client_id, acked, handed, seqs)
+        except EngineError as exc:
+            self.log.warning(
+                "could not give back %d unwritten message(s) of %s: %s", len(seqs), client_id, exc
             )
+
+    def _on_returned(self, line: ControlLine) -> None:
+        """The previous holder never wrote these: send again those the take-over skipped."""
+        held = self.ledger.get(line.client_id)
+        if held is None or held.unsure is None:
+            if self._claiming:
+                self._early_returns.append(line)  # its take-over is being applied
+                del self._early_returns[:-RECENT_LIMIT]
+            return
+        low, high = held.unsure
+        wanted = {seq for seq in line.seqs if low < seq <= high}
+        if wanted:
+            self._spawn(self._read_back_given(line.client_id, wanted))
+
+    async def _read_back_given(self, client_id: str, seqs: set[int]) -> None:
+        held = self.ledger.get(client_id)
+        if held is None or self._closed:
+            return
+        try:
+            entries = await self.functions.read_range(dict(held.names), min(seqs) - 1, max(seqs))
+        except EngineError as exc:
+            self.log.warning("could not read back %s's unwritten messages: %s", client_id, exc)
+            return
+        self._hand_again(client_id, [(seq, raw) for seq, raw in entries if seq in seqs])
 
     def _cursor_changed(self, *, now: bool = False) -> None:
         if not self.ledger.dirty or self._closed:
@@ -448,6 +526,7 @@ class LogEngine(RedisEngine):
                 names: tuple[str, ...] = ()
                 if held.uncut > CUT_AFTER:
                     names, held.uncut = tuple(held.names), 0
+                held.recorded = max(held.recorded, held.handed)
                 records.append(Cursor(cid, held.acked, held.handed, names))
         try:
             await self.functions.cursors(records)
@@ -528,10 +607,12 @@ class LogEngine(RedisEngine):
             self.ledger.subscribed(line.client_id, line.name, line.seq)
         elif line.kind is Control.UNSUBSCRIBED:
             self.ledger.unsubscribed(line.client_id, line.name)
+        elif line.kind is Control.RETURNED:
+            self._on_returned(line)
         else:
             held = self.ledger.get(line.client_id)
             if held is not None and held.claimed_at <= line.seq:
-                self.ledger.drop(line.client_id)
+                self._release(line.client_id)
 
     def _envelope(self, client_id: str, raw: bytes) -> Envelope | None:
         if raw in self._decoded:
@@ -581,7 +662,7 @@ class LogEngine(RedisEngine):
                     await self._write_cursors()
             for cid in away:
                 if not self.host.has_connection(cid):
-                    self.ledger.drop(cid)
+                    self._release(cid)
             todo = [cid for cid in since if self.ledger.get(cid) is not None]
             gone: list[str] = []
             attempt = 0

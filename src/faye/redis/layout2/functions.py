@@ -232,6 +232,25 @@ class LogFunctions:
                     found[int(head)] = raw
         return sorted(found.items())
 
+    async def give_back(self, client_id: str, acked: int, handed: int, seqs: Sequence[int]) -> int:
+        """Messages recorded as handed out to the client and not written (``seqs``):
+        put its cursor right if it is still held here (``acked``/``handed``: what is
+        known), else tell its holder. 1 put right, 2 holder told, 0 client gone."""
+        return int(
+            await self.redis.run_script(
+                "log_return",
+                [self.keys.clients],
+                [
+                    self.keys.prefix,
+                    self.server_id,
+                    client_id,
+                    f"{acked}/{handed}",
+                    ",".join(str(seq) for seq in seqs),
+                ],
+                idempotent=False,
+            )
+        )
+
     async def cursors(self, records: Sequence[Cursor]) -> None:
         """Write the cursors of clients still held here (and cut the logs only they
         read back, see ``log_cursors.lua``)."""

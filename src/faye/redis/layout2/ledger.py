@@ -34,6 +34,18 @@ class Held:
     handed: int = 0
     #: Messages handed out since its logs were last offered for cutting.
     uncut: int = 0
+    #: The highest ``handed`` sent to Redis in a cursor record (it may be recorded
+    #: before it is handed out: what is at or below it and not written is given back
+    #: if the client leaves).
+    recorded: int = 0
+    #: ``(acked, handed)`` of the live server this one took the client over from, when
+    #: the take-over trusted its ``handed`` (what that server gives back in between was
+    #: skipped), else None.
+    unsure: tuple[int, int] | None = None
+
+
+#: Most clients kept after they left with writes outstanding (oldest forgotten first).
+DEPARTED_LIMIT = 10_000
 
 
 class Ledger:
@@ -45,12 +57,16 @@ class Ledger:
         self.index: dict[str, set[str]] = {}
         #: Clients whose cursor changed since it was last written.
         self.dirty: set[str] = set()
+        #: Clients taken elsewhere while messages handed to them here were being
+        #: written: kept until the transports report those written or not.
+        self.departed: dict[str, Held] = {}
 
     def get(self, client_id: str) -> Held | None:
         return self.clients.get(client_id)
 
     def hold(self, client_id: str, held: Held) -> None:
         self.drop(client_id)
+        self.departed.pop(client_id, None)
         self.clients[client_id] = held
         for name in held.names:
             self.index.setdefault(name, set()).add(client_id)
@@ -61,6 +77,16 @@ class Ledger:
             for name in held.names:
                 self._unindex(name, client_id)
         self.dirty.discard(client_id)
+        return held
+
+    def depart(self, client_id: str) -> Held | None:
+        """Drop the client; keep it among the departed while writes to it are
+        outstanding, so that a failed one can be given back."""
+        held = self.drop(client_id)
+        if held is not None and held.unacked:
+            self.departed[client_id] = held
+            while len(self.departed) > DEPARTED_LIMIT:
+                del self.departed[next(iter(self.departed))]
         return held
 
     def subscribed(self, client_id: str, name: str, seq: int) -> None:
@@ -115,6 +141,12 @@ class Ledger:
     def acknowledge(self, client_id: str, count: int) -> None:
         held = self.clients.get(client_id)
         if held is None:
+            gone = self.departed.get(client_id)
+            if gone is not None:
+                for _ in range(min(count, len(gone.unacked))):
+                    gone.acked = gone.unacked.popleft()
+                if not gone.unacked:
+                    del self.departed[client_id]
             return
         acked = held.acked
         for _ in range(min(count, len(held.unacked))):
@@ -122,6 +154,18 @@ class Ledger:
         if acked != held.acked:
             held.acked = acked
             self.dirty.add(client_id)
+
+    def unwritten(self, client_id: str, count: int) -> tuple[Held, list[int]] | None:
+        """A departed client's last ``count`` handed-out messages were not written:
+        the client and their sequence numbers (None if it is not departed)."""
+        gone = self.departed.get(client_id)
+        if gone is None:
+            return None
+        seqs = [gone.unacked.pop() for _ in range(min(count, len(gone.unacked)))]
+        gone.handed = gone.unacked[-1] if gone.unacked else gone.acked
+        if not gone.unacked:
+            del self.departed[client_id]
+        return gone, sorted(seqs)
 
     def requeue(self, client_id: str, envelopes: list[Envelope]) -> bool:
         """Put the last handed-out messages back before those waiting; False if the

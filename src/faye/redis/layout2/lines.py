@@ -23,6 +23,9 @@ class Control(Enum):
     #: ``m <cid> <seq>``: another server took the client over when the clock said
     #: ``seq``: forget it, unless this server claimed it again since.
     MOVED = "m"
+    #: ``r <cid> <seq>,<seq>...``: the server that held the client before recorded
+    #: these as handed out and never wrote them: send again those the take-over skipped.
+    RETURNED = "r"
 
 
 @dataclass(frozen=True, slots=True)
@@ -38,6 +41,8 @@ class ControlLine:
     client_id: str
     seq: int
     name: str
+    #: RETURNED: the sequence numbers given back.
+    seqs: tuple[int, ...] = ()
 
 
 Line = Published | ControlLine
@@ -58,6 +63,9 @@ def parse(data: bytes) -> Iterator[Line]:
     elif kind is Control.UNSUBSCRIBED:
         cid, name = text.split(" ", 1)
         yield ControlLine(kind, cid, 0, name)
+    elif kind is Control.RETURNED:
+        cid, numbers = text.split(" ", 1)
+        yield ControlLine(kind, cid, 0, "", tuple(int(n) for n in numbers.split(",")))
     else:
         cid, number = text.split(" ", 1)
         yield ControlLine(kind, cid, int(number), "")
