@@ -63,6 +63,7 @@ def run_one(args: argparse.Namespace, runtime: str, fault_name: str, transport: 
             settle=args.settle_kill if fault_name == "kill" else args.settle,
             timeout=args.timeout,
             runtime=runtime,
+            engine_options={"layout": args.layout} if args.layout else {},
         )
         return scenario.run(make())
     finally:
@@ -82,6 +83,9 @@ def add_arguments(parser: argparse.ArgumentParser) -> None:
     # Short holds, so that every client's connects cross every fault (the servers'
     # default is 25 s, which a 20 s run would hardly see renewed).
     parser.add_argument("--timeout", type=float, default=5.0, help="the servers' --timeout")
+    parser.add_argument(
+        "--layout", type=int, choices=[1, 2], help="our servers' Redis layout (default: theirs)"
+    )
 
 
 def main(args: argparse.Namespace) -> None:

@@ -214,7 +214,11 @@ def sample(pids: list[int], client: redis.Redis, started: float, label: str) -> 
         "rss_kib": [rss_kib(pid) for pid in pids],
         "redis_keys": int(client.dbsize()),  # type: ignore[arg-type]
         # Publish tokens expire on their own (stall_timeout + 30 s); counted apart.
-        "redis_publish_tokens": sum(1 for _ in client.scan_iter(match="*:published:*", count=1000)),
+        "redis_publish_tokens": sum(
+            1
+            for pattern in ("*:published:*", "*:token:*")  # layout 1's and layout 2's
+            for _ in client.scan_iter(match=pattern, count=1000)
+        ),
         "redis_used_memory": int(memory["used_memory"]),
     }
 

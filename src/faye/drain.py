@@ -8,11 +8,13 @@ first, so a stop takes about a round trip instead of a whole ``--timeout``:
 1. stop accepting connections (the balancer sends new ones elsewhere);
 2. make every HTTP connection the last request of its keep-alive connection, so a
    client's next request opens a new one, through the balancer, to another server;
-3. answer every held connect at once with its deliveries and the usual ``reconnect:
+3. let the engine stop handing messages out and record how far each client got
+   (what arrives from then on waits for the client's next server);
+4. answer every held connect at once with its deliveries and the usual ``reconnect:
    retry`` advice; connects that arrive meanwhile are answered at once too;
-4. close each WebSocket and EventSource after what is queued for it is written
+5. close each WebSocket and EventSource after what is queued for it is written
    (code 1000), so its client reconnects elsewhere with the same client id;
-5. wait for those requests and sockets to end, at most ``--drain-timeout`` seconds in
+6. wait for those requests and sockets to end, at most ``--drain-timeout`` seconds in
    all, then let uvicorn cancel what is left, and the engine write its acknowledgements
    and leave (messages it handed out and saw no write of go to the clients' next
    connect on another server).
@@ -53,6 +55,7 @@ async def drain(adapter: Any) -> None:
     """Answer the adapter's held connects and close its sockets; return once its
     requests and sockets are done (the caller bounds the wait)."""
     adapter.server.draining = True
+    await adapter.proxy.hand_over()
     held = adapter.proxy.connections_held()
     adapter.proxy.flush_all()
     log.info("draining: answered %d held client(s)", held)

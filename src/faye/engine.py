@@ -70,6 +70,12 @@ class Engine(ABC):
         self.host = host
         self.options = dict(options or {})
 
+    async def resolve(self) -> Engine:
+        """The engine to run in this one's place, found before :meth:`start`: itself,
+        unless the deployment calls for another (the Redis engine with ``layout: auto``
+        runs the layout its namespace's servers use)."""
+        return self
+
     async def start(self) -> None:
         """Open connections and start background work; called once before use."""
 
@@ -129,6 +135,18 @@ class Engine(ABC):
         Called at the moment of the failure and must not block: an engine that needs
         I/O queues it (and logs its failure) itself.
         """
+
+    def connection_closed(self, client_id: str) -> None:
+        """The client's last connection in this process ended (its socket closed, or
+        its held connect was answered). Its next one may reach another process: an
+        engine that records a client's progress lazily records it now. Must not block.
+        """
+
+    async def hand_over(self) -> None:
+        """The server is draining: its clients are about to connect to other servers.
+        Called before their sockets are closed; an engine stops handing messages out
+        here and records how far each client got, so that the next server neither
+        skips nor repeats what was written."""
 
     #: Set by engines that keep taken messages "in flight" until they are written,
     #: so that the proxy only reports writes to engines that care.

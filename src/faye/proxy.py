@@ -212,6 +212,7 @@ class EngineProxy(Monitor):
     async def start(self) -> None:
         if not self._started:
             self._started = True
+            self.backend = await self.backend.resolve()
             await self.backend.start()
 
     async def close(self) -> None:
@@ -396,6 +397,12 @@ class EngineProxy(Monitor):
         connection = self._connections.pop(client_id, None)
         if connection is not None:
             self.trigger("connection:close", client_id)
+            self.backend.connection_closed(client_id)
+
+    async def hand_over(self) -> None:
+        """A drain begins: the engine records its clients' progress before their
+        connections close (:meth:`faye.engine.Engine.hand_over`)."""
+        await self.backend.hand_over()
 
     def flush_connection(self, client_id: str) -> None:
         """Answer the held connect and close any socket bound to the client."""

@@ -25,6 +25,7 @@ TRANSPORTS = ["websocket", "long-polling"]
 #: Every subscriber receives again within this many seconds of Redis being back.
 RECOVERY_BOUND = 5.0
 
+
 @pytest.fixture(params=[1, 2], ids=["layout1", "layout2"])
 def layout(request: pytest.FixtureRequest) -> int:
     """The engine's key layout (``layout`` option): every fault runs on both."""
@@ -60,7 +61,7 @@ def run(
 ) -> Figures:
     # By default the servers' default hold (25 s): a held connect outlives the whole
     # test, so a client nothing wakes after the fault never receives again.
-    options = {"layout": layout} if layout != 1 else {}
+    options = {"layout": layout}
     scenario = Scenario(
         redis, transport, tmp_path, timeout=timeout, settle=settle, engine_options=options
     )
@@ -120,7 +121,6 @@ def test_server_killed(
     and not acknowledged comes back once its heartbeat is 3 intervals old (6 s), hence
     the long settle: written ones as duplicates (at-least-once), the others late."""
     figures = run(redis_without_persistence, transport, KillServer(), tmp_path, layout, settle=10.0)
-    # Only messages written in the last ACK_DELAY (0.25 s; layout 2: cursor_interval,
-    # 1 s) before the kill may come twice.
-    window = 0.25 if layout == 1 else 1.0
-    assert figures.duplicates <= window * 50 * 5, figures.row()
+    # Only messages written in the last ACK_DELAY (layout 1) or cursor_interval (layout
+    # 2), both 0.25 s, before the kill may come twice.
+    assert figures.duplicates <= 0.25 * 50 * 5, figures.row()

@@ -28,10 +28,13 @@ class Fleet:
         self.proxies: list[EngineProxy] = []
 
     async def proxy(self, timeout: float = 1.0, **options: Any) -> EngineProxy:
+        """A server's engine proxy; layout 1 unless the options say otherwise (most of
+        these tests look at layout 1's keys; tests/redis/test_layout2.py has layout 2's)."""
         spec: dict[str, Any] = {
             "url": self.url,
             "namespace": self.namespace,
             "log_level": "silent",
+            "layout": 1,
             **options,
         }
         proxy = EngineProxy(RedisEngine.create, spec, timeout=timeout)

@@ -56,7 +56,13 @@ async def test_websocket_deliveries_leave_nothing_in_flight(
     """Every message written to a socket is acknowledged, whichever write path it took
     (a direct write acknowledges before the drain's bookkeeping is done)."""
     namespace = Fleet(redis_server.url).namespace
-    spec = {"type": "redis", "url": redis_server.url, "namespace": namespace, "log_level": "silent"}
+    spec = {
+        "type": "redis",
+        "url": redis_server.url,
+        "namespace": namespace,
+        "log_level": "silent",
+        "layout": 1,
+    }
     adapter = ASGIAdapter(mount="/faye", timeout=5, engine=spec)
     server = LiveServer(adapter, ws=ws).start()
     store = redis.Redis.from_url(redis_server.url)

@@ -41,7 +41,7 @@ LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
 
 
 def fast(layout: int) -> dict[str, Any]:
-    return {**FAST, "layout": layout} if layout != 1 else dict(FAST)
+    return {**FAST, "layout": layout}
 
 
 async def eventually(action: Any, timeout: float = 10.0) -> Any:

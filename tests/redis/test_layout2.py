@@ -400,3 +400,41 @@ async def test_a_failed_write_after_a_clean_move_gives_nothing_twice(fleet: Flee
     assert data(await b.connect(alice, hold=1)) == [3]
     a.requeue(alice, reply)  # a late, wrong report changes nothing
     assert data(await b.connect(alice, hold=0.5)) == []
+
+
+async def test_a_socket_client_moving_to_a_live_server_gets_nothing_twice(fleet: Fleet) -> None:
+    """A socket's deliveries are recorded at most every cursor_interval; when the
+    socket closes, what it was handed since is recorded at once, so the server the
+    client reconnects to starts after it."""
+    a = await fleet.proxy(**L2, cursor_interval=5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/ws")
+    socket = await attach(a, alice)
+    for n in range(3):
+        await b.publish({"channel": "/ws", "data": n})
+    await wait_for(lambda: len(socket.messages) == 3)
+    a.delivered(alice, 3)
+    a.detach_socket(alice, socket)  # the socket closed; the client reconnects elsewhere
+    await asyncio.sleep(0.05)  # a reconnect takes longer than this
+    await b.publish({"channel": "/ws", "data": 3})
+    assert data(await b.connect(alice, hold=0.5)) == [3]
+
+
+async def test_a_draining_server_hands_its_clients_over_exactly(fleet: Fleet) -> None:
+    """hand_over (the drain's first step): nothing more is handed out, and how far
+    each client got is recorded before its socket closes."""
+    a = await fleet.proxy(**L2, cursor_interval=5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/drain")
+    socket = await attach(a, alice)
+    for n in range(3):
+        await b.publish({"channel": "/drain", "data": n})
+    await wait_for(lambda: len(socket.messages) == 3)
+    a.delivered(alice, 3)
+    await a.hand_over()
+    await b.publish({"channel": "/drain", "data": 3})
+    await asyncio.sleep(0.1)
+    assert len(socket.messages) == 3  # not handed out any more
+    assert data(await b.connect(alice, hold=0.5)) == [3]

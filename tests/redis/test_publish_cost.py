@@ -52,9 +52,8 @@ async def commands_per_publish(url: str, layout: int, subscribers: int) -> dict[
         "timeout": 60,
         "heartbeat_interval": 60,
         "gc_interval": None,
+        "layout": layout,
     }
-    if layout != 1:
-        options["layout"] = layout
     raw = Redis.from_url(url)
     try:
         a = await fleet.proxy(**options)

@@ -25,7 +25,7 @@ LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
 
 
 def layout_options(layout: int) -> dict[str, Any]:
-    return {"layout": layout} if layout != 1 else {}
+    return {"layout": layout}
 
 
 @LAYOUTS

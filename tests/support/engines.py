@@ -68,7 +68,7 @@ class EngineKit:
                 "url": self.redis_url,
                 "namespace": self.namespace,
                 "log_level": "silent",
-                **({"layout": self.layout} if self.layout != 1 else {}),
+                "layout": self.layout,
                 **options,
             }
         factory, engine_options = resolve_engine(spec)

@@ -257,7 +257,9 @@ class RedisConnection:
         self.mode = options.mode
         if options.ssl.enabled:
             check_tls_files(options)
-        self.library = library(sharded=self.mode == "cluster", layout=options.layout)
+        # A layout left to the namespace is known once the engine resolved it (see
+        # RedisEngine.resolve); until then only plain commands run.
+        self.library = library(sharded=self.mode == "cluster", layout=options.layout or 1)
         self.scripts: dict[str, Script] = self.library.scripts
         #: FCALL of the library's functions, or EVALSHA of the scripts where Redis has
         #: no functions; None until the code is first loaded.

@@ -230,15 +230,7 @@ class RedisEngine(Engine):
             # The lanes' first connection, made now rather than by the first publish.
             await self.redis.call("ping", lambda c: c.ping(), idempotent=True, lanes=True)
         except EngineError as exc:
-            cause = exc.__cause__
-            transient = isinstance(cause, TRANSIENT)
-            if not transient or isinstance(cause, rx.AuthenticationError):
-                raise  # wrong credentials or permissions: say so at start-up
-            problem = tls_problem(exc, self.config)
-            if problem is None and self.config.ssl.enabled and self.config.mode == "single":
-                problem = await probe_tls(self.config)
-            if problem is not None:
-                raise EngineError(problem) from exc  # a TLS mistake: no retry mends it
+            await self._raise_if_fatal(exc)
             self.log.error("Redis is not reachable yet (%s); will keep trying", exc)
         self._spawn(self._listen())
         self._spawn(self._heartbeat_loop())
@@ -247,14 +239,67 @@ class RedisEngine(Engine):
         with contextlib.suppress(TimeoutError):
             await asyncio.wait_for(self._listening.wait(), self.config.connect_timeout + 1)
 
+    async def _raise_if_fatal(self, exc: EngineError) -> None:
+        """Raise what no retry mends (credentials, permissions, TLS mistakes), in one
+        line; return for Redis being away."""
+        cause = exc.__cause__
+        transient = isinstance(cause, TRANSIENT)
+        if not transient or isinstance(cause, rx.AuthenticationError):
+            raise exc  # wrong credentials or permissions: say so at start-up
+        problem = tls_problem(exc, self.config)
+        if problem is None and self.config.ssl.enabled and self.config.mode == "single":
+            problem = await probe_tls(self.config)
+        if problem is not None:
+            raise EngineError(problem) from exc
+
     @classmethod
     def create(cls, host: EngineHost, options: Mapping[str, Any]) -> RedisEngine:
         return make_engine(host, options)
 
+    async def resolve(self) -> RedisEngine:
+        """With ``layout: auto``, the engine of the layout the namespace's servers run
+        (recorded in ``<namespace>:layout``), or of a new namespace's default.
+
+        A server waits for Redis to tell (it cannot serve without Redis anyway, and
+        guessing could split a fleet between layouts); a publisher or ``faye gc``
+        (no background work) fails at once with EngineError instead.
+        """
+        if self.config.layout is not None:
+            return self
+        key, delay, told = f"{self.config.namespace}:layout", self.config.retry_delay, False
+        while True:
+            try:
+                found = await self.redis.call("layout", lambda c: c.get(key), idempotent=False)
+                break
+            except EngineError as exc:
+                await self._raise_if_fatal(exc)
+                if not self._background:
+                    raise
+                if not told:
+                    told = True
+                    self.log.error(
+                        "Redis is not reachable (%s); waiting for it to learn the layout of "
+                        "namespace %r (set the layout option to start without it)",
+                        exc,
+                        self.config.namespace,
+                    )
+                await asyncio.sleep(min(max(delay, 0.05), 1.0))
+                delay *= 2
+        layout = self.config.layout_for(None if found is None else _text(found))
+        chosen = make_engine(
+            self.host, {**self.options, "layout": layout}, background=self._background
+        )
+        await self.redis.close()
+        if told:
+            self.log.info(
+                "Redis reachable; namespace %r runs layout %d", self.config.namespace, layout
+            )
+        return chosen
+
     async def check_layout(self) -> None:
         """Record this namespace's layout, or refuse one the other layout uses: their
         keys mean different things, so mixing them would lose messages."""
-        key, mine = f"{self.config.namespace}:layout", str(self.config.layout)
+        key, mine = f"{self.config.namespace}:layout", str(self.config.layout or 1)
 
         async def check(client: RedisClient) -> Any:
             await client.set(key, mine, nx=True)
@@ -1357,7 +1402,8 @@ class RedisEngine(Engine):
 def make_engine(
     host: EngineHost, options: Mapping[str, Any] | None, *, background: bool = True
 ) -> RedisEngine:
-    """The engine of the layout the options name (``layout``, 1 by default)."""
+    """The engine of the layout the options name; with ``layout: auto``, a layout-1
+    engine whose :meth:`RedisEngine.resolve` finds the one to run."""
     if RedisOptions.parse(options).layout == 2:
         from faye.redis.layout2.engine import LogEngine
 
@@ -1413,7 +1459,12 @@ async def collect_garbage(
     options.setdefault("log_level", "error")
     options["gc_interval"] = None
     host = StandaloneHost(server_timeout)
-    engine = make_engine(host, options, background=False)
+    probe = make_engine(host, options, background=False)
+    try:
+        engine = await probe.resolve()
+    except BaseException:
+        await probe.close()
+        raise
     host.engine = engine
     try:
         await engine.redis.load_scripts()

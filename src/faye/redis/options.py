@@ -88,10 +88,12 @@ class RedisOptions:
     sentinel_username: str | None = None
     #: Key layout: 1 (per-client queues) or 2 (channel logs, faye.redis.layout2). Servers
     #: of one namespace must agree; each refuses a namespace the other layout uses.
-    layout: int = 1
+    #: None (``auto``): the layout the namespace's servers use, or for a new namespace 2
+    #: (1 on a Cluster or with ``partitions`` above 1), see :meth:`layout_for`.
+    layout: int | None = 1
     #: Layout 2: how often (seconds) a server records how far the clients it holds
     #: were written, at most; the duplicates a killed server leaves are bounded by it.
-    cursor_interval: float = 1.0
+    cursor_interval: float = 0.25
 
     # -- derived --------------------------------------------------------------------
 
@@ -108,7 +110,21 @@ class RedisOptions:
     def partition_count(self) -> int:
         if self.partitions is not None:
             return self.partitions
-        return CLUSTER_PARTITIONS if self.mode == "cluster" and self.layout == 1 else 1
+        return CLUSTER_PARTITIONS if self.mode == "cluster" and self.layout != 2 else 1
+
+    def layout_for(self, recorded: str | None) -> int:
+        """The layout to run given the one recorded for the namespace (None: a new one).
+
+        A given ``layout`` wins (a mismatch is refused at start-up). With ``auto``, a
+        server joins what the namespace's servers run, so it never splits a fleet; a
+        new namespace gets channel logs, unless its keys are to be spread over
+        partitions, which only layout 1 does.
+        """
+        if self.layout is not None:
+            return self.layout
+        if recorded in ("1", "2"):
+            return int(recorded)
+        return 1 if self.mode == "cluster" or (self.partitions or 1) > 1 else 2
 
     def addresses(self, which: str) -> list[tuple[str, int]]:
         """``cluster`` or ``sentinels`` as (host, port) pairs."""
@@ -439,7 +455,7 @@ _CHECKS: dict[str, Any] = {
     "max_queue": lambda n, v: _int(n, v, 1),
     "heartbeat_interval": _seconds,
     "partitions": lambda n, v: None if v is None else _int(n, v, 1, 16384),
-    "layout": lambda n, v: _int(n, v, 1, 2),
+    "layout": lambda n, v: None if v is None or v == "auto" else _int(n, v, 1, 2),
     "cursor_interval": _seconds,
     "cluster": _addresses,
     "sentinels": _addresses,

@@ -112,6 +112,8 @@ class Publisher:
     ) -> None:
         options = engine_options(redis, namespace)
         self.engine = make_engine(StandaloneHost(timeout), options, background=False)
+        # The engine of the namespace's layout, found by the first publish.
+        self._resolving: asyncio.Future[RedisEngine] | None = None
         self._loop: asyncio.AbstractEventLoop | None = None
         self._closed = False
 
@@ -148,12 +150,12 @@ class Publisher:
         if not prepared:
             return
         try:
-            pending = [self.engine.publish(envelope, names) for envelope, names in prepared]
+            async with asyncio.timeout(self.wait_limit):
+                engine = await self._resolved()
+                pending = [engine.publish(envelope, names) for envelope, names in prepared]
+                results = await asyncio.gather(*pending, return_exceptions=True)
         except EngineError as exc:
             raise PublishError(str(exc), range(len(prepared))) from exc
-        try:
-            async with asyncio.timeout(self.wait_limit):
-                results = await asyncio.gather(*pending, return_exceptions=True)
         except TimeoutError:
             raise PublishError(
                 f"Redis did not take the publish within {self.wait_limit:g} s",
@@ -168,6 +170,18 @@ class Publisher:
             raise first
         what = "the message was" if len(prepared) == 1 else f"{len(failed)} of {len(prepared)}"
         raise PublishError(f"{what} not published: {first}", failed) from first
+
+    async def _resolved(self) -> RedisEngine:
+        """The engine of the layout the namespace's servers run (one lookup, shared by
+        the publishes waiting for it; tried again after a failure)."""
+        if self._resolving is None:
+            self._resolving = asyncio.ensure_future(self.engine.resolve())
+        try:
+            self.engine = await asyncio.shield(self._resolving)
+        except EngineError:
+            self._resolving = None
+            raise
+        return self.engine
 
     def _check_loop(self) -> None:
         if self._closed:

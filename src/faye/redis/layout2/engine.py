@@ -6,7 +6,7 @@ server and fans it out in memory (:mod:`faye.redis.layout2.ledger`). Connects go
 the claim lane: one call per turn for every connecting client; a client held here in
 memory costs a ping and an owner check, one taken over gets its messages from the logs.
 Cursors are written at most every ``cursor_interval`` (at once when none was written
-for that long), so a steady flow costs one call per second per server, whatever the
+for that long), so a steady flow costs one call per interval per server, whatever the
 number of clients.
 """
 
@@ -77,6 +77,8 @@ class LogEngine(RedisEngine):
         # received live since the listener came back (not to be taken again).
         self._live_since_outage: dict[str, set[int]] = {}
         self._decoded: dict[bytes, Envelope | None] = {}
+        # Draining: nothing more is handed out here (see hand_over).
+        self._handing_over = False
         # Long-polling clients with messages to answer once their cursor is recorded.
         self._replies: set[str] = set()
         self._reply_lane: asyncio.Task[None] | None = None
@@ -361,7 +363,7 @@ class LogEngine(RedisEngine):
         reply lane to record it first: the client's next connect may reach another
         server, which must not take the reply's messages for unsent.
         """
-        if not held.pending or not self.host.has_connection(client_id):
+        if not held.pending or not self.host.has_connection(client_id) or self._handing_over:
             if covers > held.handed:
                 # Recorded as handed out, and not: put the record right at once, or a
                 # server taking the client over would skip these.
@@ -486,6 +488,27 @@ class LogEngine(RedisEngine):
             return
         self._hand_again(client_id, [(seq, raw) for seq, raw in entries if seq in seqs])
 
+    def connection_closed(self, client_id: str) -> None:
+        held = self.ledger.get(client_id)
+        if held is not None and held.handed > held.recorded:
+            # Handed out since the last record (a socket's deliveries): the client's
+            # next connect may reach another server, which must not take them again.
+            self.ledger.dirty.add(client_id)
+            self._cursor_changed(now=True)
+
+    async def hand_over(self) -> None:
+        self._handing_over = True
+        for client_id, held in self.ledger.clients.items():
+            if held.handed > held.recorded:
+                self.ledger.dirty.add(client_id)
+        if self._cursor_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cursor_task)
+        try:
+            await self._write_cursors()
+        except EngineError as exc:
+            self.log.warning("could not record clients' progress before the drain: %s", exc)
+
     def _cursor_changed(self, *, now: bool = False) -> None:
         if not self.ledger.dirty or self._closed:
             return
@@ -585,7 +608,7 @@ class LogEngine(RedisEngine):
             live = self._live_since_outage.get(cid)
             if live is not None:
                 live.add(line.seq)
-            if not self.host.has_connection(cid):
+            if self._handing_over or not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
                 continue
             if not self._has_socket(cid):  # a held connect: cursor first
