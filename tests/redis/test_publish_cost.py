@@ -53,6 +53,8 @@ async def commands_per_publish(url: str, layout: int, subscribers: int) -> dict[
         "heartbeat_interval": 60,
         "gc_interval": None,
         "layout": layout,
+        # Cursor writes (layout 2) at most once a second, as the assertion below allows.
+        "cursor_interval": 1.0,
     }
     raw = Redis.from_url(url)
     try:
