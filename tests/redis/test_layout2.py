@@ -402,19 +402,26 @@ async def test_a_failed_write_after_a_clean_move_gives_nothing_twice(fleet: Flee
     assert data(await b.connect(alice, hold=0.5)) == []
 
 
+async def _written_on_a_socket(fleet: Fleet, channel: str) -> tuple[Any, Any, str, Any]:
+    """Servers a (cursors written every 5 s) and b; alice on a socket at a, written 0 to
+    2 there, her cursor recorded only after the first."""
+    a = await fleet.proxy(**L2, cursor_interval=5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, channel)
+    socket = await attach(a, alice)
+    for n in range(3):
+        await b.publish({"channel": channel, "data": n})
+    await wait_for(lambda: len(socket.messages) == 3)
+    a.delivered(alice, 3)
+    return a, b, alice, socket
+
+
 async def test_a_socket_client_moving_to_a_live_server_gets_nothing_twice(fleet: Fleet) -> None:
     """A socket's deliveries are recorded at most every cursor_interval; when the
     socket closes, what it was handed since is recorded at once, so the server the
     client reconnects to starts after it."""
-    a = await fleet.proxy(**L2, cursor_interval=5)
-    b = await fleet.proxy(**L2)
-    alice = await a.create_client()
-    await a.subscribe(alice, "/ws")
-    socket = await attach(a, alice)
-    for n in range(3):
-        await b.publish({"channel": "/ws", "data": n})
-    await wait_for(lambda: len(socket.messages) == 3)
-    a.delivered(alice, 3)
+    a, b, alice, socket = await _written_on_a_socket(fleet, "/ws")
     a.detach_socket(alice, socket)  # the socket closed; the client reconnects elsewhere
     await asyncio.sleep(0.05)  # a reconnect takes longer than this
     await b.publish({"channel": "/ws", "data": 3})
@@ -424,15 +431,7 @@ async def test_a_socket_client_moving_to_a_live_server_gets_nothing_twice(fleet:
 async def test_a_draining_server_hands_its_clients_over_exactly(fleet: Fleet) -> None:
     """hand_over (the drain's first step): nothing more is handed out, and how far
     each client got is recorded before its socket closes."""
-    a = await fleet.proxy(**L2, cursor_interval=5)
-    b = await fleet.proxy(**L2)
-    alice = await a.create_client()
-    await a.subscribe(alice, "/drain")
-    socket = await attach(a, alice)
-    for n in range(3):
-        await b.publish({"channel": "/drain", "data": n})
-    await wait_for(lambda: len(socket.messages) == 3)
-    a.delivered(alice, 3)
+    a, b, alice, socket = await _written_on_a_socket(fleet, "/drain")
     await a.hand_over()
     await b.publish({"channel": "/drain", "data": 3})
     await asyncio.sleep(0.1)

@@ -448,9 +448,7 @@ class LogEngine(RedisEngine):
         held = self.ledger.depart(client_id)
         if held is None:
             return
-        seqs = [seq for seq, _ in held.pending if seq <= held.recorded]
-        if seqs:
-            self._give_back(client_id, held, seqs)
+        self._give_back(client_id, held, [seq for seq, _ in held.pending if seq <= held.recorded])
 
     def _give_back(self, client_id: str, held: Held, seqs: list[int]) -> None:
         if seqs and not self._closed:
@@ -489,18 +487,15 @@ class LogEngine(RedisEngine):
         self._hand_again(client_id, [(seq, raw) for seq, raw in entries if seq in seqs])
 
     def connection_closed(self, client_id: str) -> None:
-        held = self.ledger.get(client_id)
-        if held is not None and held.handed > held.recorded:
-            # Handed out since the last record (a socket's deliveries): the client's
-            # next connect may reach another server, which must not take them again.
-            self.ledger.dirty.add(client_id)
+        # Handed out since the last record (a socket's deliveries): the client's next
+        # connect may reach another server, which must not take them again.
+        if self.ledger.unrecorded(client_id):
             self._cursor_changed(now=True)
 
     async def hand_over(self) -> None:
         self._handing_over = True
-        for client_id, held in self.ledger.clients.items():
-            if held.handed > held.recorded:
-                self.ledger.dirty.add(client_id)
+        for client_id in self.ledger.clients:
+            self.ledger.unrecorded(client_id)
         if self._cursor_task is not None:
             with contextlib.suppress(Exception):
                 await asyncio.shield(self._cursor_task)

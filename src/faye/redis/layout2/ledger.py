@@ -143,17 +143,23 @@ class Ledger:
         if held is None:
             gone = self.departed.get(client_id)
             if gone is not None:
-                for _ in range(min(count, len(gone.unacked))):
-                    gone.acked = gone.unacked.popleft()
+                gone.acked = _written(gone, count)
                 if not gone.unacked:
                     del self.departed[client_id]
             return
-        acked = held.acked
-        for _ in range(min(count, len(held.unacked))):
-            acked = held.unacked.popleft()
+        acked = _written(held, count)
         if acked != held.acked:
             held.acked = acked
             self.dirty.add(client_id)
+
+    def unrecorded(self, client_id: str) -> bool:
+        """Mark the client's cursor to be written if it was handed out past its record;
+        whether it was."""
+        held = self.clients.get(client_id)
+        if held is None or held.handed <= held.recorded:
+            return False
+        self.dirty.add(client_id)
+        return True
 
     def unwritten(self, client_id: str, count: int) -> tuple[Held, list[int]] | None:
         """A departed client's last ``count`` handed-out messages were not written:
@@ -161,8 +167,7 @@ class Ledger:
         gone = self.departed.get(client_id)
         if gone is None:
             return None
-        seqs = [gone.unacked.pop() for _ in range(min(count, len(gone.unacked)))]
-        gone.handed = gone.unacked[-1] if gone.unacked else gone.acked
+        seqs = _not_written(gone, count)
         if not gone.unacked:
             del self.departed[client_id]
         return gone, sorted(seqs)
@@ -173,12 +178,24 @@ class Ledger:
         held = self.clients.get(client_id)
         if held is None:
             return False
-        back: list[tuple[int, Envelope]] = []
-        for envelope in reversed(envelopes):
-            if not held.unacked:
-                break
-            back.append((held.unacked.pop(), envelope))
+        seqs = _not_written(held, len(envelopes))
+        back = list(zip(seqs, reversed(envelopes), strict=False))
         held.pending.extendleft(back)
-        held.handed = held.unacked[-1] if held.unacked else held.acked
         self.dirty.add(client_id)
         return True
+
+
+def _written(held: Held, count: int) -> int:
+    """Take the next ``count`` handed-out messages as written: the new ``acked``."""
+    acked = held.acked
+    for _ in range(min(count, len(held.unacked))):
+        acked = held.unacked.popleft()
+    return acked
+
+
+def _not_written(held: Held, count: int) -> list[int]:
+    """Take back the last ``count`` handed-out messages (newest first); ``handed`` goes
+    back with them."""
+    seqs = [held.unacked.pop() for _ in range(min(count, len(held.unacked)))]
+    held.handed = held.unacked[-1] if held.unacked else held.acked
+    return seqs
