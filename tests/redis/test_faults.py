@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from redis.asyncio import Redis
 
 from faye.engine import EngineError
 from faye.server import Server
@@ -228,6 +229,62 @@ async def test_publishes_wait_out_a_stall_and_arrive_once_in_order(
         await asyncio.sleep(0.5)  # nothing more comes: no copy ran twice
         assert data(inbox.messages) == ["before", *range(10)]
     finally:
+        await fleet.close()
+
+
+@LAYOUTS
+async def test_a_publish_call_sent_again_does_nothing_and_a_server_keeps_one_token_key(
+    own_redis: RedisServer,
+    layout: int,
+) -> None:
+    """A retry carries the number of its call. Redis ran it already when that number is
+    not above the server's latest: the copy does nothing, also when it arrives after a
+    later call (an abandoned call running late), which must not lower the record."""
+    fleet = Fleet(own_redis.url)
+    raw = Redis.from_url(own_redis.url)
+    try:
+        a = await fleet.proxy(**fast(layout))
+        alice = await a.create_client()
+        await a.subscribe(alice, "/t")
+        for n in range(20):
+            await a.publish({"channel": "/t", "data": n})
+        # One key per server, not one per call.
+        tokens = [k async for k in raw.scan_iter(match="*:published:*")]
+        tokens += [k async for k in raw.scan_iter(match="*:token:*")]
+        assert len(tokens) == 1, tokens
+        (key,) = tokens
+        latest = int(await raw.get(key))
+        assert latest >= 1
+        assert 0 < await raw.pttl(key) <= (FAST["stall_timeout"] + 30.0) * 1000
+
+        engine = engine_of(a)
+        redis = engine.redis
+        message = b'{"channel":"/t","data":"again","id":"x1"}'
+        if layout == 2:
+            prefix = engine.functions.keys.prefix
+            head = [prefix, 100, 60_000, engine.server_id]
+            tail = [60_000, message, "/t", 1, "/t"]
+            name = "log_publish"
+        else:
+            prefix = engine.keys.prefix(engine.keys.home("/t"))
+            head = [prefix, engine.server_id, 0, 0, 100, 60_000, "1"]
+            tail = [60_000, "M", message, 1, "/t"]
+            name = "publish"
+
+        async def call(number: int) -> Any:
+            args = [*head, str(number), *tail]
+            (result,) = await redis.run_scripts(
+                name, [([f"{prefix}clients"], args)], idempotent=False
+            )
+            return result
+
+        assert await call(latest) == [-2]  # the latest call, sent again
+        assert await call(latest - 1) == [-2]  # an older one, late
+        assert int(await raw.get(key)) == latest
+        assert await call(latest + 1) != [-2]  # a new call runs
+        assert int(await raw.get(key)) == latest + 1
+    finally:
+        await raw.aclose()
         await fleet.close()
 
 

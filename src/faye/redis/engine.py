@@ -668,7 +668,7 @@ class RedisEngine(Engine):
             token = ""
             if until is not None:
                 self._publish_calls_made += 1
-                token = f"{self.server_id}:{self._publish_calls_made}"
+                token = str(self._publish_calls_made)
             args: list[Arg] = [self.keys.prefix(members[0]), *head, token, token_ttl]
             for k, p in enumerate(members):
                 if k:

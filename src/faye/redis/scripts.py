@@ -77,7 +77,7 @@ _MAIN = "local function main(KEYS, ARGV)\n"
 
 
 def _lib(sharded: bool, helpers: str = "lib") -> str:
-    lib = _read(helpers)
+    lib = _read(helpers) + _read("replay")
     if _PLAIN not in lib:
         raise AssertionError(f"{helpers}.lua lost its NOTIFY constant")
     return lib.replace(_PLAIN, _SHARDED) if sharded else lib

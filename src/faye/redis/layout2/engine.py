@@ -149,7 +149,7 @@ class LogEngine(RedisEngine):
         token = ""
         if until is not None:
             self._publish_calls_made += 1
-            token = f"{self.server_id}:{self._publish_calls_made}"
+            token = str(self._publish_calls_made)
         messages = [
             Outgoing(envelope.raw, _channel_of(names), names) for envelope, names, _ in batch
         ]

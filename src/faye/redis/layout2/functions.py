@@ -108,7 +108,14 @@ class LogFunctions:
         until: float | None,
     ) -> int:
         """Returns how many messages had recipients; raises :class:`PublishReplayed`."""
-        args: list[Arg] = [self.keys.prefix, max_queue, ttl_ms, token, token_ttl_ms]
+        args: list[Arg] = [
+            self.keys.prefix,
+            max_queue,
+            ttl_ms,
+            self.server_id,
+            token,
+            token_ttl_ms,
+        ]
         for m in messages:
             args += [m.raw, m.channel, len(m.names), *m.names]
         (result,) = await self.redis.run_scripts(

@@ -1,21 +1,18 @@
 -- Append messages to the logs of the names that have subscribers and send each server
 -- holding recipients one line per message: '<seq> <channel> <message>'.
 -- KEYS[1] = <prefix>clients
--- ARGV: prefix, max queue, message ttl (ms), token, token ttl (ms), then per message:
---       message, channel, n, n names (the channel's expansion: itself and the
+-- ARGV: prefix, max queue, message ttl (ms), server id, token, token ttl (ms), then per
+--       message: message, channel, n, n names (the channel's expansion: itself and the
 --       patterns that may match it).
--- token: '' or unique to this call; a call whose token was seen already does nothing
--- and returns {-2} (the caller sent it again without knowing that it had run).
+-- token: '' or the call's number among the server's publish calls; a call Redis ran
+-- before (see replay.lua) does nothing and returns {-2} (the caller sent it again
+-- without knowing that it had run).
 -- Returns {messages that had recipients}.
 local function main(KEYS, ARGV)
-  local p, maxq, ttl, token = ARGV[1], tonumber(ARGV[2]), ARGV[3], ARGV[4]
-  if token ~= '' then
-    if not redis.call('SET', p .. 'token:' .. token, '1', 'NX', 'PX', ARGV[5]) then
-      return {-2}
-    end
-  end
+  local p, maxq, ttl = ARGV[1], tonumber(ARGV[2]), ARGV[3]
+  if replayed(p .. 'token:' .. ARGV[4], ARGV[5], ARGV[6]) then return {-2} end
   local msgs, wanted, index = {}, {}, {}
-  local i = 6
+  local i = 7
   while i <= #ARGV do
     local n = tonumber(ARGV[i + 2])
     local names = {}

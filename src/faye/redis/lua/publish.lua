@@ -12,9 +12,9 @@
 -- the cutoff or unknown get nothing. Otherwise most records live elsewhere (1 in
 -- `partitions` here): liveness is not read at all, and the GC removes dead clients'
 -- subscriptions.
--- token: '' or a string unique to this call; a call whose token was seen before (in
--- the last token ttl) does nothing and returns {-2}: the caller sent it again after a
--- failure without knowing whether Redis had run it, and it had.
+-- token: '' or the call's number among the server's publish calls; a call Redis ran
+-- before (see replay.lua) does nothing and returns {-2}: the caller sent it again after
+-- a failure without knowing whether Redis had run it, and it had.
 -- Returns {{{queued, {clients held by the calling server}} per message}, {bad keys}},
 -- or {-1} when a partition named by P is not on this node (a Cluster resharded): then
 -- nothing was done, and the caller sends each partition's messages on its own.
@@ -116,10 +116,7 @@ local function main(KEYS, ARGV)
       i = i + 3 + tonumber(ARGV[i + 2])
     end
   end
-  if ARGV[8] ~= '' then
-    local done = prefix .. 'published:' .. ARGV[8]
-    if not redis.call('SET', done, '1', 'NX', 'PX', ARGV[9]) then return {-2} end
-  end
+  if replayed(prefix .. 'published:' .. me, ARGV[8], ARGV[9]) then return {-2} end
 
   woken, servers, seen, tag = {}, {}, {}, ''
   local first, results = prefix, {}
