@@ -327,6 +327,49 @@ async def test_a_listener_catch_up_answered_after_the_long_poll_left_loses_nothi
     assert got == [1, 2, 3]
 
 
+async def test_a_catch_up_refused_after_the_long_poll_left_is_read_back_at_its_next_connect(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Redis restarted with its data takes SUBSCRIBE while it loads that data and refuses
+    other calls (LOADING): the listener is back, and the catch-up's claims fail. A
+    long-polling client whose held connect ended meanwhile is not retried (nothing can
+    be handed to it); its next connect, on the same server, must still get what the
+    listener missed. The refusal is injected (a loading Redis cannot be held on demand);
+    everything else is real."""
+    a = await fleet.proxy(**L2, retry_delay=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/gap")
+    await b.publish({"channel": "/gap", "data": 0})
+    assert data(await a.connect(alice, hold=1)) == [0]
+    a.delivered(alice, 1)
+    held = asyncio.ensure_future(a.connect(alice, hold=10))
+    await wait_for(lambda: a.has_connection(alice))
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    claim = engine.functions.claim
+    refused: list[bool] = []
+
+    async def refuse_catch_up(requests: Any, **kwargs: Any) -> Any:
+        if any(r.after is not None for r in requests) and not refused:
+            a.flush_connection(alice)  # the held connect answered meanwhile
+            refused.append(True)
+            raise EngineError("LOADING Redis is loading the dataset in memory")
+        return await claim(requests, **kwargs)
+
+    engine.functions.claim = refuse_catch_up  # type: ignore[method-assign]
+    # Cut the listeners; a's is back only after retry_delay, so these are missed live.
+    await raw_redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for n in range(1, 4):
+        await b.publish({"channel": "/gap", "data": n})
+    await wait_for(lambda: bool(refused), timeout=5)
+    assert data(await held) == []
+    got = data(await a.connect(alice, hold=0.5))
+    a.delivered(alice, len(got))
+    got += data(await a.connect(alice, hold=0.3))
+    assert got == [1, 2, 3]
+
+
 async def _moved_while_written(fleet: Fleet) -> tuple[Any, Any, str]:
     """Two servers; alice held on ``a`` with 1 and 2 waiting in its memory there."""
     a = await fleet.proxy(**L2)

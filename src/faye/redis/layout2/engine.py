@@ -693,8 +693,16 @@ class LogEngine(RedisEngine):
                     if isinstance(claim, Claim):
                         if claim.status is ClaimStatus.UNKNOWN:
                             gone.append(cid)
-                    elif self.ledger.get(cid) is not None and self.host.has_connection(cid):
+                    elif self.ledger.get(cid) is None:
+                        continue
+                    elif self.host.has_connection(cid):
                         retry.append(cid)
+                    else:
+                        # Its connect ended before Redis answered (Redis takes SUBSCRIBE
+                        # while it loads its data, and refuses the claims): what the
+                        # listener missed is not in memory. Forgotten here at once, its
+                        # next connect takes it over from its cursor, reading the logs.
+                        self._release(cid)
                 todo = retry
                 if todo:
                     delay = min(max(self.config.retry_delay, 0.05) * 2**attempt, 1.0)
