@@ -20,8 +20,9 @@ from tests.support.waiting import wait_for
 @pytest.mark.parametrize(
     ("options", "recorded", "chosen"),
     [
-        ({}, None, 1),  # the default: layout 1
-        ({}, "2", 1),  # given (by default): refused at start-up on that namespace
+        ({}, None, 2),  # the default: auto
+        ({}, "1", 1),  # the default follows the namespace
+        ({"layout": 1}, "2", 1),  # given: refused at start-up on that namespace
         ({"layout": "auto"}, None, 2),
         ({"layout": None}, "1", 1),
         ({"layout": "auto"}, "2", 2),
@@ -53,6 +54,22 @@ async def test_an_upgraded_server_joins_a_layout_1_fleet(fleet: Fleet) -> None:
     await new.subscribe(alice, "/up")
     socket = await attach(old, alice)
     await new.publish({"channel": "/up", "data": 1})
+    await wait_for(lambda: [m["data"] for m in socket.messages] == [1])
+
+
+async def test_a_namespace_in_use_without_a_record_is_taken_for_layout_1(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Servers older than the ``layout`` record run layout 1 and record nothing: a server
+    left on ``auto`` must join them, not start channel logs beside their queues."""
+    old = await fleet.proxy(layout=1)
+    await raw_redis.delete(f"{fleet.namespace}:layout")
+    new = await fleet.proxy(layout=None)
+    assert not isinstance(engine_of(new), LogEngine)
+    alice = await old.create_client()
+    await new.subscribe(alice, "/older")
+    socket = await attach(old, alice)
+    await new.publish({"channel": "/older", "data": 1})
     await wait_for(lambda: [m["data"] for m in socket.messages] == [1])
 
 

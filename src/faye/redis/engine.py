@@ -267,9 +267,21 @@ class RedisEngine(Engine):
         if self.config.layout is not None:
             return self
         key, delay, told = f"{self.config.namespace}:layout", self.config.retry_delay, False
+        in_use = (self.keys.servers(0), self.keys.clients(0))
+
+        async def look(client: RedisClient) -> Any:
+            recorded = await client.get(key)
+            if recorded is None:
+                # Servers older than the record leave none: a namespace in use without
+                # one is layout 1's (one key at a time: a Cluster may home them apart).
+                for name in in_use:
+                    if await client.exists(name):
+                        return "1"
+            return recorded
+
         while True:
             try:
-                found = await self.redis.call("layout", lambda c: c.get(key), idempotent=False)
+                found = await self.redis.call("layout", look, idempotent=False)
                 break
             except EngineError as exc:
                 await self._raise_if_fatal(exc)

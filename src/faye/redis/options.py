@@ -90,7 +90,7 @@ class RedisOptions:
     #: of one namespace must agree; each refuses a namespace the other layout uses.
     #: None (``auto``): the layout the namespace's servers use, or for a new namespace 2
     #: (1 on a Cluster or with ``partitions`` above 1), see :meth:`layout_for`.
-    layout: int | None = 1
+    layout: int | None = None
     #: Layout 2: how often (seconds) a server records how far the clients it holds
     #: were written, at most; the duplicates a killed server leaves are bounded by it.
     cursor_interval: float = 0.25
