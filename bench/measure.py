@@ -118,7 +118,7 @@ def redis_info(port: int) -> dict[str, Any]:
             if not chunk or (data.startswith(b"$") and len(rest) >= int(head[1:]) + 2):
                 break
         sock.sendall(b"*1\r\n$4\r\nQUIT\r\n")
-    info: dict[str, Any] = {"cmd": {}}
+    info: dict[str, Any] = {"cmd": {}, "usec": {}}
     for line in data.partition(b"\r\n")[2].decode().splitlines():
         key, sep, value = line.partition(":")
         if not sep or key.startswith("#"):
@@ -126,6 +126,8 @@ def redis_info(port: int) -> dict[str, Any]:
         if key.startswith("cmdstat_"):
             calls = re.search(r"calls=(\d+)", value)
             info["cmd"][key[8:]] = int(calls.group(1)) if calls else 0
+            usec = re.search(r"usec=(\d+)", value)
+            info["usec"][key[8:]] = int(usec.group(1)) if usec else 0
         else:
             info[key] = value
     return info
@@ -143,10 +145,11 @@ SUMMED = (
 
 def redis_info_all(ports: list[int]) -> dict[str, Any]:
     """INFO of several nodes (a Cluster's masters), counters and commands summed."""
-    merged: dict[str, Any] = {"cmd": Counter(), "_nodes": len(ports)}
+    merged: dict[str, Any] = {"cmd": Counter(), "usec": Counter(), "_nodes": len(ports)}
     for port in ports:
         info = redis_info(port)
         merged["cmd"].update(info["cmd"])
+        merged["usec"].update(info["usec"])
         for key in SUMMED:
             merged[key] = int(merged.get(key, 0)) + int(info.get(key, 0))
     return merged
@@ -167,5 +170,12 @@ def redis_delta(before: dict[str, Any], after: dict[str, Any]) -> dict[str, Any]
         "reads": grew("total_reads_processed") - 2 * nodes,
         "connections_opened": grew("total_connections_received") - nodes,
         "by_command": {k: v for k, v in commands.items() if v > 0},
+        # Time Redis spent in each command, those run inside functions and scripts
+        # included (fcall's own figure counts them again, with the script's overhead).
+        "usec_by_command": {
+            k: v - before["usec"].get(k, 0)
+            for k, v in after["usec"].items()
+            if v > before["usec"].get(k, 0)
+        },
         "used_memory": int(after["used_memory"]),
     }

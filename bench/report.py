@@ -103,6 +103,24 @@ def redis_work_table(result: dict[str, Any]) -> list[str]:
     return lines
 
 
+def redis_time_table(result: dict[str, Any]) -> list[str]:
+    """Where Redis spends its time, per delivery: the commands it timed (those run
+    inside functions and scripts included, which ``fcall`` and ``evalsha`` count again
+    with the Lua work around them). Times are wall time inside each command."""
+    lines = ["| scenario | setup | most time, µs per delivery |", "|---|---|---|"]
+    for scenario in scenarios(result):
+        for setup, row in by_setup(result, scenario).items():
+            redis = row.get("usage", {}).get("redis", {})
+            spent = redis.get("usec_by_command")
+            delivered = row.get("delivered") or row.get("cycles")
+            if not spent or not delivered:
+                continue
+            top = sorted(spent.items(), key=lambda kv: -kv[1])[:5]
+            most = ", ".join(f"{name} {usec / delivered:.2f}" for name, usec in top)
+            lines.append(f"| {scenario} | {setup} | {most} |")
+    return lines
+
+
 def scaling_table(result: dict[str, Any]) -> list[str]:
     """Deliveries a second one fully busy core gives, from the flat-out phases' CPU per
     delivery: a server process's core, and a Redis master's above its idle upkeep."""
@@ -146,6 +164,10 @@ def render(result: dict[str, Any]) -> str:
         "Redis work per publish (one Redis, idle subtracted)",
         "",
         *redis_work_table(result),
+        "",
+        "Redis time by command (µs per delivery, or per churn cycle)",
+        "",
+        *redis_time_table(result),
         "",
         "Deliveries/s per fully busy core (flat-out phases)",
         "",
