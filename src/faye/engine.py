@@ -86,6 +86,12 @@ class Engine(ABC):
     @abstractmethod
     async def client_exists(self, client_id: str) -> bool: ...
 
+    async def client_known(self, client_id: str) -> bool:
+        """``client_exists``, or an answer this process may give from memory (the
+        lookup before a subscribe, unsubscribe or disconnect, which the operation
+        itself settles); a connect asks ``client_exists``."""
+        return await self.client_exists(client_id)
+
     @abstractmethod
     async def destroy_client(self, client_id: str) -> list[str] | None:
         """Forget a client; return the channels it was subscribed to, None if unknown.

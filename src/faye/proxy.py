@@ -248,6 +248,11 @@ class EngineProxy(Monitor):
             return False
         return await self.backend.client_exists(client_id)
 
+    async def client_known(self, client_id: Any) -> bool:
+        if not isinstance(client_id, str) or not client_id:
+            return False
+        return await self.backend.client_known(client_id)
+
     async def destroy_client(self, client_id: str) -> None:
         removed = await self.backend.destroy_client(client_id)
         if removed is None:

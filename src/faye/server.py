@@ -336,7 +336,7 @@ class Server:
 
     async def _disconnect(self, message: Message, local: bool) -> list[Item]:
         client_id = message.get("clientId")
-        exists = await self.proxy.client_exists(client_id)
+        exists = await self.proxy.client_known(client_id)
         reply = meta.reply_skeleton(message)
         if meta.check_disconnect(message, reply, exists):
             assert isinstance(client_id, str)
@@ -351,7 +351,7 @@ class Server:
 
     async def _subscription(self, message: Message, local: bool, subscribing: bool) -> list[Item]:
         client_id = message.get("clientId")
-        exists = await self.proxy.client_exists(client_id)
+        exists = await self.proxy.client_known(client_id)
         reply = meta.reply_skeleton(message)
         requested = meta.check_subscription(message, reply, exists)
         if requested is None:

@@ -47,6 +47,7 @@ from faye.redis.connection import (
     tls_problem,
 )
 from faye.redis.keys import Keys
+from faye.redis.known import KnownClients
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
 
@@ -209,6 +210,8 @@ class RedisEngine(Engine):
         }
         # Clients that connected here, to wake after the listener missed notifications.
         self._held: set[str] = set()
+        #: Clients whose existence needs no round trip (see faye.redis.known).
+        self.known = KnownClients()
         self._rechecks: dict[str, asyncio.TimerHandle] = {}
         # Drains that failed, to try again after retry_delay.
         self._redrain: set[tuple[str, int]] = set()
@@ -461,15 +464,25 @@ class RedisEngine(Engine):
 
             added = await self.redis.call("create_client", add, idempotent=True)
             if added:
+                self.known.saw(client_id, now_ms())
                 return client_id
         raise EngineError("could not allocate a client id")
 
+    async def client_known(self, client_id: str) -> bool:
+        cutoff = now_ms() - self._liveness(self.exists_window) * 1000
+        return self.known.alive(client_id, cutoff) or await self.client_exists(client_id)
+
     async def client_exists(self, client_id: str) -> bool:
+        cutoff = now_ms() - self._liveness(self.exists_window) * 1000
         key = self.keys.clients(self.keys.partition(client_id))
         score = await self.redis.call(
             "client_exists", lambda c: c.zscore(key, client_id), idempotent=True
         )
-        return score is not None and score > now_ms() - self._liveness(self.exists_window) * 1000
+        if score is not None and score > cutoff:
+            self.known.saw(client_id, score)
+            return True
+        self.known.forget(client_id)
+        return False
 
     async def ping(self, client_id: str) -> None:
         key = self.keys.clients(self.keys.partition(client_id))
@@ -481,6 +494,7 @@ class RedisEngine(Engine):
         """Remove the record (one script), then the client's other homes (one script
         each, grouped per master): a publish in between queues into a home about to
         be cleaned, never for a live client."""
+        self.known.forget(client_id)
         run = _GC_RUN.get()
         p = self.keys.partition(client_id)
         cutoff = "" if run is None else run.cutoff_ms
@@ -536,6 +550,7 @@ class RedisEngine(Engine):
         return found
 
     def _forget(self, client_id: str) -> None:
+        self.known.forget(client_id)
         for p in self._partitions_of(client_id):  # before its homes are forgotten
             self._acks.pop((client_id, p), None)
             self._resend.discard((client_id, p))
@@ -1207,6 +1222,7 @@ class RedisEngine(Engine):
                         failures,
                     )
                     failures = 0
+                self.known.clear()  # as at the failure: answers since may predate it
                 if self._listening.is_set() or self._holds_clients():
                     # Notifications sent while we were away (or before we first got
                     # here, if Redis was down at start) are lost: look ourselves.
@@ -1220,6 +1236,8 @@ class RedisEngine(Engine):
                 raise
             except Exception as exc:
                 failures += 1
+                # Destroys told meanwhile will not reach us, and Redis may lose its data.
+                self.known.clear()
                 self.redis.health.failed("listening", exc)
                 self.log.debug("listener lost Redis (%s); reconnecting", exc)
                 delay = min(max(self.config.retry_delay, 0.05) * 2 ** (failures - 1), cap)

@@ -119,6 +119,7 @@ class LogEngine(RedisEngine):
     # -- clients and subscriptions -----------------------------------------------------
 
     async def destroy_client(self, client_id: str) -> list[str] | None:
+        self.known.forget(client_id)
         run = _GC_RUN.get()
         names = await self.functions.destroy(client_id, None if run is None else run.cutoff_ms)
         if names is None:
