@@ -5,6 +5,7 @@ and never for a client destroyed anywhere."""
 from __future__ import annotations
 
 import asyncio
+from typing import Any
 
 import pytest
 from redis.asyncio import Redis
@@ -21,13 +22,18 @@ def round_trips(engine: RedisEngine) -> int:
     return int(engine.redis.counts["redis_round_trips"])
 
 
+async def _two_servers_and_a_client(fleet: Fleet, layout: int) -> tuple[Any, Any, str]:
+    """Servers ``a`` and ``b``; alice was created on ``a``."""
+    a = await fleet.proxy(layout=layout)
+    b = await fleet.proxy(layout=layout)
+    return a, b, await a.create_client()
+
+
 @LAYOUTS
 async def test_a_client_just_created_or_answered_for_costs_no_round_trip(
     fleet: Fleet, layout: int
 ) -> None:
-    a = await fleet.proxy(layout=layout)
-    b = await fleet.proxy(layout=layout)
-    alice = await a.create_client()
+    a, b, alice = await _two_servers_and_a_client(fleet, layout)
     engine_a, engine_b = engine_of(a), engine_of(b)
     before = round_trips(engine_a)
     for _ in range(3):
@@ -44,9 +50,7 @@ async def test_a_client_just_created_or_answered_for_costs_no_round_trip(
 async def test_a_client_destroyed_on_another_server_is_unknown_here(
     fleet: Fleet, layout: int
 ) -> None:
-    a = await fleet.proxy(layout=layout)
-    b = await fleet.proxy(layout=layout)
-    alice = await a.create_client()
+    a, b, alice = await _two_servers_and_a_client(fleet, layout)
     assert await b.client_known(alice)
     await a.destroy_client(alice)
     assert not await a.client_known(alice)

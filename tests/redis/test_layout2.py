@@ -283,6 +283,25 @@ async def test_messages_a_killed_server_handed_out_unwritten_come_again_once_it_
     assert data(await b.connect(alice, hold=0)) == [2, 3]
 
 
+async def _held_long_poll(
+    fleet: Fleet, channel: str
+) -> tuple[Any, Any, str, asyncio.Future[Any], LogEngine]:
+    """Two servers; alice long-polls on ``a`` (its listener back only 0.5 s after it
+    is cut), has received 0 and holds a connect there."""
+    a = await fleet.proxy(**L2, retry_delay=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, channel)
+    await b.publish({"channel": channel, "data": 0})
+    assert data(await a.connect(alice, hold=1)) == [0]
+    a.delivered(alice, 1)
+    held = asyncio.ensure_future(a.connect(alice, hold=10))
+    await wait_for(lambda: a.has_connection(alice))
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    return a, b, alice, held, engine
+
+
 async def test_a_listener_catch_up_answered_after_the_long_poll_left_loses_nothing(
     fleet: Fleet, raw_redis: Redis
 ) -> None:
@@ -293,17 +312,7 @@ async def test_a_listener_catch_up_answered_after_the_long_poll_left_loses_nothi
     count the read-back messages as handed out. The timing is set by running the other
     server's connect inside the catch-up's call, after Redis answered it (the race
     cannot be caused on demand); everything else is real."""
-    a = await fleet.proxy(**L2, retry_delay=0.5)
-    b = await fleet.proxy(**L2)
-    alice = await a.create_client()
-    await a.subscribe(alice, "/race")
-    await b.publish({"channel": "/race", "data": 0})
-    assert data(await a.connect(alice, hold=1)) == [0]
-    a.delivered(alice, 1)
-    held = asyncio.ensure_future(a.connect(alice, hold=10))
-    await wait_for(lambda: a.has_connection(alice))
-    engine = engine_of(a)
-    assert isinstance(engine, LogEngine)
+    a, b, alice, held, engine = await _held_long_poll(fleet, "/race")
     claim = engine.functions.claim
     moved: list[Any] = []
 
@@ -336,17 +345,7 @@ async def test_a_catch_up_refused_after_the_long_poll_left_is_read_back_at_its_n
     be handed to it); its next connect, on the same server, must still get what the
     listener missed. The refusal is injected (a loading Redis cannot be held on demand);
     everything else is real."""
-    a = await fleet.proxy(**L2, retry_delay=0.5)
-    b = await fleet.proxy(**L2)
-    alice = await a.create_client()
-    await a.subscribe(alice, "/gap")
-    await b.publish({"channel": "/gap", "data": 0})
-    assert data(await a.connect(alice, hold=1)) == [0]
-    a.delivered(alice, 1)
-    held = asyncio.ensure_future(a.connect(alice, hold=10))
-    await wait_for(lambda: a.has_connection(alice))
-    engine = engine_of(a)
-    assert isinstance(engine, LogEngine)
+    a, b, alice, held, engine = await _held_long_poll(fleet, "/gap")
     claim = engine.functions.claim
     refused: list[bool] = []
 
