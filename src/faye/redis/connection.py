@@ -449,9 +449,9 @@ class RedisConnection:
                 raise translate(exc, what) from exc
 
     async def load_scripts(self) -> None:
-        await self.call("loading the Lua code", self._load_code, idempotent=True)
+        await self.call("loading the Lua code", self.load_code, idempotent=True)
 
-    async def _load_code(self, client: RedisClient) -> None:
+    async def load_code(self, client: RedisClient) -> None:
         """Load the function library (on every master of a Cluster), or the scripts
         where Redis has no functions (6.2) or an ACL refuses FUNCTION LOAD."""
         if self.functions is not False:
@@ -482,13 +482,15 @@ class RedisConnection:
         self.log.info("Lua code: scripts (EVALSHA), %s", why)
         self.functions = False
 
-    def _command(self, name: str, keys: Sequence[str], args: Sequence[Arg]) -> tuple[Arg, ...]:
+    def script_command(
+        self, name: str, keys: Sequence[str], args: Sequence[Arg]
+    ) -> tuple[Arg, ...]:
         script = self.scripts[name]
         head = ("FCALL", script.function) if self.functions else ("EVALSHA", script.sha)
         return (*head, len(keys), *keys, *args)
 
     @staticmethod
-    def _missing(result: object) -> bool:
+    def missing(result: object) -> bool:
         """Whether Redis answered that the function or script is missing (it did not
         run: after loading, the call may simply be sent again)."""
         return isinstance(result, rx.NoScriptError) or (
@@ -509,15 +511,15 @@ class RedisConnection:
 
         async def run(client: RedisClient) -> Any:
             if self.functions is None:
-                await self._load_code(client)  # not loaded at start (Redis was down)
-            command = self._command(name, keys, args)
+                await self.load_code(client)  # not loaded at start (Redis was down)
+            command = self.script_command(name, keys, args)
             try:
                 return await client.execute_command(*command)
             except rx.ResponseError as exc:
-                if not self._missing(exc):
+                if not self.missing(exc):
                     raise
-                await self._load_code(client)
-                return await client.execute_command(*self._command(name, keys, args))
+                await self.load_code(client)
+                return await client.execute_command(*self.script_command(name, keys, args))
 
         return await self.call(name, run, idempotent=idempotent, until=until, lanes=lanes)
 
@@ -572,20 +574,22 @@ class RedisConnection:
 
         async def run(client: RedisClient) -> list[Any]:
             if self.functions is None:
-                await self._load_code(client)
+                await self.load_code(client)
             pipe = client.pipeline(transaction=False)
             for keys, args in calls:
-                pipe.execute_command(*self._command(name, keys, args))
+                pipe.execute_command(*self.script_command(name, keys, args))
             results: list[Any] = await pipe.execute(raise_on_error=False)
             loaded = False
             for index, result in enumerate(results):
-                if self._missing(result):
+                if self.missing(result):
                     # It did not run: load the code once and run just that call again.
                     if not loaded:
-                        await self._load_code(client)
+                        await self.load_code(client)
                         loaded = True
                     keys, args = calls[index]
-                    results[index] = await client.execute_command(*self._command(name, keys, args))
+                    results[index] = await client.execute_command(
+                        *self.script_command(name, keys, args)
+                    )
                 elif isinstance(result, BaseException):
                     raise result
             return results

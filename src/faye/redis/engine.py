@@ -38,6 +38,7 @@ from redis import exceptions as rx
 
 from faye.engine import Engine, EngineError, EngineHost, generate_id
 from faye.envelope import Envelope
+from faye.redis.batching import Batcher
 from faye.redis.connection import (
     TRANSIENT,
     Arg,
@@ -176,6 +177,8 @@ class RedisEngine(Engine):
         counts = getattr(host, "counts", None)
         self.counts: Counter[str] = Counter() if counts is None else counts
         self.redis = RedisConnection(self.config, self.log, self.counts)
+        #: Client calls (handshake, subscribe, connect, disconnect) grouped per loop turn.
+        self.batch = Batcher(self.redis)
         self._background = background
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -342,6 +345,7 @@ class RedisEngine(Engine):
                 # Count as long dead: our in-flight messages are recovered at once by the
                 # next connect of their clients, or by the next GC.
                 await self.redis.call("leave", self._leave_every_partition, idempotent=True)
+        await self.batch.close()
         await self.redis.close()
 
     async def kill(self) -> None:
@@ -354,6 +358,7 @@ class RedisEngine(Engine):
             if lane is not None:
                 lane.cancel()
         self._fail_pending()
+        self.batch.abort()
         await self.redis.close()
 
     async def _stop(self) -> None:
@@ -458,11 +463,9 @@ class RedisEngine(Engine):
         for _ in range(10):
             client_id = generate_id()
             key = self.keys.clients(self.keys.partition(client_id))
-
-            async def add(client: RedisClient, key: str = key, cid: str = client_id) -> Any:
-                return await client.zadd(key, {cid: now_ms()}, nx=True)
-
-            added = await self.redis.call("create_client", add, idempotent=True)
+            added = await self.batch.command(
+                "create_client", "ZADD", key, "NX", now_ms(), client_id, idempotent=True
+            )
             if added:
                 self.known.saw(client_id, now_ms())
                 return client_id
@@ -475,9 +478,7 @@ class RedisEngine(Engine):
     async def client_exists(self, client_id: str) -> bool:
         cutoff = now_ms() - self._liveness(self.exists_window) * 1000
         key = self.keys.clients(self.keys.partition(client_id))
-        score = await self.redis.call(
-            "client_exists", lambda c: c.zscore(key, client_id), idempotent=True
-        )
+        score = await self.batch.command("client_exists", "ZSCORE", key, client_id, idempotent=True)
         if score is not None and score > cutoff:
             self.known.saw(client_id, score)
             return True
@@ -486,9 +487,7 @@ class RedisEngine(Engine):
 
     async def ping(self, client_id: str) -> None:
         key = self.keys.clients(self.keys.partition(client_id))
-        await self.redis.call(
-            "ping", lambda c: c.zadd(key, {client_id: now_ms()}, xx=True), idempotent=True
-        )
+        await self.batch.command("ping", "ZADD", key, "XX", now_ms(), client_id, idempotent=True)
 
     async def destroy_client(self, client_id: str) -> list[str] | None:
         """Remove the record (one script), then the client's other homes (one script
@@ -498,7 +497,7 @@ class RedisEngine(Engine):
         run = _GC_RUN.get()
         p = self.keys.partition(client_id)
         cutoff = "" if run is None else run.cutoff_ms
-        result = await self.redis.run_script(
+        result = await self.batch.script(
             "destroy",
             [self.keys.clients(p)],
             [self.keys.prefix(p), self.server_id, client_id, cutoff, "1", p],
@@ -578,7 +577,7 @@ class RedisEngine(Engine):
         homes = self.keys.homes(channel)
         enrolled: list[Arg] = [] if self.keys.partitions == 1 else [*homes]
         here = "1" if p in homes else "0"
-        added, owner, bad = await self.redis.run_script(
+        added, owner, bad = await self.batch.script(
             "subscribe",
             [self.keys.clients(p)],
             [self.keys.prefix(p), client_id, channel, ttl_ms, "1", here, "", *enrolled],

@@ -61,7 +61,7 @@ class LogEngine(RedisEngine):
     ) -> None:
         super().__init__(host, options, background=background)
         self.log_keys = LogKeys(self.keys)
-        self.functions = LogFunctions(self.redis, self.log_keys, self.server_id)
+        self.functions = LogFunctions(self.redis, self.log_keys, self.server_id, self.batch)
         self.ledger = Ledger(self.config.max_queue)
         self._claims: list[_Waiting] = []
         self._claim_lane: asyncio.Task[None] | None = None

@@ -12,6 +12,7 @@ from enum import Enum, IntEnum
 from typing import Any
 
 from faye.engine import EngineError
+from faye.redis.batching import Batcher
 from faye.redis.connection import Arg, RedisConnection
 from faye.redis.layout2.keys import LogKeys
 
@@ -92,8 +93,12 @@ def _text(value: bytes | str) -> str:
 class LogFunctions:
     """The calls; ``redis`` has layout 2's library loaded."""
 
-    def __init__(self, redis: RedisConnection, keys: LogKeys, server_id: str) -> None:
+    def __init__(
+        self, redis: RedisConnection, keys: LogKeys, server_id: str, batch: Batcher
+    ) -> None:
         self.redis = redis
+        #: The calls a client's requests make (subscribe, unsubscribe, disconnect).
+        self.batch = batch
         self.keys = keys
         self.server_id = server_id
 
@@ -132,7 +137,7 @@ class LogFunctions:
     async def subscribe(self, client_id: str, name: str, ttl_ms: int) -> int:
         """1 new, 0 existed, -1 unknown client."""
         return int(
-            await self.redis.run_script(
+            await self.batch.script(
                 "log_subscribe",
                 [self.keys.clients],
                 [self.keys.prefix, self.server_id, client_id, name, ttl_ms],
@@ -142,7 +147,7 @@ class LogFunctions:
 
     async def unsubscribe(self, client_id: str, name: str) -> bool:
         return bool(
-            await self.redis.run_script(
+            await self.batch.script(
                 "log_unsubscribe",
                 [self.keys.clients],
                 [self.keys.prefix, self.server_id, client_id, name],
@@ -152,7 +157,7 @@ class LogFunctions:
 
     async def destroy(self, client_id: str, cutoff_ms: int | None) -> list[str] | None:
         """The names it was subscribed to; None if unknown (or alive, for the GC)."""
-        result = await self.redis.run_script(
+        result = await self.batch.script(
             "log_destroy",
             [self.keys.clients],
             [

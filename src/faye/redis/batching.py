@@ -1,0 +1,198 @@
+"""Client calls made in the same event-loop turn share one pipelined round trip.
+
+redis-py's asyncio client spends more CPU on the way to and from the socket than Redis
+spends on a small command: about 90 us per awaited command on this project's bench
+machine, against 48 us per command in a pipeline of four and 27 us in one of sixteen.
+A busy server makes many such calls at once (each handshake, subscribe, connect and
+disconnect is one), and the replies of one pipeline wake their callers in the same
+turn, so their next calls meet again: under load the calls travel in groups without
+anyone waiting for a group to fill. A call alone goes out on its own, as before.
+
+Failures keep each call's own retry policy: when the shared round trip fails, the
+calls that may be repeated are sent again one by one through
+:meth:`RedisConnection.call`, which retries them; the others get the error.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+from faye.engine import EngineError
+from faye.redis.connection import Arg, RedisClient, RedisConnection, translate
+
+
+class _Call:
+    __slots__ = ("alone", "command", "future", "idempotent", "script", "what")
+
+    def __init__(
+        self,
+        what: str,
+        script: str | None,
+        command: Callable[[], tuple[Arg, ...]],
+        alone: Callable[[], Awaitable[Any]],
+        idempotent: bool,
+        future: asyncio.Future[Any],
+    ) -> None:
+        self.what = what
+        #: The script's name, or None for a plain command.
+        self.script = script
+        #: The command as it goes on the wire (a script's depends on how it is loaded).
+        self.command = command
+        #: The same call made on its own, with :meth:`RedisConnection.call`'s retries.
+        self.alone = alone
+        self.idempotent = idempotent
+        self.future = future
+
+
+class Batcher:
+    """Groups the calls submitted in one loop turn into one pipeline.
+
+    Off a Cluster only: a Cluster pipeline splits by slot anyway, and there every call
+    goes out on its own as before.
+    """
+
+    def __init__(self, redis: RedisConnection) -> None:
+        self.redis = redis
+        self.enabled = redis.mode != "cluster"
+        self._waiting: list[_Call] = []
+        self._flushing = False
+        self._sending: set[asyncio.Task[None]] = set()
+        self._closed = False
+
+    async def script(
+        self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
+    ) -> Any:
+        """One call of a script, as :meth:`RedisConnection.run_script` makes it."""
+
+        def alone() -> Awaitable[Any]:
+            return self.redis.run_script(name, keys, args, idempotent=idempotent)
+
+        if not self.enabled:
+            return await alone()
+        return await self._submit(
+            name, name, lambda: self.redis.script_command(name, keys, args), alone, idempotent
+        )
+
+    async def command(self, what: str, *args: Arg, idempotent: bool) -> Any:
+        """One plain command; its reply as redis-py parses it for that command."""
+
+        async def run(client: RedisClient) -> Any:
+            return await client.execute_command(*args)
+
+        def alone() -> Awaitable[Any]:
+            return self.redis.call(what, run, idempotent=idempotent)
+
+        if not self.enabled:
+            return await alone()
+        return await self._submit(what, None, lambda: args, alone, idempotent)
+
+    def _submit(
+        self,
+        what: str,
+        script: str | None,
+        command: Callable[[], tuple[Arg, ...]],
+        alone: Callable[[], Awaitable[Any]],
+        idempotent: bool,
+    ) -> asyncio.Future[Any]:
+        if self._closed:
+            raise EngineError("the Redis engine is closed")
+        loop = asyncio.get_running_loop()
+        future = loop.create_future()
+        self._waiting.append(_Call(what, script, command, alone, idempotent, future))
+        if not self._flushing:
+            self._flushing = True
+            # After the callbacks already queued for this turn: the callers that the
+            # same reply woke submit theirs first.
+            loop.call_soon(self._flush)
+        return future
+
+    def _flush(self) -> None:
+        self._flushing = False
+        batch, self._waiting = self._waiting, []
+        batch = [call for call in batch if not call.future.done()]  # callers gone
+        if not batch:
+            return
+        task = asyncio.ensure_future(self._send(batch))
+        self._sending.add(task)
+        task.add_done_callback(self._sending.discard)
+
+    async def _send(self, batch: list[_Call]) -> None:
+        try:
+            if len(batch) == 1:
+                await self._alone(batch[0])
+                return
+            try:
+                results = await self.redis.call(
+                    batch[0].what, lambda client: self._pipeline(client, batch), idempotent=False
+                )
+            except EngineError as exc:
+                # Sent again one by one where that is safe: each with its retries.
+                await asyncio.gather(
+                    *(self._alone(call) for call in batch if call.idempotent),
+                    return_exceptions=True,
+                )
+                for call in batch:
+                    if not call.idempotent:
+                        _fail(call, exc)
+                return
+            for call, result in zip(batch, results, strict=True):
+                if isinstance(result, EngineError):
+                    _fail(call, result)
+                elif not call.future.done():
+                    call.future.set_result(result)
+        except BaseException as exc:  # cancelled (the engine closing) or a bug
+            error = EngineError(f"Redis call interrupted: {exc!r}")
+            for call in batch:
+                _fail(call, error)
+            raise
+
+    async def _alone(self, call: _Call) -> None:
+        try:
+            result = await call.alone()
+        except Exception as exc:
+            _fail(call, exc)
+        else:
+            if not call.future.done():
+                call.future.set_result(result)
+
+    async def _pipeline(self, client: RedisClient, batch: list[_Call]) -> list[Any]:
+        redis = self.redis
+        if redis.functions is None:
+            await redis.load_code(client)
+        pipe = client.pipeline(transaction=False)
+        for call in batch:
+            pipe.execute_command(*call.command())
+        results: list[Any] = await pipe.execute(raise_on_error=False)
+        for index, (call, result) in enumerate(zip(batch, results, strict=True)):
+            if call.script is not None and redis.missing(result):
+                # Not run: load the code and send just this one again.
+                await redis.load_code(client)
+                results[index] = await client.execute_command(*call.command())
+            elif isinstance(result, BaseException):
+                results[index] = translate(result, call.what)
+        return results
+
+    async def close(self) -> None:
+        """Fail what waits, and wait for what is on the wire."""
+        self._fail_waiting()
+        if self._sending:
+            await asyncio.gather(*self._sending, return_exceptions=True)
+
+    def abort(self) -> None:
+        """Fail what waits, and cancel what is on the wire (a crash, for fault tests)."""
+        self._fail_waiting()
+        for task in self._sending:
+            task.cancel()
+
+    def _fail_waiting(self) -> None:
+        self._closed = True
+        waiting, self._waiting = self._waiting, []
+        for call in waiting:
+            _fail(call, EngineError("the Redis engine is closed"))
+
+
+def _fail(call: _Call, error: BaseException) -> None:
+    if not call.future.done():
+        call.future.set_exception(error)

@@ -1,0 +1,142 @@
+"""Client calls made together share one round trip (``faye/redis/batching.py``), and
+each keeps its own answer, error and retry policy."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Iterator
+
+import pytest
+from redis.asyncio import Redis
+
+from faye.engine import EngineError
+from faye.redis.engine import RedisEngine
+from tests.redis.conftest import Fleet, engine_of
+from tests.support.redis_server import RedisServer
+
+LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
+
+
+def round_trips(engine: RedisEngine) -> int:
+    return int(engine.redis.counts["redis_round_trips"])
+
+
+@LAYOUTS
+async def test_handshakes_subscribes_and_disconnects_made_together_share_a_round_trip(
+    fleet: Fleet, layout: int
+) -> None:
+    proxy = await fleet.proxy(layout=layout)
+    engine = engine_of(proxy)
+    before = round_trips(engine)
+    ids = await asyncio.gather(*(engine.create_client() for _ in range(20)))
+    assert round_trips(engine) == before + 1
+    assert len(set(ids)) == 20
+    before = round_trips(engine)
+    added = await asyncio.gather(*(engine.subscribe(cid, f"/b/{cid}") for cid in ids))
+    assert added == [True] * 20
+    assert round_trips(engine) == before + 1
+    # Every call got its own answer: each client exists, and is subscribed once.
+    before = round_trips(engine)
+    channels = await asyncio.gather(*(engine.destroy_client(cid) for cid in ids))
+    assert channels == [[f"/b/{cid}"] for cid in ids]
+    assert round_trips(engine) == before + 1
+    assert await asyncio.gather(*(engine.client_exists(cid) for cid in ids)) == [False] * 20
+
+
+async def test_a_call_alone_goes_out_alone(fleet: Fleet) -> None:
+    engine = engine_of(await fleet.proxy(layout=2))
+    before = round_trips(engine)
+    cid = await engine.create_client()
+    assert await engine.subscribe(cid, "/alone")
+    assert await engine.destroy_client(cid) == ["/alone"]
+    assert round_trips(engine) == before + 3
+
+
+async def test_an_error_of_one_call_leaves_the_others_their_answers(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    engine = engine_of(await fleet.proxy(layout=2))
+    await raw_redis.hset(f"{fleet.namespace}-batch-hash", "f", "v")
+    results = await asyncio.gather(
+        engine.batch.command("probe", "SET", f"{fleet.namespace}-batch-a", "1", idempotent=True),
+        engine.batch.command("probe", "INCR", f"{fleet.namespace}-batch-hash", idempotent=True),
+        engine.batch.command("probe", "GET", f"{fleet.namespace}-batch-a", idempotent=True),
+        return_exceptions=True,
+    )
+    assert results[0] is True
+    assert isinstance(results[1], EngineError) and "WRONGTYPE" in str(results[1])
+    assert results[2] == b"1"
+
+
+@LAYOUTS
+async def test_calls_made_together_after_the_code_was_flushed_load_it_again(
+    fleet: Fleet, raw_redis: Redis, layout: int
+) -> None:
+    engine = engine_of(await fleet.proxy(layout=layout))
+    ids = await asyncio.gather(*(engine.create_client() for _ in range(5)))
+    await raw_redis.function_flush()
+    await raw_redis.script_flush()
+    added = await asyncio.gather(*(engine.subscribe(cid, "/flushed") for cid in ids))
+    assert added == [True] * 5
+
+
+@pytest.fixture
+def private_redis() -> Iterator[RedisServer]:
+    server = RedisServer().start()
+    try:
+        yield server
+    finally:
+        server.cleanup()
+
+
+@LAYOUTS
+async def test_a_shared_round_trip_that_fails_retries_only_what_may_be_repeated(
+    private_redis: RedisServer, layout: int
+) -> None:
+    """Redis is stopped for real while the calls wait; it comes back during the retries."""
+    fleet = Fleet(private_redis.url)
+    try:
+        engine = engine_of(
+            await fleet.proxy(
+                layout=layout,
+                max_retries=40,
+                retry_delay=0.05,
+                connect_timeout=0.5,
+                read_timeout=0.5,
+                write_timeout=0.5,
+            )
+        )
+        ids = await asyncio.gather(*(engine.create_client() for _ in range(4)))
+        private_redis.stop()
+
+        async def restart() -> None:
+            await asyncio.sleep(0.4)
+            await asyncio.to_thread(private_redis.start)
+
+        back = asyncio.ensure_future(restart())
+        # Lookups may be sent again; a disconnect may not (it may have run).
+        results = await asyncio.gather(
+            *(engine.client_exists(cid) for cid in ids[:3]),
+            engine.destroy_client(ids[3]),
+            return_exceptions=True,
+        )
+        await back
+        # Redis came back empty (no persistence): the lookups were answered by it.
+        assert results[:3] == [False, False, False]
+        assert isinstance(results[3], EngineError)
+    finally:
+        await fleet.close()
+
+
+async def test_calls_waiting_when_the_engine_closes_fail_instead_of_hanging(
+    fleet: Fleet,
+) -> None:
+    proxy = await fleet.proxy(layout=2)
+    engine = engine_of(proxy)
+    calls = [asyncio.ensure_future(engine.create_client()) for _ in range(3)]
+    await asyncio.sleep(0)  # submitted, not yet sent
+    await engine.batch.close()
+    results = await asyncio.gather(*calls, return_exceptions=True)
+    assert all(isinstance(r, EngineError) for r in results)
+    with pytest.raises(EngineError):
+        await engine.create_client()
