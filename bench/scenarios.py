@@ -7,6 +7,8 @@ publisher talks to the first, so that on a 2-process setup most deliveries cross
     fanout-rate     S subscribers on one channel, one publisher at a fixed rate
                     (fanout-rate-low: a fifth of that rate)
     fanout-flat     the same, flat out (closed loop: at most W messages in flight)
+    fanout-1000-10k, fanout-100-10k  10,000 deliveries/s offered to S and to N
+                    subscribers on one channel (10 and 100 publishes/s)
     fanout-lp       long-polling subscribers, fixed rate
     redis-cost-N    N = 1, 10, S subscribers, slow publishes: Redis commands, round
                     trips and calls by command per publish, idle subtracted
@@ -37,6 +39,8 @@ FULL: dict[str, Any] = {
     "fanout_rate": 5.0,  # publishes/s; fanout-rate-low: a fifth
     "fanout_seconds": 8.0,
     "fanout_window": 16,  # messages in flight, flat out
+    "fanout_10k": 10_000.0,  # deliveries/s offered by fanout-S-10k and fanout-N-10k
+    "narrow_subscribers": 100,  # N
     "lp_subscribers": 100,
     "lp_rate": 10.0,
     "cost_sizes": [1, 10],  # and fanout_subscribers
@@ -52,6 +56,7 @@ FULL: dict[str, Any] = {
     "drain": 20.0,  # seconds to wait for the last deliveries
 }
 QUICK = FULL | {"fanout_subscribers": 200, "fanout_rate": 10.0, "fanout_seconds": 2.5}
+QUICK |= {"fanout_10k": 2000.0, "narrow_subscribers": 20}
 QUICK |= {"lp_subscribers": 50, "cost_seconds": 1.5, "p2p_clients": 200, "p2p_seconds": 2.0}
 QUICK |= {"p2p_window": 100, "churn_concurrency": 8, "churn_seconds": 2.0}
 QUICK |= {"idle_counts": [1000], "drain": 8.0}
@@ -91,12 +96,28 @@ class Scenarios:
         runs = [
             ("fanout-rate-low", dict(rate=p["fanout_rate"] / 5)),
             ("fanout-rate", dict(rate=p["fanout_rate"])),
+            (f"fanout-{size}-10k", dict(rate=p["fanout_10k"] / size)),
             ("fanout-flat", dict(rate=0, window=p["fanout_window"])),
         ]
         for scenario, how in runs:
             spec = dict(common, duration=p["fanout_seconds"], **how)
             row = self.run.phase(running, scenario, [spec], p["drain"])
             self.run.add(self.run.above_idle(dict(row, subscribers=fan), idle))
+        self.run.close_subscribers()
+        self.narrow_fanout(running)
+
+    def narrow_fanout(self, running: Running) -> None:
+        """The same deliveries/s to a narrow audience: ten times the publishes."""
+        p = self.p
+        size = p["narrow_subscribers"]
+        fan = self.run.subscribe(self.spread(running, ["/bench/narrow"] * size))["connected"]
+        idle = None
+        if running.masters:
+            idle = self.run.quiet_phase(running, "idle-narrow", p["cost_seconds"])
+        spec = {"url": running.urls[0], "targets": [["/bench/narrow", fan]]}
+        spec |= {"rate": p["fanout_10k"] / size, "duration": p["fanout_seconds"]}
+        row = self.run.phase(running, f"fanout-{size}-10k", [spec], p["drain"])
+        self.run.add(self.run.above_idle(dict(row, subscribers=fan), idle))
         self.run.close_subscribers()
 
     def long_polling(self, running: Running) -> None:
