@@ -471,12 +471,16 @@ class RedisEngine(Engine):
                 return client_id
         raise EngineError("could not allocate a client id")
 
+    def _alive_after(self) -> float:
+        """The ms timestamp a client's last ping must follow for it to count as alive."""
+        return now_ms() - self._liveness(self.exists_window) * 1000
+
     async def client_known(self, client_id: str) -> bool:
-        cutoff = now_ms() - self._liveness(self.exists_window) * 1000
-        return self.known.alive(client_id, cutoff) or await self.client_exists(client_id)
+        alive = self.known.alive(client_id, self._alive_after())
+        return alive or await self.client_exists(client_id)
 
     async def client_exists(self, client_id: str) -> bool:
-        cutoff = now_ms() - self._liveness(self.exists_window) * 1000
+        cutoff = self._alive_after()
         key = self.keys.clients(self.keys.partition(client_id))
         score = await self.batch.command("client_exists", "ZSCORE", key, client_id, idempotent=True)
         if score is not None and score > cutoff:

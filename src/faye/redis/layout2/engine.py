@@ -276,7 +276,7 @@ class LogEngine(RedisEngine):
                     continue  # it came live meanwhile
                 envelope = self._envelope(client_id, raw)
                 if envelope is not None:
-                    held.pending.append((seq, envelope))
+                    held.add_pending(seq, envelope)
             held.acked = held.acked or (claim.backlog[0][0] - 1 if claim.backlog else claim.seq)
             if not held.handed:
                 held.handed = held.acked
@@ -351,7 +351,7 @@ class LogEngine(RedisEngine):
         for seq, raw in entries:
             envelope = self._envelope(client_id, raw)
             if envelope is not None:
-                held.pending.append((seq, envelope))
+                held.add_pending(seq, envelope)
         self._hand(client_id, held)
         self._decoded.clear()
         return True
@@ -372,12 +372,9 @@ class LogEngine(RedisEngine):
                 self._cursor_changed(now=True)
             return
         if self._has_socket(client_id) or held.pending[-1][0] <= covers:
-            items = list(held.pending)
-            held.pending.clear()
+            items = held.take_pending()
         else:
-            items = []
-            while held.pending and held.pending[0][0] <= covers:
-                items.append(held.pending.popleft())
+            items = held.take_pending(upto=covers)
             self._reply_later(client_id)
             if not items:
                 return
@@ -449,7 +446,8 @@ class LogEngine(RedisEngine):
         held = self.ledger.depart(client_id)
         if held is None:
             return
-        self._give_back(client_id, held, [seq for seq, _ in held.pending if seq <= held.recorded])
+        waiting = held.pending or ()
+        self._give_back(client_id, held, [seq for seq, _ in waiting if seq <= held.recorded])
 
     def _give_back(self, client_id: str, held: Held, seqs: list[int]) -> None:
         if seqs and not self._closed:

@@ -11,14 +11,19 @@ server reads back from when it takes the client over.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 from faye.envelope import Envelope
 
 
 @dataclass(slots=True)
 class Held:
-    """One client held here."""
+    """One client held here.
+
+    Its two queues exist only while they hold something: an empty ``deque`` takes
+    760 bytes (its first block), and most clients a server holds are idle between
+    messages. Read them as possibly None; change them through the methods below.
+    """
 
     #: name -> sequence number it was subscribed at (messages after it match).
     names: dict[str, int]
@@ -27,9 +32,9 @@ class Held:
     #: The partition's clock when this server last took the client over.
     claimed_at: int
     #: Messages not handed out yet, oldest first.
-    pending: deque[tuple[int, Envelope]] = field(default_factory=deque)
+    pending: deque[tuple[int, Envelope]] | None = None
     #: Sequence numbers handed out and not yet written, in hand-out order.
-    unacked: deque[int] = field(default_factory=deque)
+    unacked: deque[int] | None = None
     acked: int = 0
     handed: int = 0
     #: Messages handed out since its logs were last offered for cutting.
@@ -42,6 +47,30 @@ class Held:
     #: the take-over trusted its ``handed`` (what that server gives back in between was
     #: skipped), else None.
     unsure: tuple[int, int] | None = None
+
+    def add_pending(self, seq: int, envelope: Envelope) -> None:
+        if self.pending is None:
+            self.pending = deque()
+        self.pending.append((seq, envelope))
+
+    def take_pending(self, upto: int | None = None) -> list[tuple[int, Envelope]]:
+        """What waits (up to sequence number ``upto``), oldest first, taken out."""
+        pending = self.pending
+        if not pending:
+            return []
+        if upto is None or pending[-1][0] <= upto:
+            self.pending = None
+            return list(pending)
+        items = []
+        while pending and pending[0][0] <= upto:
+            items.append(pending.popleft())
+        return items
+
+    def add_unacked(self, seqs: list[int]) -> None:
+        if self.unacked is None:
+            self.unacked = deque(seqs)
+        else:
+            self.unacked.extend(seqs)
 
 
 #: Most clients kept after they left with writes outstanding (oldest forgotten first).
@@ -124,14 +153,15 @@ class Ledger:
 
     def queue(self, held: Held, seq: int, envelope: Envelope) -> None:
         """Keep a message for a client between connects (the newest max_queue)."""
-        held.pending.append((seq, envelope))
+        held.add_pending(seq, envelope)
         if seq > held.last:
             held.last = seq
-        while len(held.pending) > self.max_queue:
-            held.pending.popleft()
+        pending = held.pending
+        while pending is not None and len(pending) > self.max_queue:
+            pending.popleft()
 
     def handed(self, client_id: str, held: Held, seqs: list[int]) -> None:
-        held.unacked.extend(seqs)
+        held.add_unacked(seqs)
         held.uncut += len(seqs)
         held.handed = seqs[-1]
         if seqs[-1] > held.last:
@@ -180,6 +210,8 @@ class Ledger:
             return False
         seqs = _not_written(held, len(envelopes))
         back = list(zip(seqs, reversed(envelopes), strict=False))
+        if held.pending is None:
+            held.pending = deque()
         held.pending.extendleft(back)
         self.dirty.add(client_id)
         return True
@@ -188,14 +220,28 @@ class Ledger:
 def _written(held: Held, count: int) -> int:
     """Take the next ``count`` handed-out messages as written: the new ``acked``."""
     acked = held.acked
-    for _ in range(min(count, len(held.unacked))):
-        acked = held.unacked.popleft()
+    unacked = held.unacked
+    if unacked is None:
+        return acked
+    for _ in range(min(count, len(unacked))):
+        acked = unacked.popleft()
+    if not unacked:
+        held.unacked = None
     return acked
 
 
 def _not_written(held: Held, count: int) -> list[int]:
     """Take back the last ``count`` handed-out messages (newest first); ``handed`` goes
     back with them."""
-    seqs = [held.unacked.pop() for _ in range(min(count, len(held.unacked)))]
-    held.handed = held.unacked[-1] if held.unacked else held.acked
+    unacked = held.unacked
+    if not unacked:
+        held.unacked = None
+        held.handed = held.acked
+        return []
+    seqs = [unacked.pop() for _ in range(min(count, len(unacked)))]
+    if unacked:
+        held.handed = unacked[-1]
+    else:
+        held.unacked = None
+        held.handed = held.acked
     return seqs
