@@ -6,7 +6,7 @@ machine, against 48 us per command in a pipeline of four and 27 us in one of six
 A busy server makes many such calls at once (each handshake, subscribe, connect and
 disconnect is one), and the replies of one pipeline wake their callers in the same
 turn, so their next calls meet again: under load the calls travel in groups without
-anyone waiting for a group to fill. A call alone goes out on its own, as before.
+anyone waiting for a group to fill. A call alone goes out on its own.
 
 Failures keep each call's own retry policy: when the shared round trip fails, the
 calls that may be repeated are sent again one by one through
@@ -49,8 +49,8 @@ class _Call:
 class Batcher:
     """Groups the calls submitted in one loop turn into one pipeline.
 
-    Off a Cluster only: a Cluster pipeline splits by slot anyway, and there every call
-    goes out on its own as before.
+    Off a Cluster only: a Cluster pipeline splits by slot anyway, so there every call
+    goes out on its own.
     """
 
     def __init__(self, redis: RedisConnection) -> None:
