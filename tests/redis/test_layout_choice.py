@@ -9,6 +9,8 @@ import logging
 import pytest
 from redis.asyncio import Redis
 
+from faye.engine import EngineError
+from faye.envelope import Envelope
 from faye.redis import Publisher, RedisOptions
 from faye.redis.layout2.engine import LogEngine
 from tests.redis.conftest import Fleet, engine_of
@@ -95,6 +97,42 @@ async def test_a_server_waits_for_redis_to_learn_the_layout(
         proxy = await asyncio.wait_for(starting, 15)
         assert not isinstance(engine_of(proxy), LogEngine)
         assert any("runs layout 1" in r.message for r in caplog.records)
+    finally:
+        await fleet.close()
+        redis_server.cleanup()
+
+
+async def test_a_server_given_the_other_layout_while_redis_was_away_refuses_service(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    """A server told to run layout 1 starts while Redis is down, on a namespace its
+    fleet runs on layout 2. Once Redis is back it finds out, and every handshake and
+    publish fails with the reason instead of writing layout 1 keys beside layout 2's."""
+    redis_server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
+    fleet = Fleet(redis_server.url)
+    try:
+        await fleet.proxy(layout=2)  # the fleet's layout is on record
+        redis_server.stop()
+        caplog.set_level(logging.ERROR, logger="faye.redis")
+        proxy = await fleet.proxy(
+            layout=1, log_level="error", retry_delay=0.05, connect_timeout=0.5
+        )
+        engine = engine_of(proxy)
+        redis_server.start()
+
+        def refusing() -> bool:
+            return any("refusing every client" in r.message for r in caplog.records)
+
+        await wait_for(refusing, 10)
+        with pytest.raises(EngineError, match="layout 2"):
+            await engine.create_client()
+        with pytest.raises(EngineError, match="layout 2"):
+            await engine.publish(Envelope.from_message({"channel": "/a", "data": 1}), ["/a"])
+        client = Redis.from_url(redis_server.url)
+        try:
+            assert not await client.exists(f"{fleet.namespace}:clients")
+        finally:
+            await client.aclose()
     finally:
         await fleet.close()
         redis_server.cleanup()

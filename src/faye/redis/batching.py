@@ -60,11 +60,15 @@ class Batcher:
         self._flushing = False
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
+        #: Every call fails with this (the namespace runs the other layout).
+        self._refusal: EngineError | None = None
 
     async def script(
         self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
     ) -> Any:
         """One call of a script, as :meth:`RedisConnection.run_script` makes it."""
+        if self._refusal is not None:
+            raise self._refusal
 
         def alone() -> Awaitable[Any]:
             return self.redis.run_script(name, keys, args, idempotent=idempotent)
@@ -77,6 +81,8 @@ class Batcher:
 
     async def command(self, what: str, *args: Arg, idempotent: bool) -> Any:
         """One plain command; its reply as redis-py parses it for that command."""
+        if self._refusal is not None:
+            raise self._refusal
 
         async def run(client: RedisClient) -> Any:
             return await client.execute_command(*args)
@@ -173,6 +179,13 @@ class Batcher:
             elif isinstance(result, BaseException):
                 results[index] = translate(result, call.what)
         return results
+
+    def refuse(self, error: EngineError) -> None:
+        """From now on every call fails with ``error``, those waiting included."""
+        self._refusal = error
+        waiting, self._waiting = self._waiting, []
+        for call in waiting:
+            _fail(call, error)
 
     async def close(self) -> None:
         """Fail what waits, and wait for what is on the wire."""

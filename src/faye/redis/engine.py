@@ -215,6 +215,12 @@ class RedisEngine(Engine):
         self._held: set[str] = set()
         #: Clients whose existence needs no round trip (see faye.redis.known).
         self.known = KnownClients()
+        #: Whether this server's layout was checked against the namespace's record (not
+        #: when Redis was away at start: the listener checks once it gets through).
+        self._layout_checked = False
+        #: Set when the namespace turned out to run the other layout: every client call
+        #: and publish fails with it rather than mixing layouts.
+        self._refusal: EngineError | None = None
         self._rechecks: dict[str, asyncio.TimerHandle] = {}
         # Drains that failed, to try again after retry_delay.
         self._redrain: set[tuple[str, int]] = set()
@@ -326,13 +332,25 @@ class RedisEngine(Engine):
         try:
             found = _text(await self.redis.call("layout", check, idempotent=True))
         except EngineError:
-            return  # Redis not reachable yet: start() says so and keeps trying
+            return  # Redis not reachable yet: the listener checks once it gets through
         if found != mine:
             raise EngineError(
                 f"namespace {self.config.namespace!r} is used by servers of Redis layout "
                 f"{found}, this server runs layout {mine}: use another namespace (its "
                 "clients will handshake again) or the same layout"
             )
+        self._layout_checked = True
+
+    async def _check_layout_late(self) -> None:
+        """The check start() could not make (Redis was away). A server cannot stop
+        serving by itself at this point, so on a mismatch it refuses every client call
+        and publish, each with the error, instead of mixing layouts."""
+        try:
+            await self.check_layout()
+        except EngineError as exc:
+            self._refusal = exc
+            self.batch.refuse(exc)
+            self.log.error("%s; refusing every client and publish", exc)
 
     async def close(self) -> None:
         """Stop background work, finish queued acknowledgements, leave the fleet."""
@@ -633,6 +651,8 @@ class RedisEngine(Engine):
         """
         if self._closed:
             raise EngineError("the Redis engine is closed")
+        if self._refusal is not None:
+            raise self._refusal
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._publishes:
             self._publishes_since = future.get_loop().time()
@@ -1226,6 +1246,8 @@ class RedisEngine(Engine):
                     )
                     failures = 0
                 self.known.clear()  # as at the failure: answers since may predate it
+                if not self._layout_checked and self._refusal is None:
+                    self._spawn(self._check_layout_late())
                 if self._listening.is_set() or self._holds_clients():
                     # Notifications sent while we were away (or before we first got
                     # here, if Redis was down at start) are lost: look ourselves.
