@@ -54,7 +54,9 @@ def test_messages_wait_hand_out_and_come_back_in_order() -> None:
     assert ledger.requeue("alice", [first[-1][1]])
     assert [seq for seq, _ in held.pending or ()] == [4, 5]
     assert held.handed == 3
+    assert held.uncut == 0  # handed out, not written: nothing to cut yet
     ledger.acknowledge("alice", 1)
     assert held.acked == 3 and held.unacked is None
+    assert held.uncut == 1
     assert [seq for seq, _ in held.take_pending()] == [4, 5]
     assert held.take_pending() == []

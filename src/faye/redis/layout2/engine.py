@@ -41,9 +41,10 @@ from faye.redis.layout2.lines import Control, ControlLine, Published, parse
 #: comes too late for (bounded: a claim's answer takes milliseconds).
 RECENT_LIMIT = 10_000
 
-#: A client's logs are offered for cutting once it was handed this many messages since
+#: A client's logs are offered for cutting once it has written this many messages since
 #: the last offer (``log_cursors.lua`` leaves 32 entries): a cursor write then costs no
-#: log command for a client that receives little.
+#: log command for a client that receives little, and no offer is spent on messages
+#: handed out and not yet written (the cut stops at what was written).
 CUT_AFTER = 32
 
 _Waiting = tuple[ClaimRequest, "asyncio.Future[Claim]"]
@@ -539,7 +540,7 @@ class LogEngine(RedisEngine):
         for cid in dirty:
             held = self.ledger.get(cid)
             if held is not None:
-                # Its logs are worth cutting once it was handed more than the cut keeps.
+                # Its logs are worth cutting once it wrote more than the cut keeps.
                 names: tuple[str, ...] = ()
                 if held.uncut > CUT_AFTER:
                     names, held.uncut = tuple(held.names), 0

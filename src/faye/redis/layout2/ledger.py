@@ -37,7 +37,7 @@ class Held:
     unacked: deque[int] | None = None
     acked: int = 0
     handed: int = 0
-    #: Messages handed out since its logs were last offered for cutting.
+    #: Messages written since its logs were last offered for cutting.
     uncut: int = 0
     #: The highest ``handed`` sent to Redis in a cursor record (it may be recorded
     #: before it is handed out: what is at or below it and not written is given back
@@ -162,7 +162,6 @@ class Ledger:
 
     def handed(self, client_id: str, held: Held, seqs: list[int]) -> None:
         held.add_unacked(seqs)
-        held.uncut += len(seqs)
         held.handed = seqs[-1]
         if seqs[-1] > held.last:
             held.last = seqs[-1]
@@ -223,8 +222,10 @@ def _written(held: Held, count: int) -> int:
     unacked = held.unacked
     if unacked is None:
         return acked
-    for _ in range(min(count, len(unacked))):
+    written = min(count, len(unacked))
+    for _ in range(written):
         acked = unacked.popleft()
+    held.uncut += written
     if not unacked:
         held.unacked = None
     return acked
