@@ -99,7 +99,9 @@ async def test_a_shared_round_trip_that_fails_retries_only_what_may_be_repeated(
         engine = engine_of(
             await fleet.proxy(
                 layout=layout,
-                max_retries=40,
+                # 0.05 s doubling: Redis, back after 0.4 s, answers the 4th or 5th try;
+                # 8 tries span 12.75 s, so a slow restart fails the test, not hangs it.
+                max_retries=8,
                 retry_delay=0.05,
                 connect_timeout=0.5,
                 read_timeout=0.5,
@@ -135,8 +137,25 @@ async def test_calls_waiting_when_the_engine_closes_fail_instead_of_hanging(
     engine = engine_of(proxy)
     calls = [asyncio.ensure_future(engine.create_client()) for _ in range(3)]
     await asyncio.sleep(0)  # submitted, not yet sent
-    await engine.batch.close()
+    await engine.batch.close(grace=1.0)
     results = await asyncio.gather(*calls, return_exceptions=True)
     assert all(isinstance(r, EngineError) for r in results)
     with pytest.raises(EngineError):
         await engine.create_client()
+
+
+async def test_closing_gives_a_call_on_the_wire_a_grace_period_then_fails_it(
+    fleet: Fleet,
+) -> None:
+    """A BLPOP on an empty list holds its connection (a call Redis does not answer):
+    the close waits the grace period, not for the answer."""
+    engine = engine_of(await fleet.proxy(layout=2, read_timeout=30))
+    key = f"{fleet.namespace}-batch-empty"
+    held = asyncio.ensure_future(engine.batch.command("probe", "BLPOP", key, 0, idempotent=False))
+    await asyncio.sleep(0.2)  # on the wire
+    loop = asyncio.get_running_loop()
+    started = loop.time()
+    await engine.batch.close(grace=0.5)
+    assert loop.time() - started < 2
+    with pytest.raises(EngineError):
+        await held

@@ -187,11 +187,13 @@ class Batcher:
         for call in waiting:
             _fail(call, error)
 
-    async def close(self) -> None:
-        """Fail what waits, and wait for what is on the wire."""
+    async def close(self, grace: float) -> None:
+        """Fail what waits; give what is on the wire ``grace`` seconds, then cancel it
+        (a call retrying through an outage must not hold the engine's close)."""
         self._fail_waiting()
         if self._sending:
-            await asyncio.gather(*self._sending, return_exceptions=True)
+            await asyncio.wait(list(self._sending), timeout=grace)
+        self.abort()
 
     def abort(self) -> None:
         """Fail what waits, and cancel what is on the wire (a crash, for fault tests)."""

@@ -363,7 +363,7 @@ class RedisEngine(Engine):
                 # Count as long dead: our in-flight messages are recovered at once by the
                 # next connect of their clients, or by the next GC.
                 await self.redis.call("leave", self._leave_every_partition, idempotent=True)
-        await self.batch.close()
+        await self.batch.close(self.config.read_timeout + 1)
         await self.redis.close()
 
     async def kill(self) -> None:
