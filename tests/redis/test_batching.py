@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from faye.engine import EngineError
 from faye.redis.engine import RedisEngine
 from tests.redis.conftest import Fleet, engine_of
-from tests.support.redis_server import RedisServer
+from tests.support.redis_server import RedisServer, running_redis
 
 LAYOUTS = pytest.mark.parametrize("layout", [1, 2], ids=["layout1", "layout2"])
 
@@ -82,11 +82,9 @@ async def test_calls_made_together_after_the_code_was_flushed_load_it_again(
 
 @pytest.fixture
 def private_redis() -> Iterator[RedisServer]:
-    server = RedisServer().start()
-    try:
+    """A Redis of its own: these tests stop it."""
+    with running_redis() as server:
         yield server
-    finally:
-        server.cleanup()
 
 
 @LAYOUTS

@@ -4,7 +4,9 @@ namespace gets channel logs. Real redis-server processes."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
+from collections.abc import AsyncIterator
 
 import pytest
 from redis.asyncio import Redis
@@ -75,16 +77,27 @@ async def test_a_namespace_in_use_without_a_record_is_taken_for_layout_1(
     await wait_for(lambda: [m["data"] for m in socket.messages] == [1])
 
 
+@contextlib.asynccontextmanager
+async def _recorded_then_down(layout: int) -> AsyncIterator[tuple[RedisServer, Fleet]]:
+    """A persistent Redis whose namespace records ``layout`` (a server of it started
+    there), then stopped: the test starts it again."""
+    redis_server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
+    fleet = Fleet(redis_server.url)
+    try:
+        await fleet.proxy(layout=layout)
+        redis_server.stop()
+        yield redis_server, fleet
+    finally:
+        await fleet.close()
+        redis_server.cleanup()
+
+
 async def test_a_server_waits_for_redis_to_learn_the_layout(
     caplog: pytest.LogCaptureFixture,
 ) -> None:
     """Redis is down as the server starts: it says so once, waits, and starts on the
     namespace's layout once Redis is back, instead of guessing one."""
-    redis_server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
-    fleet = Fleet(redis_server.url)
-    try:
-        await fleet.proxy(layout=1)  # the fleet's layout is on record
-        redis_server.stop()
+    async with _recorded_then_down(1) as (redis_server, fleet):
         caplog.set_level(logging.INFO, logger="faye.redis")
         starting = asyncio.ensure_future(
             fleet.proxy(layout=None, log_level="info", retry_delay=0.05)
@@ -97,9 +110,6 @@ async def test_a_server_waits_for_redis_to_learn_the_layout(
         proxy = await asyncio.wait_for(starting, 15)
         assert not isinstance(engine_of(proxy), LogEngine)
         assert any("runs layout 1" in r.message for r in caplog.records)
-    finally:
-        await fleet.close()
-        redis_server.cleanup()
 
 
 async def test_a_server_given_the_other_layout_while_redis_was_away_refuses_service(
@@ -108,11 +118,7 @@ async def test_a_server_given_the_other_layout_while_redis_was_away_refuses_serv
     """A server told to run layout 1 starts while Redis is down, on a namespace its
     fleet runs on layout 2. Once Redis is back it finds out, and every handshake and
     publish fails with the reason instead of writing layout 1 keys beside layout 2's."""
-    redis_server = RedisServer("--appendonly", "yes", "--appendfsync", "always").start()
-    fleet = Fleet(redis_server.url)
-    try:
-        await fleet.proxy(layout=2)  # the fleet's layout is on record
-        redis_server.stop()
+    async with _recorded_then_down(2) as (redis_server, fleet):
         caplog.set_level(logging.ERROR, logger="faye.redis")
         proxy = await fleet.proxy(
             layout=1, log_level="error", retry_delay=0.05, connect_timeout=0.5
@@ -133,9 +139,6 @@ async def test_a_server_given_the_other_layout_while_redis_was_away_refuses_serv
             assert not await client.exists(f"{fleet.namespace}:clients")
         finally:
             await client.aclose()
-    finally:
-        await fleet.close()
-        redis_server.cleanup()
 
 
 @pytest.mark.parametrize("layout", [1, 2])

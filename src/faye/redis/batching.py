@@ -17,33 +17,25 @@ from __future__ import annotations
 
 import asyncio
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import Any
 
 from faye.engine import EngineError
 from faye.redis.connection import Arg, RedisClient, RedisConnection, translate
 
 
+@dataclass(slots=True)
 class _Call:
-    __slots__ = ("alone", "command", "future", "idempotent", "script", "what")
-
-    def __init__(
-        self,
-        what: str,
-        script: str | None,
-        command: Callable[[], tuple[Arg, ...]],
-        alone: Callable[[], Awaitable[Any]],
-        idempotent: bool,
-        future: asyncio.Future[Any],
-    ) -> None:
-        self.what = what
-        #: The script's name, or None for a plain command.
-        self.script = script
-        #: The command as it goes on the wire (a script's depends on how it is loaded).
-        self.command = command
-        #: The same call made on its own, with :meth:`RedisConnection.call`'s retries.
-        self.alone = alone
-        self.idempotent = idempotent
-        self.future = future
+    what: str
+    #: The script's name, or None for a plain command.
+    script: str | None
+    #: The command as it goes on the wire (a script's depends on how it is loaded).
+    command: Callable[[], tuple[Arg, ...]]
+    #: The same call made on its own, with :meth:`RedisConnection.call`'s retries.
+    alone: Callable[[], Awaitable[Any]]
+    idempotent: bool
+    #: Made when the call joins the queue.
+    future: asyncio.Future[Any] = field(init=False)
 
 
 class Batcher:
@@ -61,28 +53,23 @@ class Batcher:
         self._sending: set[asyncio.Task[None]] = set()
         self._closed = False
         #: Every call fails with this (the namespace runs the other layout).
-        self._refusal: EngineError | None = None
+        self.refusal: EngineError | None = None
 
     async def script(
         self, name: str, keys: Sequence[str], args: Sequence[Arg], *, idempotent: bool
     ) -> Any:
         """One call of a script, as :meth:`RedisConnection.run_script` makes it."""
-        if self._refusal is not None:
-            raise self._refusal
 
         def alone() -> Awaitable[Any]:
             return self.redis.run_script(name, keys, args, idempotent=idempotent)
 
-        if not self.enabled:
-            return await alone()
-        return await self._submit(
-            name, name, lambda: self.redis.script_command(name, keys, args), alone, idempotent
-        )
+        def command() -> tuple[Arg, ...]:
+            return self.redis.script_command(name, keys, args)
+
+        return await self._call(_Call(name, name, command, alone, idempotent))
 
     async def command(self, what: str, *args: Arg, idempotent: bool) -> Any:
         """One plain command; its reply as redis-py parses it for that command."""
-        if self._refusal is not None:
-            raise self._refusal
 
         async def run(client: RedisClient) -> Any:
             return await client.execute_command(*args)
@@ -90,29 +77,24 @@ class Batcher:
         def alone() -> Awaitable[Any]:
             return self.redis.call(what, run, idempotent=idempotent)
 
-        if not self.enabled:
-            return await alone()
-        return await self._submit(what, None, lambda: args, alone, idempotent)
+        return await self._call(_Call(what, None, lambda: args, alone, idempotent))
 
-    def _submit(
-        self,
-        what: str,
-        script: str | None,
-        command: Callable[[], tuple[Arg, ...]],
-        alone: Callable[[], Awaitable[Any]],
-        idempotent: bool,
-    ) -> asyncio.Future[Any]:
+    async def _call(self, call: _Call) -> Any:
+        if self.refusal is not None:
+            raise self.refusal
+        if not self.enabled:
+            return await call.alone()
         if self._closed:
             raise EngineError("the Redis engine is closed")
         loop = asyncio.get_running_loop()
-        future = loop.create_future()
-        self._waiting.append(_Call(what, script, command, alone, idempotent, future))
+        call.future = loop.create_future()
+        self._waiting.append(call)
         if not self._flushing:
             self._flushing = True
             # After the callbacks already queued for this turn: the callers that the
             # same reply woke submit theirs first.
             loop.call_soon(self._flush)
-        return future
+        return await call.future
 
     def _flush(self) -> None:
         self._flushing = False
@@ -182,30 +164,29 @@ class Batcher:
 
     def refuse(self, error: EngineError) -> None:
         """From now on every call fails with ``error``, those waiting included."""
-        self._refusal = error
-        waiting, self._waiting = self._waiting, []
-        for call in waiting:
-            _fail(call, error)
+        self.refusal = error
+        self._fail_waiting(error)
 
     async def close(self, grace: float) -> None:
         """Fail what waits; give what is on the wire ``grace`` seconds, then cancel it
         (a call retrying through an outage must not hold the engine's close)."""
-        self._fail_waiting()
+        self._closed = True
+        self._fail_waiting(EngineError("the Redis engine is closed"))
         if self._sending:
             await asyncio.wait(list(self._sending), timeout=grace)
         self.abort()
 
     def abort(self) -> None:
         """Fail what waits, and cancel what is on the wire (a crash, for fault tests)."""
-        self._fail_waiting()
+        self._closed = True
+        self._fail_waiting(EngineError("the Redis engine is closed"))
         for task in self._sending:
             task.cancel()
 
-    def _fail_waiting(self) -> None:
-        self._closed = True
+    def _fail_waiting(self, error: EngineError) -> None:
         waiting, self._waiting = self._waiting, []
         for call in waiting:
-            _fail(call, EngineError("the Redis engine is closed"))
+            _fail(call, error)
 
 
 def _fail(call: _Call, error: BaseException) -> None:

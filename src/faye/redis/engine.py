@@ -218,9 +218,6 @@ class RedisEngine(Engine):
         #: Whether this server's layout was checked against the namespace's record (not
         #: when Redis was away at start: the listener checks once it gets through).
         self._layout_checked = False
-        #: Set when the namespace turned out to run the other layout: every client call
-        #: and publish fails with it rather than mixing layouts.
-        self._refusal: EngineError | None = None
         self._rechecks: dict[str, asyncio.TimerHandle] = {}
         # Drains that failed, to try again after retry_delay.
         self._redrain: set[tuple[str, int]] = set()
@@ -348,7 +345,7 @@ class RedisEngine(Engine):
         try:
             await self.check_layout()
         except EngineError as exc:
-            self._refusal = exc
+            # Every client call and publish fails with it rather than mixing layouts.
             self.batch.refuse(exc)
             self.log.error("%s; refusing every client and publish", exc)
 
@@ -651,8 +648,8 @@ class RedisEngine(Engine):
         """
         if self._closed:
             raise EngineError("the Redis engine is closed")
-        if self._refusal is not None:
-            raise self._refusal
+        if self.batch.refusal is not None:
+            raise self.batch.refusal
         future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
         if not self._publishes:
             self._publishes_since = future.get_loop().time()
@@ -1246,7 +1243,7 @@ class RedisEngine(Engine):
                     )
                     failures = 0
                 self.known.clear()  # as at the failure: answers since may predate it
-                if not self._layout_checked and self._refusal is None:
+                if not self._layout_checked and self.batch.refusal is None:
                     self._spawn(self._check_layout_late())
                 if self._listening.is_set() or self._holds_clients():
                     # Notifications sent while we were away (or before we first got

@@ -234,11 +234,7 @@ def _written(held: Held, count: int) -> int:
 def _not_written(held: Held, count: int) -> list[int]:
     """Take back the last ``count`` handed-out messages (newest first); ``handed`` goes
     back with them."""
-    unacked = held.unacked
-    if not unacked:
-        held.unacked = None
-        held.handed = held.acked
-        return []
+    unacked = held.unacked or deque()
     seqs = [unacked.pop() for _ in range(min(count, len(unacked)))]
     if unacked:
         held.handed = unacked[-1]
