@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faye.engine import EngineError
-from faye.redis.connection import Arg, RedisClient, RedisConnection, translate
+from faye.redis.connection import TRANSIENT, Arg, RedisClient, RedisConnection, translate
 
 
 @dataclass(slots=True)
@@ -125,11 +125,16 @@ class Batcher:
                     if not call.idempotent:
                         _fail(call, exc)
                 return
+            again = []
             for call, result in zip(batch, results, strict=True):
-                if isinstance(result, EngineError):
-                    _fail(call, result)
+                if isinstance(result, TRANSIENT) and call.idempotent:
+                    again.append(call)  # Redis loading its data, say: retried alone
+                elif isinstance(result, BaseException):
+                    _fail(call, translate(result, call.what))
                 elif not call.future.done():
                     call.future.set_result(result)
+            if again:
+                await asyncio.gather(*(self._alone(call) for call in again))
         except BaseException as exc:  # cancelled (the engine closing) or a bug
             error = EngineError(f"Redis call interrupted: {exc!r}")
             for call in batch:
@@ -158,8 +163,6 @@ class Batcher:
                 # Not run: load the code and send just this one again.
                 await redis.load_code(client)
                 results[index] = await client.execute_command(*call.command())
-            elif isinstance(result, BaseException):
-                results[index] = translate(result, call.what)
         return results
 
     def refuse(self, error: EngineError) -> None:
