@@ -21,7 +21,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from faye.engine import EngineError
-from faye.redis.connection import TRANSIENT, Arg, RedisClient, RedisConnection, translate
+from faye.redis.connection import Arg, RedisClient, RedisConnection, translate
 
 
 @dataclass(slots=True)
@@ -125,16 +125,14 @@ class Batcher:
                     if not call.idempotent:
                         _fail(call, exc)
                 return
-            again = []
+            # An error answered inline concerns its call alone (WRONGTYPE, say). Redis
+            # loading its data is not answered inline: redis-py raises it for the whole
+            # round trip, and it is retried above.
             for call, result in zip(batch, results, strict=True):
-                if isinstance(result, TRANSIENT) and call.idempotent:
-                    again.append(call)  # Redis loading its data, say: retried alone
-                elif isinstance(result, BaseException):
+                if isinstance(result, BaseException):
                     _fail(call, translate(result, call.what))
                 elif not call.future.done():
                     call.future.set_result(result)
-            if again:
-                await asyncio.gather(*(self._alone(call) for call in again))
         except BaseException as exc:  # cancelled (the engine closing) or a bug
             error = EngineError(f"Redis call interrupted: {exc!r}")
             for call in batch:
