@@ -1,16 +1,14 @@
-"""Client calls made in the same event-loop turn share one pipelined round trip.
+"""Client calls made in the same event-loop turn share one round trip.
 
-redis-py's asyncio client spends more CPU on the way to and from the socket than Redis
-spends on a small command: about 90 us per awaited command on this project's bench
-machine, against 48 us per command in a pipeline of four and 27 us in one of sixteen.
-A busy server makes many such calls at once (each handshake, subscribe, connect and
-disconnect is one), and the replies of one pipeline wake their callers in the same
-turn, so their next calls meet again: under load the calls travel in groups without
-anyone waiting for a group to fill. A call alone goes out on its own.
+A busy server makes many small calls at once (each handshake, subscribe, connect and
+disconnect is one). They go out together on the calls' own connection
+(:class:`~faye.redis.pipe.CallPipe`), and the replies of one group wake their callers
+in the same turn, so their next calls meet again: under load the calls travel in
+groups without anyone waiting for a group to fill. A call alone goes out on its own.
 
 Failures keep each call's own retry policy: when the shared round trip fails, the
 calls that may be repeated are sent again one by one through
-:meth:`RedisConnection.call`, which retries them; the others get the error.
+:meth:`RedisConnection.call` (redis-py), which retries them; the others get the error.
 """
 
 from __future__ import annotations
@@ -69,7 +67,9 @@ class Batcher:
         return await self._call(_Call(name, name, command, alone, idempotent))
 
     async def command(self, what: str, *args: Arg, idempotent: bool) -> Any:
-        """One plain command; its reply as redis-py parses it for that command."""
+        """One plain command. Its reply as Redis gives it, or as redis-py parses it
+        when it went out alone (a retry, or a Cluster): callers take either, as
+        ``ZSCORE``'s bytes or float."""
 
         async def run(client: RedisClient) -> Any:
             return await client.execute_command(*args)
@@ -108,9 +108,6 @@ class Batcher:
 
     async def _send(self, batch: list[_Call]) -> None:
         try:
-            if len(batch) == 1:
-                await self._alone(batch[0])
-                return
             try:
                 results = await self.redis.call(
                     batch[0].what, lambda client: self._pipeline(client, batch), idempotent=False
@@ -152,15 +149,13 @@ class Batcher:
         redis = self.redis
         if redis.functions is None:
             await redis.load_code(client)
-        pipe = client.pipeline(transaction=False)
-        for call in batch:
-            pipe.execute_command(*call.command())
-        results: list[Any] = await pipe.execute(raise_on_error=False)
+        assert redis.pipe is not None  # off a Cluster
+        results = await redis.pipe.send([call.command() for call in batch])
         for index, (call, result) in enumerate(zip(batch, results, strict=True)):
             if call.script is not None and redis.missing(result):
                 # Not run: load the code and send just this one again.
                 await redis.load_code(client)
-                results[index] = await client.execute_command(*call.command())
+                (results[index],) = await redis.pipe.send([call.command()])
         return results
 
     def refuse(self, error: EngineError) -> None:

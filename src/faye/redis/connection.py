@@ -53,11 +53,11 @@ from faye.redis.packing import (
     PackedSentinelSSLConnection,
     PackedSSLConnection,
 )
+from faye.redis.pipe import Arg as Arg
+from faye.redis.pipe import CallPipe
 from faye.redis.scripts import Script, library
 
 T = TypeVar("T")
-
-Arg = str | bytes | int | float
 
 #: What every client type the engine uses answers to (Redis or RedisCluster).
 RedisClient = Any
@@ -199,6 +199,16 @@ def tls_problem(exc: BaseException, options: RedisOptions) -> str | None:
     return f"TLS with {where} failed (check ssl.ca_file, ssl.cert_file, ssl.key_file): {reason}"
 
 
+def tls_context(options: RedisOptions) -> ssl.SSLContext:
+    """The TLS settings redis-py's connections get from the ``ssl`` options."""
+    tls = options.ssl
+    context = ssl.create_default_context(cafile=tls.ca_file)
+    context.check_hostname = tls.check_hostname
+    if tls.cert_file is not None:
+        context.load_cert_chain(tls.cert_file, tls.key_file)
+    return context
+
+
 async def probe_tls(options: RedisOptions) -> str | None:
     """Shake hands with one Redis as the engine would and wait briefly for its verdict:
     the TLS mistake found (see :func:`tls_problem`), or None.
@@ -207,11 +217,7 @@ async def probe_tls(options: RedisOptions) -> str | None:
     says so after the handshake) then closes cleanly and its alert is read, where a
     pending command would make it reset the connection and lose the alert.
     """
-    tls = options.ssl
-    context = ssl.create_default_context(cafile=tls.ca_file)
-    context.check_hostname = tls.check_hostname
-    if tls.cert_file is not None:
-        context.load_cert_chain(tls.cert_file, tls.key_file)
+    context = tls_context(options)
     try:
         reader, writer = await asyncio.wait_for(
             asyncio.open_connection(options.host, options.port, ssl=context),
@@ -324,6 +330,32 @@ class RedisConnection:
             self.lanes_pool = lanes_pool
             self.lanes_client = Redis(connection_pool=lanes_pool)
             self.listener_client = Redis(connection_pool=listener_pool)
+        #: The client calls' own connection (see faye/redis/pipe.py); none on a Cluster.
+        self.pipe: CallPipe | None = None if self.mode == "cluster" else self._make_pipe(options)
+
+    def _make_pipe(self, options: RedisOptions) -> CallPipe:
+        sentinel, service = self._sentinel, str(options.service_name)
+
+        async def address() -> tuple[str, int]:
+            if sentinel is None:
+                return options.host, options.port
+            host, port = await sentinel.discover_master(service)
+            return str(host), int(port)
+
+        setup: list[tuple[Arg, ...]] = []
+        if options.password is not None:
+            user = () if options.username is None else (options.username,)
+            setup.append(("AUTH", *user, options.password))
+        if options.database:
+            setup.append(("SELECT", options.database))
+        setup.append(("CLIENT", "SETNAME", f"faye-{options.namespace}"))
+        return CallPipe(
+            address,
+            timeout=max(options.read_timeout, options.write_timeout),
+            connect_timeout=options.connect_timeout,
+            setup=setup,
+            tls=tls_context(options) if options.ssl.enabled else None,
+        )
 
     @staticmethod
     def _make_cluster(options: RedisOptions) -> RedisCluster:
@@ -650,6 +682,8 @@ class RedisConnection:
             self._cluster._initialize = False
             await self._cluster.aclose()
             return
+        if self.pipe is not None:
+            self.pipe.close()
         await self.client.aclose()
         await self.lanes_client.aclose()
         await self.listener_client.aclose()

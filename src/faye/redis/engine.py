@@ -497,7 +497,8 @@ class RedisEngine(Engine):
     async def client_exists(self, client_id: str) -> bool:
         cutoff = self._alive_after()
         key = self.keys.clients(self.keys.partition(client_id))
-        score = await self.batch.command("client_exists", "ZSCORE", key, client_id, idempotent=True)
+        found = await self.batch.command("client_exists", "ZSCORE", key, client_id, idempotent=True)
+        score = None if found is None else float(found)
         if score is not None and score > cutoff:
             self.known.saw(client_id, score)
             return True
