@@ -8,6 +8,7 @@
     python -m bench redis-cost             # Redis's own price for cluster mode
     python -m bench publisher              # Publisher / SyncPublisher call times
     python -m bench deflate                # permessage-deflate's cost per message
+    python -m bench calls                  # CPU per Redis command: redis-py, client calls
     python -m bench memory                 # where an idle client's memory goes
     python -m bench profiles FILES         # summarise py-spy profiles of a compare run
     python -m bench soak                   # 10 minutes of churn: does memory come back?
@@ -40,6 +41,7 @@ def main() -> None:
     redis_cost.add_arguments(commands.add_parser("redis-cost", help=helps[redis_cost]))
     micro.add_arguments(commands.add_parser("publisher", help="publish call times"), "publisher")
     micro.add_arguments(commands.add_parser("deflate", help="deflate cost"), "deflate")
+    micro.add_arguments(commands.add_parser("calls", help="CPU per Redis call"), "calls")
     memprofile.add_arguments(commands.add_parser("memory", help="idle client memory"))
     profiles.add_arguments(commands.add_parser("profiles", help="summarise py-spy files"))
     soak.add_arguments(commands.add_parser("soak", help="churn for minutes; memory after"))
@@ -56,6 +58,7 @@ def main() -> None:
         "redis-cost": redis_cost.main,
         "publisher": micro.main,
         "deflate": micro.main,
+        "calls": micro.main,
         "memory": memprofile.main,
         "profiles": profiles.main,
         "soak": soak.main,

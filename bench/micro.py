@@ -1,4 +1,4 @@
-"""Two small measurements on real servers: ``publisher`` and ``deflate``.
+"""Three small measurements on real servers: ``publisher``, ``deflate`` and ``calls``.
 
 ``python -m bench publisher``: what one publish costs a process that runs no server.
 Starts py-redis (bench/setups.py) with ``--subscribers`` WebSocket clients on the channel,
@@ -10,6 +10,13 @@ Starts py-memory under each ``--ws-compression`` setting; ``--clients`` WebSocke
 clients that offer deflate as browsers do each make ``--rounds`` publish round trips
 (a browser-sized publish in, its acknowledgement out). Prints the server's CPU per
 round trip and the bytes each way on the wire.
+
+``python -m bench calls``: what one small Redis command costs this process's CPU, on a
+private redis-server: awaited through redis-py's asyncio client, and as an engine client
+call (the Batcher on the calls' own connection, faye/redis/pipe.py), alone and with
+``--together`` calls made at once. Then what receiving one pub/sub message costs, with
+redis-py's ``PubSub`` and with the engine's listener, while another process publishes
+``--count`` messages in pipelines of 100. Redis's own time is not counted.
 """
 
 from __future__ import annotations
@@ -17,15 +24,24 @@ from __future__ import annotations
 import argparse
 import asyncio
 import statistics
+import sys
 import tempfile
 import time
+from collections.abc import Awaitable, Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any
+
+from redis.asyncio import Redis
 
 from bench.bayeux import BayeuxClient
 from bench.measure import cpu_seconds
 from bench.setups import NAMESPACE, SETUPS, Options, Running, start
 from faye.redis import Publisher, SyncPublisher
+from faye.redis.batching import Batcher
+from faye.redis.connection import RedisConnection
+from faye.redis.listeners import Listener
+from faye.redis.options import RedisOptions
+from tests.support.redis_server import running_redis
 
 CHANNEL = "/bench/publisher"
 #: A chat message as a browser's Faye client publishes it.
@@ -36,6 +52,9 @@ def add_arguments(parser: argparse.ArgumentParser, which: str) -> None:
     if which == "publisher":
         parser.add_argument("--count", type=int, default=2000, help="publishes timed")
         parser.add_argument("--subscribers", type=int, default=100)
+    elif which == "calls":
+        parser.add_argument("--count", type=int, default=20000, help="calls timed per way")
+        parser.add_argument("--together", type=int, default=4, help="calls made at once")
     else:
         parser.add_argument("--clients", type=int, default=50)
         parser.add_argument("--rounds", type=int, default=200, help="round trips per client")
@@ -147,7 +166,105 @@ async def deflate(args: argparse.Namespace) -> None:
         )
 
 
+async def per_call(make: Callable[[], Awaitable[Any]], count: int, together: int) -> float:
+    """Process CPU µs per call, ``together`` callers making ``count`` calls in all."""
+    await make()
+
+    async def caller() -> None:
+        for _ in range(count // together):
+            await make()
+
+    started = time.process_time()
+    await asyncio.gather(*(caller() for _ in range(together)))
+    return (time.process_time() - started) / (count // together * together) * 1e6
+
+
+async def calls(args: argparse.Namespace) -> None:
+    with running_redis() as server:
+        client = Redis(port=server.port)
+        await client.zadd("clients", {"alice": 1})
+        options = RedisOptions.parse({"port": server.port})
+        connection = RedisConnection(options)
+        await connection.load_scripts()
+        batch = Batcher(connection)
+        ways: list[tuple[str, Callable[[], Awaitable[Any]]]] = [
+            ("redis-py, awaited", lambda: client.execute_command("ZSCORE", "clients", "alice")),
+            (
+                "engine client call",
+                lambda: batch.command("probe", "ZSCORE", "clients", "alice", idempotent=True),
+            ),
+        ]
+        print(f"| ZSCORE | alone | {args.together} at once |")
+        print("|---|--:|--:|")
+        for name, make in ways:
+            alone = await per_call(make, args.count, 1)
+            together = await per_call(make, args.count, args.together)
+            print(f"| {name} | {alone:.1f} µs | {together:.1f} µs |")
+        await batch.close(1.0)
+        await connection.close()
+        await client.aclose()
+        print()
+        print("| one pub/sub message received | CPU |")
+        print("|---|--:|")
+        listeners: list[tuple[str, Listener]] = [
+            ("redis-py PubSub.get_message", PubSubListener(Redis(port=server.port))),
+            ("engine listener", RedisConnection(options).listener()),
+        ]
+        for name, listener in listeners:
+            cost = await per_message(listener, server.port, args.count)
+            print(f"| {name} | {cost:.1f} µs |")
+
+
+class PubSubListener:
+    """redis-py's own pub/sub reading, as a :class:`Listener`."""
+
+    def __init__(self, client: Redis) -> None:
+        self.client = client
+        self.pubsub = client.pubsub(ignore_subscribe_messages=True)
+
+    async def open(self, channels: Sequence[str]) -> None:
+        await self.pubsub.subscribe(*channels)
+
+    async def get_message(self, wait: float) -> Mapping[str, Any] | None:
+        message: Mapping[str, Any] | None = await self.pubsub.get_message(timeout=wait)
+        return message
+
+    async def aclose(self) -> None:
+        await self.pubsub.aclose()  # type: ignore[no-untyped-call, unused-ignore]
+        await self.client.aclose()
+
+
+PUBLISH = """
+import sys, redis
+client = redis.Redis(port=int(sys.argv[1]))
+for _ in range(int(sys.argv[2]) // 100):
+    pipe = client.pipeline(transaction=False)
+    for n in range(100):
+        pipe.publish("bench", b"s 0123456789abcdef 42 /chat/room-42")
+    pipe.execute()
+"""
+
+
+async def per_message(listener: Listener, port: int, count: int) -> float:
+    """Process CPU µs per message ``listener`` reads while another process publishes."""
+    await listener.open(["bench"])
+    count = count // 100 * 100
+    publisher = await asyncio.create_subprocess_exec(
+        sys.executable, "-c", PUBLISH, str(port), str(count)
+    )
+    started = time.process_time()
+    got = 0
+    while got < count:
+        if await listener.get_message(5.0) is not None:
+            got += 1
+    cpu = time.process_time() - started
+    await publisher.wait()
+    await listener.aclose()
+    return cpu / count * 1e6
+
+
 def main(args: argparse.Namespace) -> None:
     import uvloop
 
-    uvloop.run(publisher(args) if args.command == "publisher" else deflate(args))
+    work = {"publisher": publisher, "deflate": deflate, "calls": calls}[args.command]
+    uvloop.run(work(args))

@@ -1,6 +1,7 @@
-"""The client calls' connection (``faye/redis/pipe.py``) against real redis-server
-processes: answers in order, errors in their place, and every way the connection can
-fail ends in an error for what waits, never a hang, and a fresh connection after."""
+"""The client calls' connection and the listener (``faye/redis/pipe.py``,
+``PushListener``) against real redis-server processes: answers in order, errors in
+their place, and every way the connection can fail ends in an error for what waits,
+never a hang, and a fresh connection after."""
 
 from __future__ import annotations
 
@@ -13,7 +14,8 @@ import pytest
 import redis.exceptions as rx
 from redis.asyncio import Redis
 
-from faye.redis.pipe import Arg, CallPipe
+from faye.redis.listeners import PushListener
+from faye.redis.pipe import Arg, CallPipe, Endpoint
 from tests.support.redis_server import RedisServer, running_redis
 
 
@@ -33,7 +35,8 @@ def pipe_to(
         asked.append(server.port)
         return "127.0.0.1", server.port
 
-    return CallPipe(address, timeout=timeout, connect_timeout=2.0, setup=setup), asked
+    endpoint = Endpoint(address, connect_timeout=2.0, setup=setup)
+    return CallPipe(endpoint, name="faye-test", timeout=timeout), asked
 
 
 async def test_groups_sent_together_each_get_their_own_replies_in_order(
@@ -96,7 +99,7 @@ async def test_a_replica_answering_readonly_fails_the_group_and_a_new_address_is
         async def address() -> tuple[str, int]:
             return "127.0.0.1", target[0]
 
-        pipe = CallPipe(address, timeout=2.0, connect_timeout=2.0)
+        pipe = CallPipe(Endpoint(address, connect_timeout=2.0), name="faye-test", timeout=2.0)
         with pytest.raises(rx.ConnectionError, match=r"(?i)read.?only"):
             await pipe.send([("SET", "k", "v")])
         target[0] = redis_server.port  # what Sentinel names now
@@ -146,11 +149,7 @@ async def test_redis_restarted_fails_what_waits_and_the_next_group_reconnects(
 
 async def test_credentials_and_database_are_set_on_every_connection() -> None:
     with running_redis("--requirepass", "s3cret") as server:
-        setup: list[tuple[Arg, ...]] = [
-            ("AUTH", "s3cret"),
-            ("SELECT", 3),
-            ("CLIENT", "SETNAME", "faye-test"),
-        ]
+        setup: list[tuple[Arg, ...]] = [("AUTH", "s3cret"), ("SELECT", 3)]
         pipe, _ = pipe_to(server, setup=setup)
         assert await pipe.send([("SET", "in-three", "1"), ("CLIENT", "GETNAME")]) == [
             b"OK",
@@ -178,3 +177,65 @@ async def test_closing_fails_what_waits_and_refuses_what_comes_after(
         await asyncio.wait_for(blocked, 5)
     with pytest.raises(rx.ConnectionError, match="closed"):
         await pipe.send([("PING",)])
+
+
+def endpoint_of(server: RedisServer) -> Endpoint:
+    async def address() -> tuple[str, int]:
+        return "127.0.0.1", server.port
+
+    return Endpoint(address, connect_timeout=2.0)
+
+
+async def test_the_listener_reads_what_is_published_in_order_and_waits_when_there_is_none(
+    redis_server: RedisServer,
+) -> None:
+    listener = PushListener(endpoint_of(redis_server), name="faye-test-listener", timeout=2.0)
+    await listener.open(["a", "b"])
+    publisher = Redis(port=redis_server.port)
+    for n in range(50):
+        await publisher.publish("a" if n % 2 else "b", f"m{n}")
+    received = [await listener.get_message(1.0) for _ in range(50)]
+    assert [(m["channel"], m["data"]) for m in received if m is not None] == [
+        (b"a" if n % 2 else b"b", f"m{n}".encode()) for n in range(50)
+    ]
+    started = asyncio.get_running_loop().time()
+    assert await listener.get_message(0.2) is None
+    assert asyncio.get_running_loop().time() - started >= 0.19
+    await publisher.aclose()
+    await listener.aclose()
+
+
+async def test_the_listener_raises_once_its_connection_is_cut(redis_server: RedisServer) -> None:
+    listener = PushListener(endpoint_of(redis_server), name="faye-test-listener", timeout=2.0)
+    await listener.open(["a"])
+    admin = Redis(port=redis_server.port)
+    waiting = asyncio.ensure_future(listener.get_message(5.0))
+    await asyncio.sleep(0.1)
+    assert await admin.execute_command("CLIENT", "KILL", "TYPE", "pubsub") == 1
+    with pytest.raises(rx.ConnectionError):
+        await asyncio.wait_for(waiting, 2)
+    await admin.aclose()
+    await listener.aclose()
+
+
+async def test_a_silent_listener_checks_redis_and_fails_when_it_does_not_answer(
+    redis_server: RedisServer,
+) -> None:
+    listener = PushListener(endpoint_of(redis_server), name="faye-test-listener", timeout=0.5)
+    listener.HEALTH_EVERY = 0.2
+    await listener.open(["a"])
+    assert await listener.get_message(0.3) is None  # quiet, and Redis answers
+    assert await listener.get_message(0.1) is None  # checked: PONG
+    assert redis_server.process is not None
+    os.kill(redis_server.process.pid, signal.SIGSTOP)
+
+    async def read_until_it_fails() -> None:
+        while True:
+            await listener.get_message(0.1)
+
+    try:
+        with pytest.raises(rx.TimeoutError):
+            await asyncio.wait_for(read_until_it_fails(), 3)
+    finally:
+        os.kill(redis_server.process.pid, signal.SIGCONT)
+    await listener.aclose()

@@ -44,7 +44,7 @@ from redis.backoff import NoBackoff
 
 from faye.engine import EngineError
 from faye.redis.health import RedisHealth
-from faye.redis.listeners import Listener, PlainListener, ShardedListener
+from faye.redis.listeners import Listener, PushListener, ShardedListener
 from faye.redis.log import EngineLog
 from faye.redis.options import RedisOptions
 from faye.redis.packing import (
@@ -54,7 +54,7 @@ from faye.redis.packing import (
     PackedSSLConnection,
 )
 from faye.redis.pipe import Arg as Arg
-from faye.redis.pipe import CallPipe
+from faye.redis.pipe import CallPipe, Endpoint
 from faye.redis.scripts import Script, library
 
 T = TypeVar("T")
@@ -301,13 +301,6 @@ class RedisConnection:
                 max_connections=options.pool_size,
                 **_socket_kwargs(options, pubsub=False, lanes=True),
             )
-            self.listener_client = self._sentinel.master_for(
-                str(options.service_name),
-                redis_class=Redis,
-                connection_pool_class=SentinelConnectionPool,
-                max_connections=2,
-                **_socket_kwargs(options, pubsub=True),
-            )
             self._gate = asyncio.Semaphore(options.pool_size)
         else:
             pool = BlockingConnectionPool(
@@ -315,25 +308,27 @@ class RedisConnection:
                 timeout=options.pool_timeout,
                 **connection_kwargs(options),
             )
-            listener_pool = ConnectionPool(
-                max_connections=2, **connection_kwargs(options, pubsub=True)
-            )
             lanes_pool = BlockingConnectionPool(
                 max_connections=options.pool_size,
                 timeout=options.pool_timeout,
                 **connection_kwargs(options, lanes=True),
             )
-            self._pools = [pool, listener_pool, lanes_pool]
+            self._pools = [pool, lanes_pool]
             self.pool = pool
-            self.listener_pool = listener_pool
             self.client = Redis(connection_pool=pool)
             self.lanes_pool = lanes_pool
             self.lanes_client = Redis(connection_pool=lanes_pool)
-            self.listener_client = Redis(connection_pool=listener_pool)
-        #: The client calls' own connection (see faye/redis/pipe.py); none on a Cluster.
-        self.pipe: CallPipe | None = None if self.mode == "cluster" else self._make_pipe(options)
+        #: The client calls' own connection and the listener's (faye/redis/pipe.py),
+        #: off a Cluster.
+        self.endpoint: Endpoint | None = None
+        self.pipe: CallPipe | None = None
+        if self.mode != "cluster":
+            self.endpoint = self._endpoint(options)
+            timeout = max(options.read_timeout, options.write_timeout)
+            self.pipe = CallPipe(self.endpoint, name=f"faye-{options.namespace}", timeout=timeout)
 
-    def _make_pipe(self, options: RedisOptions) -> CallPipe:
+    def _endpoint(self, options: RedisOptions) -> Endpoint:
+        """Where the calls' connection and the listener connect (off a Cluster)."""
         sentinel, service = self._sentinel, str(options.service_name)
 
         async def address() -> tuple[str, int]:
@@ -348,14 +343,8 @@ class RedisConnection:
             setup.append(("AUTH", *user, options.password))
         if options.database:
             setup.append(("SELECT", options.database))
-        setup.append(("CLIENT", "SETNAME", f"faye-{options.namespace}"))
-        return CallPipe(
-            address,
-            timeout=max(options.read_timeout, options.write_timeout),
-            connect_timeout=options.connect_timeout,
-            setup=setup,
-            tls=tls_context(options) if options.ssl.enabled else None,
-        )
+        tls = tls_context(options) if options.ssl.enabled else None
+        return Endpoint(address, options.connect_timeout, setup, tls)
 
     @staticmethod
     def _make_cluster(options: RedisOptions) -> RedisCluster:
@@ -404,7 +393,11 @@ class RedisConnection:
                 kwargs.pop(name)
             confirm = self.options.connect_timeout + self.options.read_timeout
             return ShardedListener(self._cluster, kwargs, confirm)
-        return PlainListener(self.listener_client)
+        assert self.endpoint is not None
+        # A stall shorter than stall_timeout is waited out, not taken for a lost Redis.
+        timeout = max(self.options.read_timeout, self.options.stall_timeout)
+        name = f"faye-{self.options.namespace}-listener"
+        return PushListener(self.endpoint, name=name, timeout=timeout)
 
     def _topology_suspect(self) -> None:
         """After a failure on a Cluster, read the slot map again before the next call.
@@ -686,7 +679,6 @@ class RedisConnection:
             self.pipe.close()
         await self.client.aclose()
         await self.lanes_client.aclose()
-        await self.listener_client.aclose()
         for pool in self._pools:
             await pool.disconnect()
         if self._sentinel is not None:

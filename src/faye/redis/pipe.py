@@ -1,12 +1,14 @@
 """One connection on which the engine's client calls are written back to back.
 
-redis-py's asyncio client spends about 70 us of CPU on each awaited command (a pool
+redis-py's asyncio client spends about 105 us of CPU on each awaited command (a pool
 checkout, a retry wrapper, a timeout context and a parse call per reply), several times
-what Redis spends running it. The same command written on a plain asyncio protocol and
-read back through hiredis costs about 28 us alone and 10 us in a group of four
-(``bench/micro.py calls``). Handshakes, subscribes and disconnects are made of such
-calls, so :class:`~faye.redis.batching.Batcher` sends them here; everything else (the
-lanes, pub/sub, Cluster, loading the code) stays on redis-py.
+what Redis spends running it. An engine client call written on this plain asyncio
+protocol and read back through hiredis costs about 70 us alone and 21 us four at a time
+(``python -m bench calls``). Handshakes, subscribes and disconnects are made of such
+calls, so :class:`~faye.redis.batching.Batcher` sends them here, and the listener reads
+its pub/sub messages here too (``PushListener``: about 1 us a message, against 13 for
+redis-py's ``PubSub``); everything else (the lanes, Cluster, loading the code) stays on
+redis-py.
 
 Redis answers on one connection in the order it was written to, so the waiting groups
 form a queue and each reply belongs to the group at its head. What this connection does
@@ -22,6 +24,7 @@ import socket
 import ssl
 from collections import deque
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass
 from typing import Any, cast
 
 import hiredis
@@ -39,6 +42,8 @@ _FAIL_GROUP: dict[str, type[rx.RedisError]] = {
     "NOAUTH": rx.AuthenticationError,
     "WRONGPASS": rx.AuthenticationError,
 }
+#: What Redis pushes to a subscribed connection, as opposed to answering it.
+_PUSHED = (b"message", b"pmessage", b"smessage")
 _PER_COMMAND: dict[str, type[rx.ResponseError]] = {
     "NOSCRIPT": rx.NoScriptError,
     "NOPERM": rx.NoPermissionError,
@@ -55,9 +60,14 @@ class _Group:
         self.replies: list[Any] = []
 
 
-class _Protocol(asyncio.Protocol):
-    def __init__(self, timeout: float) -> None:
+class RedisProtocol(asyncio.Protocol):
+    """One connection to Redis: groups of commands answered in order, and, once it
+    subscribed, the messages Redis pushes (to ``on_push``, with None when the
+    connection is lost)."""
+
+    def __init__(self, timeout: float, on_push: Callable[[list[Any] | None], None] | None) -> None:
         self.timeout = timeout
+        self.on_push = on_push
         self.reader = hiredis.Reader()
         self.waiting: deque[_Group] = deque()
         self.transport: asyncio.Transport | None = None
@@ -95,6 +105,9 @@ class _Protocol(asyncio.Protocol):
                 return
             if reply is False:
                 return
+            if self.on_push is not None and type(reply) is list and reply and reply[0] in _PUSHED:
+                self.on_push(reply)
+                continue
             if not waiting:
                 self._drop(rx.ConnectionError("Redis answered a command never sent"))
                 return
@@ -160,6 +173,8 @@ class _Protocol(asyncio.Protocol):
             reason = f": {exc}" if exc else ""
             self.failure = rx.ConnectionError(f"Connection closed by Redis{reason}")
         self._fail_all()
+        if self.on_push is not None:
+            self.on_push(None)
 
     def _fail_all(self) -> None:
         waiting, self.waiting = self.waiting, deque()
@@ -176,84 +191,101 @@ class _GroupFailure:
         self.error = error
 
 
+@dataclass(frozen=True)
+class Endpoint:
+    """How to reach the Redis the engine uses (off a Cluster)."""
+
+    #: Where Redis is now: fixed, or the master a Sentinel names at each connect.
+    address: Callable[[], Awaitable[tuple[str, int]]]
+    connect_timeout: float
+    #: Sent first on every new connection (AUTH, SELECT).
+    setup: Sequence[Sequence[Arg]] = ()
+    tls: ssl.SSLContext | None = None
+
+
+async def connect(
+    endpoint: Endpoint,
+    *,
+    name: str,
+    answer_within: float,
+    on_push: Callable[[list[Any] | None], None] | None = None,
+) -> RedisProtocol:
+    """A new connection, named ``name`` (CLIENT SETNAME), with ``endpoint``'s setup done.
+
+    ``answer_within``: how long a group may wait for its answer before the connection
+    is dropped and what waits on it fails.
+    """
+    host, port = await endpoint.address()
+    loop = asyncio.get_running_loop()
+    tls = endpoint.tls
+    try:
+        _, protocol = await asyncio.wait_for(
+            loop.create_connection(
+                lambda: RedisProtocol(answer_within, on_push),
+                host,
+                port,
+                ssl=tls,
+                server_hostname=host if tls is not None else None,
+            ),
+            endpoint.connect_timeout,
+        )
+    except (OSError, TimeoutError, ssl.SSLError) as exc:
+        raise rx.ConnectionError(f"Error connecting to {host}:{port}: {exc}") from exc
+    setup = [*(tuple(command) for command in endpoint.setup), ("CLIENT", "SETNAME", name)]
+    try:
+        replies = await protocol.send(pack_commands(setup), len(setup))
+    except BaseException:
+        protocol.close()
+        raise
+    for command, reply in zip(setup, replies, strict=True):
+        if isinstance(reply, BaseException):
+            protocol.close()
+            if str(command[0]).upper() == "AUTH":
+                raise rx.AuthenticationError(str(reply))
+            raise reply
+    return protocol
+
+
 class CallPipe:
     """Sends groups of commands on one connection; a group's answer is its replies.
 
     A reply that is an error concerning that command alone (WRONGTYPE, NOSCRIPT) is
     returned in its place as the exception redis-py would raise; one concerning the
     connection (LOADING, READONLY, a lost connection, no answer within ``timeout``)
-    fails the group.
+    fails the group. The connection is made when the first group is sent, and again
+    for the next group after it failed.
     """
 
-    def __init__(
-        self,
-        address: Callable[[], Awaitable[tuple[str, int]]],
-        *,
-        timeout: float,
-        connect_timeout: float,
-        setup: Sequence[Sequence[Arg]] = (),
-        tls: ssl.SSLContext | None = None,
-    ) -> None:
-        self.address = address
+    def __init__(self, endpoint: Endpoint, *, name: str, timeout: float) -> None:
+        self.endpoint = endpoint
+        self.name = name
         self.timeout = timeout
-        self.connect_timeout = connect_timeout
-        #: Sent first on every new connection (AUTH, SELECT, CLIENT SETNAME).
-        self.setup = [tuple(command) for command in setup]
-        self.tls = tls
-        self._protocol: _Protocol | None = None
-        self._connecting: asyncio.Task[_Protocol] | None = None
+        self._protocol: RedisProtocol | None = None
+        self._connecting: asyncio.Task[RedisProtocol] | None = None
         self._closed = False
 
     async def send(self, commands: Sequence[Sequence[Arg]]) -> list[Any]:
         protocol = self._protocol
         if protocol is None or protocol.lost:
             protocol = await self._connected()
-        return await protocol.send(_pack(commands), len(commands))
+        return await protocol.send(pack_commands(commands), len(commands))
 
-    async def _connected(self) -> _Protocol:
+    async def _connected(self) -> RedisProtocol:
         if self._closed:
             raise rx.ConnectionError("the Redis engine is closed")
         if self._connecting is None:
-            self._connecting = asyncio.ensure_future(self._connect())
+            self._connecting = asyncio.ensure_future(
+                connect(self.endpoint, name=self.name, answer_within=self.timeout)
+            )
             self._connecting.add_done_callback(self._connected_or_not)
         return await asyncio.shield(self._connecting)
 
-    def _connected_or_not(self, task: asyncio.Task[_Protocol]) -> None:
+    def _connected_or_not(self, task: asyncio.Task[RedisProtocol]) -> None:
         self._connecting = None
         if not task.cancelled() and task.exception() is None:
             self._protocol = task.result()
             if self._closed:
                 self.close()
-
-    async def _connect(self) -> _Protocol:
-        host, port = await self.address()
-        loop = asyncio.get_running_loop()
-        try:
-            _, protocol = await asyncio.wait_for(
-                loop.create_connection(
-                    lambda: _Protocol(self.timeout),
-                    host,
-                    port,
-                    ssl=self.tls,
-                    server_hostname=host if self.tls is not None else None,
-                ),
-                self.connect_timeout,
-            )
-        except (OSError, TimeoutError, ssl.SSLError) as exc:
-            raise rx.ConnectionError(f"Error connecting to {host}:{port}: {exc}") from exc
-        if self.setup:
-            try:
-                replies = await protocol.send(_pack(self.setup), len(self.setup))
-            except BaseException:
-                protocol.close()
-                raise
-            for command, reply in zip(self.setup, replies, strict=True):
-                if isinstance(reply, BaseException):
-                    protocol.close()
-                    if str(command[0]).upper() == "AUTH":
-                        raise rx.AuthenticationError(str(reply))
-                    raise reply
-        return protocol
 
     def close(self) -> None:
         self._closed = True
@@ -262,5 +294,5 @@ class CallPipe:
             self._protocol = None
 
 
-def _pack(commands: Sequence[Sequence[Arg]]) -> bytes:
+def pack_commands(commands: Sequence[Sequence[Arg]]) -> bytes:
     return b"".join([hiredis.pack_command(tuple(command)) for command in commands])  # type: ignore[arg-type]
