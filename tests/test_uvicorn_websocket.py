@@ -1,16 +1,21 @@
 """What ``faye serve``'s WebSocket protocol keeps per socket: shared copies of the
-request headers that repeat from client to client, and the headers intact."""
+request headers that repeat from client to client, and the headers intact; and how it
+takes over an upgrade from ``faye serve``'s HTTP protocol without parsing the request
+again."""
 
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import websockets.http11
 from websockets.asyncio.client import connect
 
 from faye.transport import uvicorn_websocket
+from faye.transport.uvicorn_http import limited_http_protocol
 from faye.transport.uvicorn_websocket import SHARED_HEADERS_MAX, share_headers
 from tests.support.live_server import LiveServer
 
@@ -92,3 +97,99 @@ async def test_apps_without_the_option_keep_uvicorns_choice(
         extensions = ws.response.headers.get("Sec-WebSocket-Extensions")
         terms = "server_max_window_bits=12; client_max_window_bits=12"
         assert extensions == f"permessage-deflate; {terms}"
+
+
+class Echo:
+    """An ASGI app that keeps each WebSocket's scope and echoes its text frames."""
+
+    def __init__(self) -> None:
+        self.scopes: list[Any] = []
+
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "lifespan":
+            await ScopeRecorder()(scope, receive, send)
+            return
+        if scope["type"] != "websocket":
+            return
+        await receive()  # websocket.connect
+        self.scopes.append(scope)
+        await send({"type": "websocket.accept"})
+        while True:
+            message = await receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            await send({"type": "websocket.send", "text": "echo " + message["text"]})
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[LiveServer, Echo]]:
+    """``faye serve``'s pair of protocols: the limited HTTP one and ours."""
+    app = Echo()
+    server = LiveServer(app, http=limited_http_protocol()).start()
+    try:
+        yield server, app
+    finally:
+        server.stop()
+
+
+async def test_an_upgrade_is_taken_over_with_its_target_and_headers_as_sent(
+    served: tuple[LiveServer, Echo], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    server, app = served
+    # Reached once a request (server) or response (client) line was read; the server
+    # runs in a thread of its own.
+    parsed: list[str] = []
+    parse_headers = websockets.http11.parse_headers
+
+    def counted(*args: Any, **kwargs: Any) -> Any:
+        parsed.append(threading.current_thread().name)
+        return parse_headers(*args, **kwargs)
+
+    monkeypatch.setattr(websockets.http11, "parse_headers", counted)
+    # A header value with a byte that is not ASCII, as Latin-1 allows on the wire.
+    headers = {"X-Latin": "caf\xe9", "User-Agent": "test"}
+    async with connect(server.ws_base + "/ws/room?x=1&y=%C3%A9", additional_headers=headers) as ws:
+        await ws.send("hello")
+        assert await ws.recv() == "echo hello"
+    (scope,) = app.scopes
+    assert scope["path"] == "/ws/room"
+    assert scope["raw_path"] == b"/ws/room"
+    assert scope["query_string"] == b"x=1&y=%C3%A9"
+    assert dict(scope["headers"])[b"x-latin"] == b"caf\xe9"
+    # The client parsed the 101's headers; the server used httptools's parse alone.
+    assert parsed == [threading.current_thread().name]
+
+
+async def raw_upgrade(server: LiveServer, request: bytes) -> bytes:
+    reader, writer = await asyncio.open_connection("127.0.0.1", server.port)
+    writer.write(request)
+    answer = await asyncio.wait_for(reader.read(4096), 5)
+    writer.close()
+    return answer
+
+
+async def test_an_upgrade_without_a_key_is_refused_with_400(
+    served: tuple[LiveServer, Echo],
+) -> None:
+    server, app = served
+    answer = await raw_upgrade(
+        server,
+        b"GET /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Version: 13\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 400"), answer
+    assert app.scopes == []
+
+
+async def test_an_upgrade_with_another_method_than_get_is_refused(
+    served: tuple[LiveServer, Echo],
+) -> None:
+    server, app = served
+    answer = await raw_upgrade(
+        server,
+        b"POST /ws HTTP/1.1\r\nHost: x\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+        b"Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n"
+        b"Content-Length: 0\r\n\r\n",
+    )
+    assert answer.startswith(b"HTTP/1.1 4"), answer
+    assert app.scopes == []

@@ -30,7 +30,7 @@ class _LoopRecorder:
 
 
 class LiveServer:
-    def __init__(self, app: Any, *, ws: Any = FayeWebSocketProtocol) -> None:
+    def __init__(self, app: Any, *, ws: Any = FayeWebSocketProtocol, http: Any = "auto") -> None:
         self.app = app
         self.port = free_port()
         self.loop: asyncio.AbstractEventLoop | None = None
@@ -41,6 +41,7 @@ class LiveServer:
             log_level="warning",
             lifespan="on",
             ws=ws,
+            http=http,
             loop="asyncio",
         )
         self.server = uvicorn.Server(config)

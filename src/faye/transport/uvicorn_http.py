@@ -125,7 +125,21 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
             REFUSALS["connections"] += 1
             self._refuse(UNAVAILABLE)
             return
-        super().handle_websocket_upgrade()
+        take_over = getattr(self.ws_protocol_class, "take_over_upgrade", None)
+        if take_over is None or self.scope["method"] != "GET":
+            # uvicorn's way: the request's bytes again, for `websockets` to parse (and
+            # to refuse, for a method other than GET).
+            super().handle_websocket_upgrade()
+            return
+        # The same steps, handing over the request httptools parsed (faye serve's
+        # WebSocket protocol) instead of serialising it for a second parse.
+        self.connections.discard(self)
+        protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
+            config=self.config, server_state=self.server_state, app_state=self.app_state
+        )
+        protocol.connection_made(self.transport)
+        self.transport.set_protocol(protocol)
+        take_over(protocol, self.url, self.scope["headers"])
 
     def _arm_header_timer(self) -> None:
         if self._header_timer is None and self.header_timeout > 0:
