@@ -274,10 +274,12 @@ class LogEngine(RedisEngine):
             live = self._live_since_outage.get(client_id, set())
             for seq, raw in claim.backlog:
                 if seq in live:
-                    continue  # it came live meanwhile
+                    continue  # it came live meanwhile, and waits in pending
                 envelope = self._envelope(client_id, raw)
                 if envelope is not None:
                     held.add_pending(seq, envelope)
+            if live:
+                held.sort_pending()
             held.acked = held.acked or (claim.backlog[0][0] - 1 if claim.backlog else claim.seq)
             if not held.handed:
                 held.handed = held.acked
@@ -603,6 +605,13 @@ class LogEngine(RedisEngine):
             live = self._live_since_outage.get(cid)
             if live is not None:
                 live.add(line.seq)
+                # Its catch-up after a listener outage is under way: kept until it is
+                # answered, then handed out in order with what the logs give back (or
+                # dropped, if Redis no longer knows the client). Handed out now, it
+                # would go before the messages the outage held back, and its cursor
+                # would pass them.
+                self.ledger.queue(held, line.seq, envelope)
+                continue
             if self._handing_over or not self.host.has_connection(cid):
                 self.ledger.queue(held, line.seq, envelope)
                 continue

@@ -53,6 +53,11 @@ class Held:
             self.pending = deque()
         self.pending.append((seq, envelope))
 
+    def sort_pending(self) -> None:
+        """Oldest first again, after messages older than those waiting were added."""
+        if self.pending:
+            self.pending = deque(sorted(self.pending, key=_seq))
+
     def take_pending(self, upto: int | None = None) -> list[tuple[int, Envelope]]:
         """What waits (up to sequence number ``upto``), oldest first, taken out."""
         pending = self.pending
@@ -242,3 +247,7 @@ def _not_written(held: Held, count: int) -> list[int]:
         held.unacked = None
         held.handed = held.acked
     return seqs
+
+
+def _seq(item: tuple[int, Envelope]) -> int:
+    return item[0]
