@@ -89,16 +89,12 @@ class PushListener:
         if reply is None:
             raise protocol.failure or rx.ConnectionError("the listener lost Redis")
         self.heard = time.monotonic()
-        if reply[0] == b"pmessage":
-            return {"type": "pmessage", "pattern": reply[1], "channel": reply[2], "data": reply[3]}
-        return {"type": _TYPES.get(reply[0], "message"), "channel": reply[1], "data": reply[2]}
+        # SUBSCRIBE only: every push is ['message', channel, data].
+        return {"type": "message", "channel": reply[1], "data": reply[2]}
 
     async def aclose(self) -> None:
         if self.protocol is not None:
             self.protocol.close()
-
-
-_TYPES = {b"message": "message", b"smessage": "smessage"}
 
 
 def _wake(waiter: asyncio.Future[None]) -> None:

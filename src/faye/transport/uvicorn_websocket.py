@@ -232,16 +232,14 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         uvicorn otherwise writes the request back into bytes for ``websockets`` to parse
         a second time (23 us of CPU a connection, where building its ``Request`` takes
         6). The header bytes were already bounded by the HTTP protocol, and ``accept``
-        still checks everything a WebSocket handshake needs.
+        still checks everything a WebSocket handshake needs. The request parser that
+        never ran is replaced by a frame parser in :meth:`handle_connect`, as after a
+        parsed request; a refused handshake closes the connection.
         """
         request = Request(
             target.decode("ascii", "surrogateescape"),
             Headers((name.decode("latin-1"), value.decode("latin-1")) for name, value in headers),
         )
-        conn = self.conn
-        parser = Protocol.parse(conn)  # frames from now on, as after a parsed request
-        next(parser)
-        conn.parser = parser
         self.handle_connect(request)
 
     def handle_connect(self, event: Any) -> None:
