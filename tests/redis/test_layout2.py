@@ -482,3 +482,94 @@ async def test_a_draining_server_hands_its_clients_over_exactly(fleet: Fleet) ->
     await asyncio.sleep(0.1)
     assert len(socket.messages) == 3  # not handed out any more
     assert data(await b.connect(alice, hold=0.5)) == [3]
+
+
+async def _live_line_during_catch_up(
+    fleet: Fleet, raw_redis: Redis, a: Any, b: Any, channel: str
+) -> list[Any]:
+    """Cut the listeners, publish 1-3 while ``a``'s is away, and have 4 reach ``a``
+    live after its listener is back but before its catch-up claim is sent. The order is
+    forced by publishing 4 as the catch-up starts and waiting there until ``a`` has
+    taken the line in: under load this is where a live line lands (the window cannot be
+    held open on demand); everything else is real."""
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    catch_up, on_published = engine._catch_up, engine._on_published
+    seen: list[int] = []
+
+    def record(line: Any, only: str | None = None) -> None:
+        seen.append(line.seq)
+        on_published(line, only)
+
+    async def catch_up_after_a_live_line(since: dict[str, int]) -> None:
+        await b.publish({"channel": channel, "data": 4})
+        await wait_for(lambda: bool(seen), timeout=5)
+        await asyncio.sleep(0.2)  # whatever the line set off (a reply) has run
+        await catch_up(since)
+
+    engine._catch_up = catch_up_after_a_live_line  # type: ignore[method-assign]
+    engine._on_published = record  # type: ignore[method-assign]
+    await raw_redis.execute_command("CLIENT", "KILL", "TYPE", "pubsub")
+    for n in range(1, 4):
+        await b.publish({"channel": channel, "data": n})
+    await wait_for(lambda: bool(seen), timeout=5)
+    return seen
+
+
+async def test_a_live_line_before_the_catch_up_waits_for_it_on_a_long_poll(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Answered with the live line, the long-poller would be between polls when the
+    catch-up looked, be let go with a cursor past 1-3, and never get them."""
+    a, b, alice, held, _ = await _held_long_poll(fleet, "/window")
+    await _live_line_during_catch_up(fleet, raw_redis, a, b, "/window")
+    got = data(await held)
+    a.delivered(alice, len(got))
+    await asyncio.sleep(0.5)  # between polls while the catch-up looks
+    while len(got) < 4:
+        more = data(await a.connect(alice, hold=1))
+        if not more:
+            break
+        a.delivered(alice, len(more))
+        got += more
+    assert got == [1, 2, 3, 4]
+
+
+async def test_a_live_line_before_the_catch_up_goes_out_after_what_it_reads_back(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    a = await fleet.proxy(**L2, retry_delay=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/order")
+    socket = await attach(a, alice)
+    await _live_line_during_catch_up(fleet, raw_redis, a, b, "/order")
+    await wait_for(lambda: len(socket.messages) >= 4, timeout=5)
+    await asyncio.sleep(0.3)  # nothing comes twice
+    assert data(socket.messages) == [1, 2, 3, 4]
+
+
+async def test_a_client_redis_forgot_gets_no_live_line_before_it_is_told(
+    fleet: Fleet, raw_redis: Redis
+) -> None:
+    """Redis restarted without its data: the catch-up finds the client unknown and
+    closes it. A live line handed out before that would look to the client like a
+    working subscription on a dead id."""
+    a = await fleet.proxy(**L2, retry_delay=0.5)
+    b = await fleet.proxy(**L2)
+    alice = await a.create_client()
+    await a.subscribe(alice, "/forgotten")
+    socket = await attach(a, alice)
+    engine = engine_of(a)
+    assert isinstance(engine, LogEngine)
+    claim = engine.functions.claim
+
+    async def claim_as_if_forgotten(requests: Any, **kwargs: Any) -> Any:
+        if any(r.after is not None for r in requests):
+            await b.destroy_client(alice)  # Redis no longer has it
+        return await claim(requests, **kwargs)
+
+    engine.functions.claim = claim_as_if_forgotten  # type: ignore[method-assign]
+    await _live_line_during_catch_up(fleet, raw_redis, a, b, "/forgotten")
+    await wait_for(lambda: socket.closed, timeout=5)
+    assert socket.messages == []
