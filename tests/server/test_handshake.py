@@ -7,6 +7,7 @@ from typing import Any
 
 import pytest
 
+from faye import engine
 from faye.envelope import as_dicts
 from faye.server import Server
 from tests.support.server import (
@@ -124,3 +125,14 @@ async def test_disconnect_answers_held_connect() -> None:
         assert reply["clientId"] == client_id
     finally:
         await srv.proxy.close()
+
+
+@pytest.mark.parametrize("number", [0, 1, 35, 36, 1295, 1296, 36**30, 2**160 - 1])
+def test_client_ids_are_160_random_bits_in_31_base_36_digits(
+    number: int, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(engine.secrets, "randbits", lambda bits: number if bits == 160 else -1)
+    client_id = engine.generate_id()
+    assert len(client_id) == 31
+    assert set(client_id) <= set("0123456789abcdefghijklmnopqrstuvwxyz")
+    assert int(client_id, 36) == number
