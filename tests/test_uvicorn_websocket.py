@@ -11,9 +11,13 @@ from collections.abc import Iterator
 from typing import Any
 
 import pytest
+import uvicorn
 import websockets.http11
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
 
+from faye import ASGIAdapter
 from faye.transport import uvicorn_websocket
 from faye.transport.uvicorn_http import limited_http_protocol
 from faye.transport.uvicorn_websocket import SHARED_HEADERS_MAX, share_headers
@@ -156,6 +160,11 @@ async def test_an_upgrade_is_taken_over_with_its_target_and_headers_as_sent(
     assert scope["raw_path"] == b"/ws/room"
     assert scope["query_string"] == b"x=1&y=%C3%A9"
     assert dict(scope["headers"])[b"x-latin"] == b"caf\xe9"
+    # The addresses the HTTP protocol had, as uvicorn would have asked the socket.
+    assert scope["server"] == ("127.0.0.1", server.port)
+    assert scope["client"][0] == "127.0.0.1"
+    assert scope["client"][1] == ws.local_address[1]
+    assert scope["scheme"] == "ws"
     # The client parsed the 101's headers; the server used httptools's parse alone.
     assert parsed == [threading.current_thread().name]
 
@@ -189,3 +198,20 @@ async def test_a_bad_upgrade_is_refused(
     answer = await raw_upgrade(server, request_head + b"\r\n")
     assert answer.startswith(status), answer
     assert app.scopes == []
+
+
+async def test_the_protocol_has_uvicorns_attributes_without_its_init() -> None:
+    """Our __init__ replaces uvicorn's: the same attributes, or uvicorn grew one that
+    this class must learn about."""
+    config = uvicorn.Config(ASGIAdapter(mount="/faye", ws_compression="no-context-takeover"))
+    config.load()
+    state = ServerState()
+    ours = uvicorn_websocket.FayeWebSocketProtocol(config=config, server_state=state, app_state={})
+    theirs = WebSocketsSansIOProtocol(config=config, server_state=state, app_state={})
+    assert set(vars(ours)) - {"_sink"} == set(vars(theirs))
+    for name, value in vars(theirs).items():
+        if name not in ("queue", "writable", "conn", "loop"):
+            assert getattr(ours, name) == value, name
+    assert ours.conn.available_extensions == uvicorn_websocket.deflate_extensions(
+        "no-context-takeover"
+    )

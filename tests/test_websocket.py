@@ -17,7 +17,7 @@ from websockets.frames import Close, Frame, Opcode
 from websockets.uri import parse_uri
 
 from faye import ASGIAdapter
-from faye.transport import outbox
+from faye.transport import outbox, uvicorn_websocket, websocket
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.bayeux import connect_msg, exchange, receive, subscribed_socket, ws_handshake
 from tests.support.live_server import LiveServer
@@ -216,6 +216,75 @@ async def test_faye_protocol_pushes_without_the_asgi_send(
         await http.post(MOUNT, json={"channel": "/direct", "data": "é ✓", "id": "1"})
         assert await receive(ws) == [{"channel": "/direct", "data": "é ✓", "id": "1"}]
     assert len(written) == 1
+
+
+async def test_faye_protocol_hands_messages_over_without_the_asgi_queue(
+    live: LiveServer, protocol: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if protocol is not FayeWebSocketProtocol:
+        pytest.skip("plain uvicorn queues every message for receive()")
+    queued: list[str] = []
+    put = uvicorn_websocket._Inbox.put_nowait
+
+    def recording(self: Any, item: Any) -> None:
+        queued.append(item["type"])
+        put(self, item)
+
+    monkeypatch.setattr(uvicorn_websocket._Inbox, "put_nowait", recording)
+    async with connect(live.ws_base + MOUNT) as ws:
+        await subscribed_socket(ws, "/handed")
+        assert await exchange(ws, []) == []
+    await asyncio.sleep(0.1)
+    assert queued[0] == "websocket.connect"
+    assert "websocket.receive" not in queued
+    assert "websocket.disconnect" in queued
+
+
+class Gate:
+    """An incoming extension that holds every message until opened."""
+
+    def __init__(self) -> None:
+        self.opened = asyncio.Event()
+
+    async def incoming(self, message: dict[str, Any], request: Any) -> dict[str, Any]:
+        await self.opened.wait()
+        return message
+
+    def open(self, server: LiveServer) -> None:
+        assert server.loop is not None  # the server runs on a loop of its own
+        server.loop.call_soon_threadsafe(self.opened.set)
+
+
+async def test_a_client_sending_faster_than_it_is_served_is_read_no_further(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The server stops reading a socket with MAX_WAITING_FRAMES messages not yet
+    started (TCP then holds the client back) and loses none of them."""
+    gate = Gate()
+    adapter = ASGIAdapter(mount=MOUNT, timeout=2, max_request_size=16 * 1024, extensions=[gate])
+    taken: list[int] = []
+    on_message = websocket.WebSocketSession._on_message
+
+    def counting(self: Any, data: Any) -> None:
+        taken.append(len(data))
+        on_message(self, data)
+
+    monkeypatch.setattr(websocket.WebSocketSession, "_on_message", counting)
+    server = LiveServer(adapter).start()
+    try:
+        async with connect(server.ws_base + MOUNT, max_queue=None) as ws:
+            frame = json.dumps([{"channel": "/flood", "data": "x" * 12_000}])
+            sending = asyncio.gather(*(ws.send(frame) for _ in range(200)))
+            await asyncio.sleep(1.0)
+            # Paused at 32 waiting; one read (256 KiB) may bring up to 21 more.
+            assert 32 <= len(taken) <= 32 + 22 + 1
+            gate.open(server)
+            replies = [await receive(ws, timeout=10) for _ in range(200)]
+            await sending
+        assert len(taken) == 200
+        assert all(len(reply) == 1 for reply in replies)
+    finally:
+        server.stop()
 
 
 class StallableSocket:

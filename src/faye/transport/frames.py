@@ -16,7 +16,11 @@ from faye.transport.codec import encode_items
 #: ``scope["extensions"][WRITE_EXTENSION]["write"](frame) -> bool``: write a frame made
 #: by :func:`text_frame` now, or False when only ASGI ``send`` may (the handshake is not
 #: done, the socket is closing, or the client is not reading); ``["abort"]()``: drop the
-#: connection now, whether or not the client reads. ``faye serve`` offers it
+#: connection now, whether or not the client reads; ``["frames"](sink)``: from now on
+#: hand each received message (bytes; text already checked as UTF-8) to ``sink`` as it
+#: is parsed, instead of queueing it for ``receive`` (which then only reports the
+#: disconnect), and return ``pause(flag)``, which stops (True) or resumes (False)
+#: reading the socket while the sink has too much to work through. ``faye serve`` offers it
 #: (:mod:`faye.transport.uvicorn_websocket`); other servers do not, and then every write
 #: goes through ``send``.
 WRITE_EXTENSION = "faye.websocket.write"

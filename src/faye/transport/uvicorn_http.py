@@ -137,7 +137,9 @@ class LimitedHttpToolsProtocol(HttpToolsProtocol):
         protocol = self.ws_protocol_class(  # type: ignore[call-arg, misc]
             config=self.config, server_state=self.server_state, app_state=self.app_state
         )
-        protocol.connection_made(self.transport)
+        protocol.take_over_connection(  # type: ignore[union-attr]
+            self.transport, self.server, self.client, self.scheme == "https"
+        )
         self.transport.set_protocol(protocol)
         take_over(protocol, self.url, self.scope["headers"])
 

@@ -20,10 +20,13 @@ from __future__ import annotations
 
 import asyncio
 import logging
-from collections.abc import Iterable, Sequence
+import weakref
+from collections.abc import Callable, Iterable, Sequence
 from typing import Any
 
+from uvicorn.config import Config
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from uvicorn.server import ServerState
 from websockets.datastructures import Headers
 from websockets.extensions import ServerExtensionFactory
 from websockets.extensions.permessage_deflate import ServerPerMessageDeflateFactory
@@ -190,22 +193,96 @@ class _Flag:
             await asyncio.shield(self._waiter)
 
 
+_ERRORS = logging.getLogger("uvicorn.error")
+_extensions: weakref.WeakKeyDictionary[Config, list[ServerExtensionFactory]]
+_extensions = weakref.WeakKeyDictionary()
+
+
+def _extensions_for(config: Config) -> list[ServerExtensionFactory]:
+    """What the Faye adapter's ``ws_compression`` calls for, or else what uvicorn's
+    ``--ws-per-message-deflate`` does; found once per server, not per connection."""
+    found = _extensions.get(config)
+    if found is None:
+        setting = compression_of(config.loaded_app)
+        if setting is not None:
+            found = deflate_extensions(setting)
+        elif config.ws_per_message_deflate:
+            found = _EXTENSIONS["on"]  # uvicorn's own terms
+        else:
+            found = []
+        _extensions[config] = found
+    return found
+
+
 class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
     """uvicorn's ``websockets-sansio`` protocol with :data:`WRITE_EXTENSION` in the scope,
     the adapter's ``ws_compression``, and less held per idle socket (the handshake's
     request and response are dropped once answered; a lighter inbox and write flag)."""
 
-    def __init__(self, *args: Any, **kwargs: Any) -> None:
-        super().__init__(*args, **kwargs)
+    def __init__(
+        self,
+        config: Config,
+        server_state: ServerState,
+        app_state: dict[str, Any],
+        _loop: asyncio.AbstractEventLoop | None = None,
+    ) -> None:
+        # uvicorn's __init__ is not called: it builds a queue, an event and a
+        # ``websockets`` protocol that this class replaces at once, which was 60 % of a
+        # connection's set-up (24 us to 9). The attributes are uvicorn's own, in its
+        # order (tests/test_uvicorn_websocket.py compares the two sets).
+        if not config.loaded:
+            config.load()  # pragma: no cover
+        self.config = config
+        self.app = config.loaded_app
+        self.loop = _loop or asyncio.get_event_loop()
+        self.logger = _ERRORS
+        self.root_path = config.root_path
+        self.asgi_version = config.asgi_version
+        self.app_state = app_state
+        self.connections = server_state.connections
+        self.tasks = server_state.tasks
+        self.default_headers = server_state.default_headers
+        self.transport = None  # type: ignore[assignment]
+        self.server = None
+        self.client = None
+        self.scheme = None  # type: ignore[assignment]
         self.queue = _Inbox()  # type: ignore[assignment]
+        self.handshake_initiated = False
+        self.handshake_complete = False
+        self.close_sent = False
+        self.disconnected = False
+        self.close_timer = None
+        self.close_timeout = 10.0
+        self.initial_response = None
+        self.conn = ServerProtocol(
+            extensions=_extensions_for(config), max_size=config.ws_max_size, logger=_ERRORS
+        )
+        self.read_paused = False
         self.writable = _Flag()  # type: ignore[assignment]
-        setting = compression_of(self.app)
-        if setting is not None:  # otherwise uvicorn's --ws-per-message-deflate decides
-            self.conn = ServerProtocol(
-                extensions=deflate_extensions(setting),
-                max_size=self.config.ws_max_size,
-                logger=logging.getLogger("uvicorn.error"),
-            )
+        self.ping_interval = config.ws_ping_interval
+        self.ping_timeout = config.ws_ping_timeout
+        self.ping_timer = None
+        self.pong_timer = None
+        self.pending_ping_payload = None
+        self.ping_sent_at = 0.0
+        self.last_ping_rtt = 0.0
+        self.frames = []
+        self.curr_msg_data_type = "bytes"
+        self._sink: Callable[[bytes], None] | None = None
+
+    def take_over_connection(
+        self,
+        transport: asyncio.Transport,
+        server: tuple[str, int | None] | None,
+        client: tuple[str, int] | None,
+        tls: bool,
+    ) -> None:
+        """``connection_made`` with the addresses the HTTP protocol already asked the
+        socket for (two system calls fewer)."""
+        self.connections.add(self)
+        self.transport = transport
+        self.server, self.client = server, client
+        self.scheme = "wss" if tls else "ws"
 
     def connection_lost(self, exc: Exception | None) -> None:
         super().connection_lost(exc)
@@ -248,6 +325,7 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
             self.scope["extensions"][WRITE_EXTENSION] = {
                 "write": self.write_frame,
                 "abort": self.abort,
+                "frames": self.take_frames,
             }
             self.scope["headers"] = share_headers(self.scope["headers"])
             self._forget_handshake_request()
@@ -268,6 +346,39 @@ class FayeWebSocketProtocol(WebSocketsSansIOProtocol):
         parser = Protocol.parse(conn)
         next(parser)
         conn.parser = parser
+
+    def take_frames(self, sink: Callable[[bytes], None]) -> Callable[[bool], None]:
+        """Hand each message to ``sink`` as it is parsed.
+
+        Through ``receive`` every message is a dict in a queue, a wake-up of the app's
+        task, and a pause and resume of reading; a sink is one call.
+        """
+        self._sink = sink
+        return self.pause_frames
+
+    def pause_frames(self, paused: bool) -> None:
+        if self.transport.is_closing():
+            return
+        if paused:
+            self.transport.pause_reading()
+        elif not self.read_paused:  # else uvicorn resumes when its queue is read
+            self.transport.resume_reading()
+
+    def send_receive_event_to_app(self) -> None:
+        sink = self._sink
+        if sink is None or self.close_sent:
+            super().send_receive_event_to_app()
+            return
+        frames = self.frames
+        data = frames[0] if len(frames) == 1 else b"".join(frames)
+        if self.curr_msg_data_type == "text":
+            try:
+                data.decode()
+            except UnicodeDecodeError:
+                super().send_receive_event_to_app()  # fails the connection (1007)
+                return
+        self.frames = []
+        sink(data)
 
     def write_frame(self, frame: bytes) -> bool:
         """Write a frame made by :func:`faye.transport.frames.text_frame` now.

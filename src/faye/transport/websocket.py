@@ -34,6 +34,11 @@ CLOSE_NORMAL = 1000
 CLOSE_TOO_BIG = 1009
 CLOSE_TRY_AGAIN = 1013
 
+#: Messages received and not yet started before the socket is read no further: a
+#: client sending faster than its messages are processed waits (TCP pushes back on it)
+#: instead of growing the server's memory.
+MAX_WAITING_FRAMES = 32
+
 #: How long a server-side close waits for replies still being processed.
 CLOSE_GRACE = 1.0
 
@@ -59,6 +64,8 @@ class WebSocketSession(Outbox):
         "_frames",
         "_held",
         "_inbox",
+        "_pause",
+        "_take_frames",
         "_write_now",
         "_writer",
     )
@@ -79,6 +86,8 @@ class WebSocketSession(Outbox):
         direct = scope.get("extensions", {}).get(WRITE_EXTENSION, {})
         self._write_now: Callable[[bytes], bool] | None = direct.get("write")
         self._abort: Callable[[], None] | None = direct.get("abort")
+        self._take_frames: Callable[..., Callable[[bool], None]] | None = direct.get("frames")
+        self._pause: Callable[[bool], None] | None = None
         self._writer: asyncio.Task[None] | None = None
         # Frames being worked on: the batch of a lone held connect (the usual one) and,
         # made when first needed, other held connects' futures with their batch and the
@@ -157,6 +166,10 @@ class WebSocketSession(Outbox):
         first = await self._receive()
         if first["type"] != "websocket.connect":
             return
+        if self._take_frames is not None:
+            # Messages now come to _on_message as they are parsed; the ones a client
+            # sent with its handshake are already queued, and are read below first.
+            self._pause = self._take_frames(self._on_message)
         try:
             await self._send({"type": "websocket.accept"})
         except OSError:
@@ -172,10 +185,7 @@ class WebSocketSession(Outbox):
                 data = message.get("text")
                 if data is None:
                     data = message.get("bytes") or b""
-                if len(data) > self._max_frame:
-                    self._close_soon(CLOSE_TOO_BIG)
-                    continue
-                self._on_frame(data)
+                self._on_message(data)
         finally:
             self._closing = True
             self._stop_checks()
@@ -201,6 +211,12 @@ class WebSocketSession(Outbox):
                 with contextlib.suppress(asyncio.CancelledError):
                     await writer
 
+    def _on_message(self, data: str | bytes) -> None:
+        if len(data) > self._max_frame:
+            self._close_soon(CLOSE_TOO_BIG)
+        else:
+            self._on_frame(data)
+
     def _on_frame(self, data: str | bytes) -> None:
         try:
             messages = decode_messages(data)
@@ -209,6 +225,8 @@ class WebSocketSession(Outbox):
             return
         self._bind(messages)
         self._inbox.append(messages)
+        if self._pause is not None and len(self._inbox) == MAX_WAITING_FRAMES:
+            self._pause(True)  # resumed once the dispatcher has worked through them
         if self._dispatcher is None or self._dispatcher.done():
             self._dispatcher = self._track(self._dispatch())
 
@@ -230,6 +248,8 @@ class WebSocketSession(Outbox):
     async def _dispatch(self) -> None:
         """Start frames strictly in arrival order; only their held connects overlap."""
         while self._inbox:
+            if self._pause is not None and len(self._inbox) == MAX_WAITING_FRAMES:
+                self._pause(False)
             messages = self._inbox.pop(0)
             try:
                 batch = await self.server.begin(messages, self.request)
