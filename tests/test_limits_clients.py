@@ -15,6 +15,7 @@ import pytest
 from websockets.asyncio.client import connect
 
 from faye import ASGIAdapter
+from faye.limits import EXEMPT_SEEN_MAX, Limits
 from tests.support.bayeux import connect_msg, exchange, post, ws_handshake
 from tests.support.live_server import LiveServer
 from tests.support.processes import FayeServer
@@ -260,3 +261,14 @@ async def test_slow_eventsource_reader_is_dropped(served: tuple[ASGIAdapter, Liv
             await asyncio.sleep(0.2)
             assert not await adapter.proxy.client_exists(client_id)
             assert grown < 30 * 1024 * 1024, grown
+
+
+def test_exempt_addresses_are_remembered_within_a_bound() -> None:
+    limits = Limits(handshake_exempt=("10.0.0.0/8",))
+    assert limits.exempt("10.1.2.3") and limits.exempt("10.1.2.3")
+    assert not limits.exempt("192.0.2.1") and not limits.exempt("192.0.2.1")
+    assert not limits.exempt("not an address")
+    for n in range(EXEMPT_SEEN_MAX + 10):
+        assert limits.exempt(f"10.0.{n // 256}.{n % 256}")
+    assert len(limits._exempt_seen) <= EXEMPT_SEEN_MAX
+    assert not limits.exempt("192.0.2.1")
