@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from typing import Any
 
 import pytest
@@ -16,6 +16,10 @@ import websockets.http11
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from uvicorn.server import ServerState
 from websockets.asyncio.client import connect
+from websockets.datastructures import Headers
+from websockets.http11 import Request
+from websockets.protocol import State
+from websockets.server import ServerProtocol
 
 from faye import ASGIAdapter
 from faye.transport import uvicorn_websocket
@@ -215,3 +219,73 @@ async def test_the_protocol_has_uvicorns_attributes_without_its_init() -> None:
     assert ours.conn.available_extensions == uvicorn_websocket.deflate_extensions(
         "no-context-takeover"
     )
+
+
+_KEY = ("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ==")
+_PLAIN = [("Host", "x"), ("Upgrade", "websocket"), ("Connection", "Upgrade"), _KEY]
+_VERSION = ("Sec-WebSocket-Version", "13")
+
+
+def _varied(
+    drop: str = "", add: Sequence[tuple[str, str]] = (), **replace: str
+) -> list[tuple[str, str]]:
+    headers = [(n, replace.get(n.replace("-", "_").lower(), v)) for n, v in [*_PLAIN, _VERSION]]
+    return [(n, v) for n, v in headers if n != drop] + list(add)
+
+
+HANDSHAKES = {
+    "plain": _varied(),
+    "keep-alive first": _varied(connection="keep-alive, Upgrade"),
+    "keep-alive last": _varied(connection="Upgrade, keep-alive"),
+    "shouting": _varied(connection="UPGRADE", upgrade="WebSocket"),
+    "origin": _varied(add=[("Origin", "https://example.com")]),
+    "two origins": _varied(add=[("Origin", "https://a.example"), ("Origin", "https://b.example")]),
+    "no key": _varied(drop="Sec-WebSocket-Key"),
+    "key not base64": _varied(sec_websocket_key="not base64 at all!!!!!!="),
+    "short key": _varied(sec_websocket_key="c2hvcnQ="),
+    "two keys": _varied(add=[_KEY]),
+    "version 12": _varied(sec_websocket_version="12"),
+    "no version": _varied(drop="Sec-WebSocket-Version"),
+    "two versions": _varied(add=[_VERSION]),
+    "connection close": _varied(connection="close"),
+    "no connection": _varied(drop="Connection"),
+    "connection list with junk": _varied(connection="upgrade, @@"),
+    "two connections": _varied(add=[("Connection", "Upgrade")]),
+    "upgrade h2c": _varied(upgrade="h2c"),
+    "two upgrades": _varied(add=[("Upgrade", "websocket")]),
+    "subprotocol": _varied(add=[("Sec-WebSocket-Protocol", "chat")]),
+    "deflate offered": _varied(
+        add=[("Sec-WebSocket-Extensions", "permessage-deflate; client_max_window_bits")]
+    ),
+}
+
+
+@pytest.mark.parametrize("compression", ["off", "on"])
+@pytest.mark.parametrize("method", ["GET", "POST"])
+@pytest.mark.parametrize("name", sorted(HANDSHAKES))
+def test_the_quick_accept_answers_as_websockets_does(
+    name: str, method: str, compression: str
+) -> None:
+    """Every answer of QuickServerProtocol (its own or websockets') is websockets' own."""
+    extensions = uvicorn_websocket.deflate_extensions(compression)
+    answers = []
+    for kind in (ServerProtocol, uvicorn_websocket.QuickServerProtocol):
+        conn = kind(extensions=extensions)
+        request = Request("/faye", Headers(HANDSHAKES[name]), method=method)
+        response = conn.accept(request)
+        headers = [(n, v) for n, v in response.headers.raw_items() if n != "Date"]
+        exc = type(conn.handshake_exc)
+        answers.append((response.status_code, headers, response.body, exc, conn.origin))
+        answers.append((conn.subprotocol, [type(e) for e in conn.extensions]))
+    assert answers[0:2] == answers[2:4]
+
+
+def test_the_quick_accept_takes_the_usual_upgrades_itself(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(ServerProtocol, "accept", lambda *args: pytest.fail("not quick"))
+    for name in ("plain", "keep-alive first", "keep-alive last", "shouting", "origin"):
+        conn = uvicorn_websocket.QuickServerProtocol()
+        response = conn.accept(Request("/faye", Headers(HANDSHAKES[name])))
+        assert response.status_code == 101, name
+        assert response.headers["Sec-WebSocket-Accept"] == "s3pPLMBiTxaQ9kYGzzhZRbK+xOo="
+        conn.send_response(response)
+        assert conn.state is State.OPEN
