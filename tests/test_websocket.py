@@ -3,13 +3,16 @@
 from __future__ import annotations
 
 import asyncio
+import gc
 import json
 import socket
+import weakref
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
 
 import httpx
 import pytest
+from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 from websockets.asyncio.client import ClientConnection, connect
 from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
@@ -21,6 +24,7 @@ from faye.transport import outbox, uvicorn_websocket, websocket
 from faye.transport.uvicorn_websocket import FayeWebSocketProtocol
 from tests.support.bayeux import connect_msg, exchange, receive, subscribed_socket, ws_handshake
 from tests.support.live_server import LiveServer
+from tests.support.waiting import wait_for
 
 MOUNT = "/faye"
 
@@ -238,6 +242,32 @@ async def test_faye_protocol_hands_messages_over_without_the_asgi_queue(
     assert queued[0] == "websocket.connect"
     assert "websocket.receive" not in queued
     assert "websocket.disconnect" in queued
+
+
+async def test_a_closed_socket_is_freed_without_the_cycle_collector(
+    live: LiveServer, protocol: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """faye serve runs the cyclic collector rarely (faye.gc_tuning): a socket's protocol
+    and session must go when it closes, by reference counting alone."""
+    if protocol is not FayeWebSocketProtocol:
+        pytest.skip("uvicorn's own protocol is not ours to keep acyclic")
+    made: list[weakref.ref[Any]] = []
+    connection_made = WebSocketsSansIOProtocol.connection_made
+
+    def recording(self: Any, transport: Any) -> None:
+        made.append(weakref.ref(self))
+        connection_made(self, transport)
+
+    monkeypatch.setattr(WebSocketsSansIOProtocol, "connection_made", recording)
+    gc.collect()
+    gc.disable()
+    try:
+        for n in range(3):
+            async with connect(live.ws_base + MOUNT) as ws:
+                await subscribed_socket(ws, f"/freed/{n}")
+        await wait_for(lambda: len(made) == 3 and all(ref() is None for ref in made), timeout=3)
+    finally:
+        gc.enable()
 
 
 class Gate:
