@@ -96,7 +96,7 @@ class _Cluster(RedisCluster):
 def _socket_kwargs(options: RedisOptions, *, pubsub: bool, lanes: bool = False) -> dict[str, Any]:
     # redis-py has one socket timeout for reads and writes. The lanes' connections wait
     # out a stall (stall_timeout) rather than time out and leave the answer unknown.
-    timeout = max(options.read_timeout, options.write_timeout)
+    timeout = options.answer_timeout
     if lanes:
         timeout = max(timeout, options.stall_timeout)
     kwargs: dict[str, Any] = {
@@ -324,8 +324,8 @@ class RedisConnection:
         self.pipe: CallPipe | None = None
         if self.mode != "cluster":
             self.endpoint = self._endpoint(options)
-            timeout = max(options.read_timeout, options.write_timeout)
-            self.pipe = CallPipe(self.endpoint, name=f"faye-{options.namespace}", timeout=timeout)
+            name = f"faye-{options.namespace}"
+            self.pipe = CallPipe(self.endpoint, name=name, timeout=options.answer_timeout)
 
     def _endpoint(self, options: RedisOptions) -> Endpoint:
         """Where the calls' connection and the listener connect (off a Cluster)."""
@@ -369,7 +369,7 @@ class RedisConnection:
     def _make_sentinel(options: RedisOptions) -> Sentinel:
         sentinel_kwargs: dict[str, Any] = {
             "socket_connect_timeout": options.connect_timeout,
-            "socket_timeout": max(options.read_timeout, options.write_timeout),
+            "socket_timeout": options.answer_timeout,
             "username": options.sentinel_username,
             "password": options.sentinel_password,
             "retry": Retry(NoBackoff(), 0),

@@ -830,7 +830,7 @@ class RedisEngine(Engine):
 
     async def _answered(self, futures: list[asyncio.Future[Any]]) -> list[Any]:
         together = asyncio.gather(*futures)
-        limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
+        limit = self.config.answer_timeout + 1.0
         try:
             return await asyncio.wait_for(asyncio.shield(together), limit)
         except TimeoutError:

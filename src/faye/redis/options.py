@@ -133,6 +133,12 @@ class RedisOptions:
         return [_host_port(which, entry, default) for entry in entries or ()]
 
     @property
+    def answer_timeout(self) -> float:
+        """How long a command waits for Redis's answer: a command is written and read
+        on one connection, and its clients (redis-py's included) have one timeout."""
+        return max(self.read_timeout, self.write_timeout)
+
+    @property
     def log_threshold(self) -> int:
         return LOG_LEVELS[self.log_level]
 

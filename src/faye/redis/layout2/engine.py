@@ -189,7 +189,7 @@ class LogEngine(RedisEngine):
             held.recorded = max(held.recorded, handed)
             request = ClaimRequest(client_id, ClaimMode.HELD, record=record, covers=handed)
         future = self._submit_claim(request)
-        limit = max(self.config.read_timeout, self.config.write_timeout) + 1.0
+        limit = self.config.answer_timeout + 1.0
         try:
             await asyncio.wait_for(asyncio.shield(future), limit)
         except TimeoutError:
