@@ -47,6 +47,7 @@ from faye.redis.connection import (
     probe_tls,
     tls_problem,
 )
+from faye.redis.functions import AS_LINES, DRAINS, Op, QueueFunctions
 from faye.redis.keys import Keys
 from faye.redis.known import KnownClients
 from faye.redis.log import EngineLog
@@ -89,7 +90,7 @@ class _Op:
 
     def __init__(
         self,
-        code: str,
+        code: Op,
         client_id: str,
         partition: int,
         args: Sequence[Arg] = (),
@@ -111,7 +112,7 @@ _Publish = tuple[Envelope, Sequence[str], "asyncio.Future[None]"]
 
 def _as_line(op: _Op) -> str | None:
     """C, H, W and A take digits only (flags and counts the engine itself makes)."""
-    if op.code not in "CHWA" or not op.client_id or not op.args:
+    if op.code not in AS_LINES or not op.client_id or not op.args:
         return None
     if "\n" in op.client_id:  # never in ids we issue; a line must not break
         return None
@@ -139,7 +140,7 @@ def _encode_ops(ops: Sequence[_Op]) -> list[Arg]:
         if lines:
             encoded.append("#" + "\n".join(lines))
             lines = []
-        encoded += [op.code, op.client_id, len(op.args), *op.args]
+        encoded += [op.code.value, op.client_id, len(op.args), *op.args]
     if lines:
         encoded.append("#" + "\n".join(lines))
     return encoded
@@ -179,6 +180,8 @@ class RedisEngine(Engine):
         self.redis = RedisConnection(self.config, self.log, self.counts)
         #: Client calls (handshake, subscribe, connect, disconnect) grouped per loop turn.
         self.batch = Batcher(self.redis)
+        #: Layout 1's functions (a layout 2 engine has its own).
+        self.queue_functions = QueueFunctions(self.redis, self.keys, self.server_id, self.batch)
         self._background = background
         self._tasks: set[asyncio.Task[Any]] = set()
         self._closed = False
@@ -517,18 +520,12 @@ class RedisEngine(Engine):
         run = _GC_RUN.get()
         p = self.keys.partition(client_id)
         cutoff = "" if run is None else run.cutoff_ms
-        result = await self.batch.script(
-            "destroy",
-            [self.keys.clients(p)],
-            [self.keys.prefix(p), self.server_id, client_id, cutoff, "1", p],
-            idempotent=False,
-        )
-        if result is None:
+        destroyed = await self.queue_functions.destroy_record(client_id, cutoff)
+        if destroyed is None:
             return None
-        channels, homes, bad = result
-        self._report(bad)
-        found = {_text(c) for c in channels}
-        found |= await self._clean_homes(client_id, p, {int(h) for h in homes} - {p})
+        self._report(destroyed.bad)
+        found = set(destroyed.channels)
+        found |= await self._clean_homes(client_id, p, destroyed.homes - {p})
         self._forget(client_id)
         if run is not None:
             run.collected += 1
@@ -545,24 +542,17 @@ class RedisEngine(Engine):
         """
         if not homes:
             return set()
-        calls: list[tuple[list[str], list[Arg]]] = [
-            (
-                [self.keys.clients(h)],
-                [self.keys.prefix(h), self.server_id, client_id, "", "0", h],
-            )
-            for h in sorted(homes)
-        ]
         try:
-            results = await self.redis.run_scripts("destroy", calls, idempotent=True)
+            results = await self.queue_functions.destroy_homes(client_id, sorted(homes))
         except EngineError as exc:
             self.log.warning(
                 "could not clean up after client %s (%s); the GC will finish it", client_id, exc
             )
             return set()
         found: set[str] = set()
-        for home_channels, _, home_bad in results:
-            self._report(home_bad)
-            found.update(_text(c) for c in home_channels)
+        for home in results:
+            self._report(home.bad)
+            found.update(home.channels)
         key = self.keys.dying(record)
         with contextlib.suppress(EngineError):
             await self.redis.call("dying", lambda c: c.hdel(key, client_id), idempotent=True)
@@ -595,45 +585,29 @@ class RedisEngine(Engine):
         ttl = self.config.subscription_ttl
         ttl_ms = int(ttl * 1000) if ttl else 0
         homes = self.keys.homes(channel)
-        enrolled: list[Arg] = [] if self.keys.partitions == 1 else [*homes]
-        here = "1" if p in homes else "0"
-        added, owner, bad = await self.batch.script(
-            "subscribe",
-            [self.keys.clients(p)],
-            [self.keys.prefix(p), client_id, channel, ttl_ms, "1", here, "", *enrolled],
-            idempotent=True,
+        enrolled = () if self.keys.partitions == 1 else homes
+        record = await self.queue_functions.subscribe_record(
+            client_id, channel, ttl_ms, here=p in homes, homes=enrolled
         )
-        self._report(bad)
+        self._report(record.bad)
         others = [h for h in homes if h != p]
-        if added < 0 or not others:  # an unknown client, or nothing more to do
-            return bool(added > 0)
-        holder = "" if owner is None else _text(owner)
-        results = await self.redis.run_scripts(
-            "subscribe",
-            [
-                (
-                    [self.keys.clients(h)],
-                    [self.keys.prefix(h), client_id, channel, ttl_ms, "0", "1", holder],
-                )
-                for h in others
-            ],
-            idempotent=True,
-        )
-        for home_added, _, home_bad in results:
-            self._report(home_bad)
-            added = added or home_added
-        return bool(added)
+        if record.added < 0 or not others:  # an unknown client, or nothing more to do
+            return record.added > 0
+        added = record.added > 0
+        for home in await self.queue_functions.subscribe_homes(
+            client_id, channel, ttl_ms, owner=record.owner, homes=others
+        ):
+            self._report(home.bad)
+            added = added or home.added > 0
+        return added
 
     async def unsubscribe(self, client_id: str, channel: str) -> bool:
-        calls = [
-            ([self.keys.clients(h)], [self.keys.prefix(h), client_id, channel])
-            for h in self.keys.homes(channel)
-        ]
-        results = await self.redis.run_scripts("unsubscribe", calls, idempotent=True)
         removed = False
-        for home_removed, bad in results:
-            self._report(bad)
-            removed = removed or bool(home_removed)
+        for home in await self.queue_functions.unsubscribe(
+            client_id, channel, self.keys.homes(channel)
+        ):
+            self._report(home.bad)
+            removed = removed or home.removed
         return removed
 
     # -- publishing --------------------------------------------------------------------
@@ -843,9 +817,9 @@ class RedisEngine(Engine):
         """C in the record partition and H in the known other homes, or H in ``homes``."""
         if homes is None:
             record, *others = self._partitions_of(client_id)
-            ops = [("C", record), *(("H", h) for h in others)]
+            ops = [(Op.CONNECT, record), *((Op.HOME, h) for h in others)]
         else:
-            ops = [("H", h) for h in homes]
+            ops = [(Op.HOME, h) for h in homes]
         futures = []
         for code, partition in ops:
             future = self._submit(code, client_id, partition, want_future=want_future)
@@ -858,7 +832,7 @@ class RedisEngine(Engine):
             key = (client_id, partition)
             if key not in self._waking and self.host.has_connection(client_id):
                 self._waking.add(key)
-                self._submit("W", client_id, partition)
+                self._submit(Op.WAKE, client_id, partition)
 
     # acknowledge and requeue join the delivery lane when called (at the moment of the
     # write or its failure); a failed batch is logged by the lane.
@@ -935,7 +909,7 @@ class RedisEngine(Engine):
             due.append((key, count))
         for key, count in due:
             del self._acks[key]
-            self._submit("A", key[0], key[1], [count])
+            self._submit(Op.ACK, key[0], key[1], [count])
 
     def requeue(self, client_id: str, messages: Sequence[Envelope]) -> None:
         """These messages (the last handed out) were not written: back to the head of
@@ -946,10 +920,12 @@ class RedisEngine(Engine):
         for partition, n in self._take(client_id, len(messages), oldest=False):
             part = messages[start : start + n]
             start += n
-            self._submit("R", client_id, partition, [m.raw for m in part])
+            self._submit(Op.REQUEUE, client_id, partition, [m.raw for m in part])
         if start < len(messages):  # more than we handed out: their home is unknown
             rest = messages[start:]
-            self._submit("R", client_id, self.keys.partition(client_id), [m.raw for m in rest])
+            self._submit(
+                Op.REQUEUE, client_id, self.keys.partition(client_id), [m.raw for m in rest]
+            )
 
     async def drained(self) -> None:
         """Wait until every queued delivery-lane operation has been sent (tests, shutdown)."""
@@ -964,7 +940,7 @@ class RedisEngine(Engine):
 
     def _submit(
         self,
-        code: str,
+        code: Op,
         client_id: str,
         partition: int,
         args: Sequence[Arg] = (),
@@ -978,15 +954,15 @@ class RedisEngine(Engine):
         future = asyncio.get_running_loop().create_future() if want_future else None
         resend = False
         key = (client_id, partition)
-        held = self._acks.pop(key, None) if code != "A" else None
+        held = self._acks.pop(key, None) if code is not Op.ACK else None
         acked = held[0] if held is not None else 0
-        if code in "CHW":
+        if code in DRAINS:
             resend = key in self._resend
             self._resend.discard(key)
             flag = "1" if resend else "0"
             args = [flag, acked] if acked else [flag]
         elif acked:
-            self._ops.append(_Op("A", client_id, partition, [acked]))
+            self._ops.append(_Op(Op.ACK, client_id, partition, [acked]))
         self._ops.append(_Op(code, client_id, partition, args, future, resend))
         if self._lane is None:
             self._lane = asyncio.ensure_future(self._run_lane())
@@ -1077,7 +1053,7 @@ class RedisEngine(Engine):
 
     def _fail_ops(self, ops: Sequence[_Op], error: EngineError) -> None:
         for op in ops:
-            if op.code in "CHWR":
+            if op.code in DRAINS or op.code is Op.REQUEUE:
                 # The script may have run: messages may be in flight here
                 # without having been handed out. The next drain resends them, and
                 # one comes soon for a client held here, whether or not a publish
@@ -1110,15 +1086,15 @@ class RedisEngine(Engine):
         """Hand a drain's messages to the host. For C, returns the client's homes that
         were not claimed with it (claimed now unless someone waits to do it)."""
         client_id, partition = op.client_id, op.partition
-        if op.code == "R":
+        if op.code is Op.REQUEUE:
             if result == 1:
                 self._wake([client_id], partition)
             return None
-        if op.code in "AD":
+        if op.code is Op.ACK or op.code is Op.DISCARD:
             return None
         status = int(result[0])
         missing: frozenset[int] = frozenset()
-        if op.code == "C" and status:
+        if op.code is Op.CONNECT and status:
             missing = self._learn_homes(client_id, _text(result[1]))
             if missing and op.future is None:
                 self._submit_claims(client_id, missing)
@@ -1147,7 +1123,7 @@ class RedisEngine(Engine):
             # Drop corrupt entries from the in-flight list so that acknowledging the
             # first N written messages trims exactly those.
             good = {e.raw for e in envelopes}
-            self._submit("D", client_id, partition, [raw for raw in raws if raw not in good])
+            self._submit(Op.DISCARD, client_id, partition, [raw for raw in raws if raw not in good])
         if op.resend:
             # The drain sent this partition's whole in-flight list again.
             self._forget_handed(client_id, partition)
@@ -1160,7 +1136,7 @@ class RedisEngine(Engine):
             return
         # Nobody to hand them to after all (the connection went away meanwhile).
         self._take(client_id, len(envelopes), oldest=False)
-        self._submit("R", client_id, partition, [e.raw for e in envelopes])
+        self._submit(Op.REQUEUE, client_id, partition, [e.raw for e in envelopes])
 
     def _forget_handed(self, client_id: str, partition: int) -> None:
         runs = self._unacked.get(client_id)
@@ -1412,14 +1388,11 @@ class RedisEngine(Engine):
             sid = _text(raw)
             if sid == self.server_id:
                 continue
-            moved, bad = await self.redis.run_script(
-                "recover",
-                [self.keys.clients(p)],
-                [self.keys.prefix(p), sid, dead, int(self.config.message_ttl * 1000)],
-                idempotent=True,
-            )
-            self._report(bad)
-            if moved >= 0:
+            ttl_ms = int(self.config.message_ttl * 1000)
+            recovered = await self.queue_functions.recover(p, sid, dead, ttl_ms)
+            self._report(recovered.bad)
+            if recovered.moved >= 0:
+                moved = recovered.moved
                 self.log.info("server %s is gone; %d in-flight message(s) requeued", sid, moved)
 
     async def _finish_destroys(self, p: int) -> None:
