@@ -167,8 +167,10 @@ class WebSocketSession(Outbox):
         if first["type"] != "websocket.connect":
             return
         if self._take_frames is not None:
-            # Messages now come to _on_message as they are parsed; the ones a client
-            # sent with its handshake are already queued, and are read below first.
+            # Messages now come to _on_message as they are parsed. Taken before the 101
+            # goes out, so a client that waits for it (RFC 6455, 4.1) sends nothing
+            # before; what one that did not wait got through is queued, and read below
+            # first.
             self._pause = self._take_frames(self._on_message)
         try:
             await self._send({"type": "websocket.accept"})
