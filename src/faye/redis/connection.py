@@ -236,6 +236,11 @@ async def probe_tls(options: RedisOptions) -> str | None:
     return None
 
 
+def reply_text(value: Any) -> str:
+    """A name, id or channel from a Redis reply: bytes through hiredis, str otherwise."""
+    return value.decode() if isinstance(value, bytes) else str(value)
+
+
 def translate(exc: BaseException, what: str) -> EngineError:
     if isinstance(exc, rx.AuthenticationError):
         return EngineError(f"Redis refused our credentials during {what}: {exc}")

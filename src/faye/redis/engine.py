@@ -45,6 +45,7 @@ from faye.redis.connection import (
     RedisClient,
     RedisConnection,
     probe_tls,
+    reply_text,
     tls_problem,
 )
 from faye.redis.functions import AS_LINES, DRAINS, Op, QueueFunctions
@@ -66,10 +67,6 @@ ACK_DELAY = 0.25
 
 def now_ms() -> int:
     return int(time.time() * 1000)
-
-
-def _text(value: Any) -> str:
-    return value.decode() if isinstance(value, bytes) else str(value)
 
 
 @dataclass
@@ -309,7 +306,7 @@ class RedisEngine(Engine):
                     )
                 await asyncio.sleep(min(max(delay, 0.05), 1.0))
                 delay *= 2
-        layout = self.config.layout_for(None if found is None else _text(found))
+        layout = self.config.layout_for(None if found is None else reply_text(found))
         chosen = make_engine(
             self.host, {**self.options, "layout": layout}, background=self._background
         )
@@ -330,7 +327,7 @@ class RedisEngine(Engine):
             return await client.get(key)
 
         try:
-            found = _text(await self.redis.call("layout", check, idempotent=True))
+            found = reply_text(await self.redis.call("layout", check, idempotent=True))
         except EngineError:
             return  # Redis not reachable yet: the listener checks once it gets through
         if found != mine:
@@ -736,7 +733,7 @@ class RedisEngine(Engine):
                 if not future.done():
                     future.set_result(None)
                 if mine:
-                    self._wake((_text(cid) for cid in mine), p)
+                    self._wake((reply_text(cid) for cid in mine), p)
         return elsewhere
 
     def _held_in(self, partition: int) -> list[str]:
@@ -1095,7 +1092,7 @@ class RedisEngine(Engine):
         status = int(result[0])
         missing: frozenset[int] = frozenset()
         if op.code is Op.CONNECT and status:
-            missing = self._learn_homes(client_id, _text(result[1]))
+            missing = self._learn_homes(client_id, reply_text(result[1]))
             if missing and op.future is None:
                 self._submit_claims(client_id, missing)
         raws: list[bytes] = result[2:]
@@ -1191,7 +1188,7 @@ class RedisEngine(Engine):
 
     def _report(self, bad: Sequence[bytes | str]) -> None:
         for key in bad:
-            self.log.warning("skipping Redis key of an unexpected type: %s", _text(key))
+            self.log.warning("skipping Redis key of an unexpected type: %s", reply_text(key))
 
     # -- the listener ------------------------------------------------------------------
 
@@ -1307,8 +1304,8 @@ class RedisEngine(Engine):
     def _on_message(self, message: Mapping[str, Any]) -> None:
         if message.get("type") not in ("message", "smessage"):
             return
-        channel = _text(message["channel"])
-        data = _text(message["data"])
+        channel = reply_text(message["channel"])
+        data = reply_text(message["data"])
         try:
             if channel.endswith(":close"):
                 sender, client_id = data.split(" ", 1)
@@ -1385,7 +1382,7 @@ class RedisEngine(Engine):
             "dead servers", lambda c: c.zrangebyscore(key, "-inf", dead), idempotent=True
         )
         for raw in sids:
-            sid = _text(raw)
+            sid = reply_text(raw)
             if sid == self.server_id:
                 continue
             ttl_ms = int(self.config.message_ttl * 1000)
@@ -1402,8 +1399,8 @@ class RedisEngine(Engine):
         key = self.keys.dying(p)
         pending = await self.redis.call("dying", lambda c: c.hgetall(key), idempotent=True)
         for raw_id, raw_homes in pending.items():
-            homes = {int(h) for h in _text(raw_homes).split(",") if h} - {p}
-            await self._clean_homes(_text(raw_id), p, homes)
+            homes = {int(h) for h in reply_text(raw_homes).split(",") if h} - {p}
+            await self._clean_homes(reply_text(raw_id), p, homes)
 
     async def _collect(self, p: int) -> int:
         run = _GcRun(now_ms() - int(self._liveness(self.gc_window) * 1000))
@@ -1418,7 +1415,7 @@ class RedisEngine(Engine):
                 )
                 before = run.collected
                 for raw in found:
-                    await self.host.destroy_client(_text(raw))
+                    await self.host.destroy_client(reply_text(raw))
                 if len(found) < GC_BATCH or run.collected == before:
                     return run.collected
         finally:

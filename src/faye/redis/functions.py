@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from faye.redis.batching import Batcher
-from faye.redis.connection import Arg, RedisConnection
+from faye.redis.connection import Arg, RedisConnection, reply_text
 from faye.redis.keys import Keys
 
 
@@ -75,10 +75,6 @@ class Recovered:
     bad: BadKeys
 
 
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
-
-
 class QueueFunctions:
     """The calls; ``redis`` has layout 1's library loaded."""
 
@@ -100,7 +96,7 @@ class QueueFunctions:
         added, owner, bad = await self.batch.script(
             "subscribe", [self.keys.clients(p)], args, idempotent=True
         )
-        return Subscribed(int(added), "" if owner is None else _text(owner), bad)
+        return Subscribed(int(added), "" if owner is None else reply_text(owner), bad)
 
     async def subscribe_homes(
         self, client_id: str, channel: str, ttl_ms: int, *, owner: str, homes: Sequence[int]
@@ -164,4 +160,4 @@ class QueueFunctions:
 
 def _destroyed(result: Any) -> Destroyed:
     channels, homes, bad = result
-    return Destroyed([_text(c) for c in channels], {int(h) for h in homes}, bad)
+    return Destroyed([reply_text(c) for c in channels], {int(h) for h in homes}, bad)

@@ -22,6 +22,7 @@ import orjson
 from faye.engine import EngineError, EngineHost
 from faye.envelope import Envelope
 from faye.protocol.channels import expand
+from faye.redis.connection import reply_text
 from faye.redis.engine import _GC_RUN, TOKEN_MARGIN, RedisEngine, _Publish
 from faye.redis.layout2.functions import (
     Claim,
@@ -570,8 +571,7 @@ class LogEngine(RedisEngine):
     def _on_message(self, message: Mapping[str, Any]) -> None:
         if message.get("type") not in ("message", "smessage"):
             return
-        channel = message["channel"]
-        channel = channel.decode() if isinstance(channel, bytes) else str(channel)
+        channel = reply_text(message["channel"])
         if channel == self.log_keys.close:
             super()._on_message(message)
             return

@@ -13,7 +13,7 @@ from typing import Any
 
 from faye.engine import EngineError
 from faye.redis.batching import Batcher
-from faye.redis.connection import Arg, RedisConnection
+from faye.redis.connection import Arg, RedisConnection, reply_text
 from faye.redis.layout2.keys import LogKeys
 
 #: Most clients per claim or cursor call (Lua's unpack() has a stack limit).
@@ -84,10 +84,6 @@ class Cursor:
 
 class PublishReplayed(Exception):
     """The publish call's token was known: Redis had run it already."""
-
-
-def _text(value: bytes | str) -> str:
-    return value.decode() if isinstance(value, bytes) else value
 
 
 class LogFunctions:
@@ -170,7 +166,7 @@ class LogFunctions:
         )
         if not result:
             return None
-        return [_text(name) for name in result[0]]
+        return [reply_text(name) for name in result[0]]
 
     async def claim(
         self,
@@ -213,9 +209,9 @@ class LogFunctions:
             return Claim(status)
         seq, count = int(item[1]), int(item[2])
         flat = item[3 : 3 + 2 * count]
-        subscriptions = {_text(flat[k]): int(flat[k + 1]) for k in range(0, len(flat), 2)}
+        subscriptions = {reply_text(flat[k]): int(flat[k + 1]) for k in range(0, len(flat), 2)}
         holder, acked, handed = item[3 + 2 * count : 6 + 2 * count]
-        unsure = (_text(holder), int(acked), int(handed)) if holder else None
+        unsure = (reply_text(holder), int(acked), int(handed)) if holder else None
         rest = item[6 + 2 * count :]
         backlog = [(int(rest[k]), bytes(rest[k + 1])) for k in range(0, len(rest) - 1, 2)]
         return Claim(status, seq, subscriptions, backlog, unsure)
