@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from faye.redis import RedisEngine
+from faye.redis.engine import make_engine
 from tests.support.redis_server import RedisServer, free_port
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -136,7 +136,7 @@ def test_gc_takes_the_engine_options_of_serve(redis_server: RedisServer) -> None
             pass
 
     async def make_client() -> str:
-        engine = RedisEngine(Host(), {**options, "log_level": "silent"}, background=False)
+        engine = make_engine(Host(), {**options, "log_level": "silent"}, background=False)
         try:
             await engine.redis.load_scripts()
             while True:

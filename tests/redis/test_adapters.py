@@ -41,7 +41,7 @@ async def test_two_servers_one_redis(redis_server: RedisServer) -> None:
         await asyncio.sleep(0.1)
         assert [m["n"] for m in got] == [0, 1, 2, 3, 4]
         # Written replies are acknowledged: nothing stays in flight.
-        await wait_for(lambda: not engine_of(a.proxy)._unacked, timeout=3)
+        await wait_for(lambda: not engine_of(a.proxy).unacknowledged(), timeout=3)
     finally:
         for client in (alice, bob):
             await client.close()
@@ -77,7 +77,7 @@ async def test_websocket_deliveries_leave_nothing_in_flight(
                 frame = await receive(socket, timeout=5)
                 assert [m["data"] for m in frame] == [n]
             engine = engine_of(adapter.proxy)
-            await wait_for(lambda: not engine._unacked, timeout=3)
+            await wait_for(lambda: not engine.unacknowledged(), timeout=3)
             queues = store.keys(f"{namespace}:*queue:*")
             assert queues  # the queue outlives its deliveries (its header stays)
 

@@ -134,10 +134,10 @@ async def test_the_next_drain_carries_a_held_back_acknowledgement(
 ) -> None:
     proxy, engine, alice, inbox = await handed_out(fleet, 1)
     proxy.delivered(alice, 1)  # written: its acknowledgement waits for the next drain
-    assert engine._acks[(alice, 0)][0] == 1
+    assert engine.inflight.acks[(alice, 0)][0] == 1
     await proxy.publish({"channel": "/f", "data": 1})
     await wait_for(lambda: len(inbox.messages) == 2)
-    assert engine._acks == {}
+    assert engine.inflight.acks == {}
     (left,) = await in_flight(raw_redis, engine, alice)
     assert orjson.loads(left)["data"] == 1
     # The last one is acknowledged on its own once no drain comes to carry it.
@@ -213,9 +213,9 @@ async def test_a_destroyed_client_leaves_no_held_acknowledgement_in_any_home(
         await proxy.publish({"channel": channel, "data": n})
         await wait_for(lambda n=n: len(inbox.messages) == n + 1)
     proxy.delivered(alice, 2)  # held back, one acknowledgement per home
-    assert {key[0] for key in engine._acks} == {alice} and len(engine._acks) == 2
+    assert {key[0] for key in engine.inflight.acks} == {alice} and len(engine.inflight.acks) == 2
     await proxy.destroy_client(alice)
-    assert engine._acks == {}
+    assert engine.inflight.acks == {}
 
 
 async def test_a_destroy_cut_short_is_finished_by_the_gc(
@@ -387,13 +387,10 @@ async def test_gc_never_collects_a_client_that_just_pinged(fleet: Fleet) -> None
     engine = engine_of(proxy)
     alice = await proxy.create_client()
     await asyncio.sleep(0.25)
-    from faye.redis.engine import _GC_RUN, _GcRun
+    from faye.redis.gc import GcRun, running
 
-    token = _GC_RUN.set(_GcRun(cutoff_ms=0))  # a GC that decided before the ping
-    try:
+    with running(GcRun(cutoff_ms=0)):  # a GC that decided before the ping
         assert await engine.destroy_client(alice) is None
-    finally:
-        _GC_RUN.reset(token)
     assert await engine.destroy_client(alice) == []
 
 

@@ -134,14 +134,14 @@ class _Host:
 
 def test_engine_rejects_a_subscription_ttl_shorter_than_the_gc_window() -> None:
     with pytest.raises(ValueError, match="subscription_ttl"):
-        RedisEngine(_Host(), {"subscription_ttl": 100})  # collected after 120 s
-    RedisEngine(_Host(), {"subscription_ttl": None})
-    RedisEngine(_Host(), {"subscription_ttl": 120})
+        RedisEngine.create(_Host(), {"subscription_ttl": 100})  # collected after 120 s
+    RedisEngine.create(_Host(), {"subscription_ttl": None})
+    RedisEngine.create(_Host(), {"subscription_ttl": 120})
 
 
 def test_engine_rejects_unknown_options_at_construction() -> None:
     with pytest.raises(ValueError, match="unknown Redis engine option"):
-        RedisEngine(_Host(), {"hostname": "x"})
+        RedisEngine.create(_Host(), {"hostname": "x"})
 
 
 def test_adapter_selects_the_engine_by_url_name_or_class() -> None:
@@ -160,8 +160,8 @@ def test_adapter_selects_the_engine_by_url_name_or_class() -> None:
 
 def test_log_level_silences_an_engine(caplog: pytest.LogCaptureFixture) -> None:
     caplog.set_level(logging.DEBUG, logger="faye.redis")
-    quiet = RedisEngine(_Host(), {"log_level": "silent"})
-    loud = RedisEngine(_Host(), {"log_level": "debug"})
+    quiet = RedisEngine.create(_Host(), {"log_level": "silent"})
+    loud = RedisEngine.create(_Host(), {"log_level": "debug"})
     quiet.log.error("hidden")
     loud.log.debug("shown")
     assert [r.getMessage() for r in caplog.records] == ["shown"]

@@ -8,7 +8,8 @@ or ``engine="redis://..."`` select it; see docs/redis.md. :class:`Publisher` and
 from __future__ import annotations
 
 import faye.redis.dependencies  # noqa: F401  (a clear error without the [redis] extra)
-from faye.redis.engine import RedisEngine, collect_garbage
+from faye.redis.engine import RedisEngine
+from faye.redis.gc import collect_garbage
 from faye.redis.keys import Keys
 from faye.redis.options import RedisOptions, SSLOptions
 from faye.redis.publisher import ChannelError, Publisher, PublishError

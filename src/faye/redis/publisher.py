@@ -22,7 +22,8 @@ from typing import Any
 from faye.engine import EngineError
 from faye.envelope import Envelope
 from faye.protocol import channels
-from faye.redis.engine import RedisEngine, StandaloneHost, make_engine
+from faye.redis.engine import RedisEngine, make_engine
+from faye.redis.gc import StandaloneHost
 
 #: A message ready for the engine: its envelope and its channel's expansion.
 Prepared = tuple[Envelope, Sequence[str]]

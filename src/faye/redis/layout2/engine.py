@@ -22,8 +22,8 @@ import orjson
 from faye.engine import EngineError, EngineHost
 from faye.envelope import Envelope
 from faye.protocol.channels import expand
-from faye.redis.connection import reply_text
-from faye.redis.engine import _GC_RUN, TOKEN_MARGIN, RedisEngine, _Publish
+from faye.redis.engine import TOKEN_MARGIN, RedisEngine, consume
+from faye.redis.gc import current_run
 from faye.redis.layout2.functions import (
     Claim,
     ClaimMode,
@@ -37,6 +37,8 @@ from faye.redis.layout2.functions import (
 from faye.redis.layout2.keys import LogKeys
 from faye.redis.layout2.ledger import Held, Ledger
 from faye.redis.layout2.lines import Control, ControlLine, Published, parse
+from faye.redis.publish_lane import Publish
+from faye.redis.turns import TurnLane
 
 #: Live lines kept while a claim is on the wire, to replay those the claim's answer
 #: comes too late for (bounded: a claim's answer takes milliseconds).
@@ -65,8 +67,7 @@ class LogEngine(RedisEngine):
         self.log_keys = LogKeys(self.keys)
         self.functions = LogFunctions(self.redis, self.log_keys, self.server_id, self.batch)
         self.ledger = Ledger(self.config.max_queue)
-        self._claims: list[_Waiting] = []
-        self._claim_lane: asyncio.Task[None] | None = None
+        self._claims: TurnLane[_Waiting] = TurnLane(self._send_claims)
         self._claiming = 0
         self._recent: list[Published] = []
         # Give-backs that arrived before the take-over they concern was applied.
@@ -82,8 +83,7 @@ class LogEngine(RedisEngine):
         # Draining: nothing more is handed out here (see hand_over).
         self._handing_over = False
         # Long-polling clients with messages to answer once their cursor is recorded.
-        self._replies: set[str] = set()
-        self._reply_lane: asyncio.Task[None] | None = None
+        self._replies: TurnLane[str] = TurnLane(self._send_replies)
         has_socket = getattr(host, "has_socket", None)
         self._has_socket: Any = has_socket if has_socket is not None else (lambda _: True)
 
@@ -99,18 +99,20 @@ class LogEngine(RedisEngine):
     async def kill(self) -> None:
         if self._cursor_timer is not None:
             self._cursor_timer.cancel()
-        for lane in (self._claim_lane, self._reply_lane, self._cursor_task):
-            if lane is not None:
-                lane.cancel()
+        if self._cursor_task is not None:
+            self._cursor_task.cancel()
         await super().kill()
 
-    def _fail_pending(self) -> None:
-        super()._fail_pending()
-        closed = EngineError("the Redis engine is closed")
-        for _, future in self._claims:
+    def _cancel_lanes(self) -> None:
+        super()._cancel_lanes()
+        self._claims.cancel()
+        self._replies.cancel()
+
+    def _fail_pending(self, error: EngineError) -> None:
+        super()._fail_pending(error)
+        for _, future in self._claims.take_waiting():
             if not future.done():
-                future.set_exception(closed)
-        self._claims.clear()
+                future.set_exception(error)
 
     def _cancel_background(self) -> None:
         super()._cancel_background()
@@ -122,7 +124,7 @@ class LogEngine(RedisEngine):
 
     async def destroy_client(self, client_id: str) -> list[str] | None:
         self.known.forget(client_id)
-        run = _GC_RUN.get()
+        run = current_run()
         names = await self.functions.destroy(client_id, None if run is None else run.cutoff_ms)
         if names is None:
             return None
@@ -134,6 +136,9 @@ class LogEngine(RedisEngine):
     def _forget(self, client_id: str) -> None:
         super()._forget(client_id)
         self.ledger.drop(client_id)
+
+    def unacknowledged(self) -> int:
+        return sum(len(held.unacked) for held in self.ledger.clients.values() if held.unacked)
 
     def _ttl_ms(self) -> int:
         ttl = self.config.subscription_ttl
@@ -148,11 +153,8 @@ class LogEngine(RedisEngine):
 
     # -- the publish lane --------------------------------------------------------------
 
-    async def _send_publishes(self, batch: list[_Publish], until: float | None) -> None:
-        token = ""
-        if until is not None:
-            self._publish_calls_made += 1
-            token = str(self._publish_calls_made)
+    async def _send_publishes(self, batch: list[Publish], until: float | None) -> None:
+        token = self.publishes.token() if until is not None else ""
         messages = [
             Outgoing(envelope.raw, _channel_of(names), names) for envelope, names, _ in batch
         ]
@@ -212,23 +214,12 @@ class LogEngine(RedisEngine):
         if self._closed:
             raise EngineError("the Redis engine is closed")
         future: asyncio.Future[Claim] = asyncio.get_running_loop().create_future()
-        future.add_done_callback(_consume)
-        self._claims.append((request, future))
-        if self._claim_lane is None:
-            self._claim_lane = asyncio.ensure_future(self._run_claim_lane())
+        future.add_done_callback(consume)
+        self._claims.add((request, future))
         return future
 
-    async def _run_claim_lane(self) -> None:
-        try:
-            while self._claims:
-                await asyncio.sleep(0)  # let this turn's connects join the batch
-                batch, self._claims = self._claims, []
-                await self._send_claims(batch)
-        finally:
-            self._claim_lane = None
-
     async def _send_claims(self, batch: list[_Waiting]) -> None:
-        now, _, dead = self._cutoffs()
+        now, _, dead = self.cutoffs()
         self._claiming += 1
         try:
             claims = await self.functions.claim(
@@ -255,7 +246,7 @@ class LogEngine(RedisEngine):
                 self.log.error("delivery to %s failed", request.client_id, exc_info=exc)
             if not future.done():
                 future.set_result(claim)
-        if not self._claiming and not self._claims:
+        if not self._claiming and not self._claims.waiting:
             self._recent.clear()
             self._early_returns.clear()
 
@@ -329,7 +320,7 @@ class LogEngine(RedisEngine):
         key = self.log_keys.servers
         try:
             beat = await self.redis.call("replay", lambda c: c.zscore(key, holder), idempotent=True)
-            _, _, dead = self._cutoffs()
+            _, _, dead = self.cutoffs()
             if beat is not None and beat > dead:
                 return  # alive: the client connecting again means it was written
             entries = await self.functions.read_range(dict(held.names), acked, handed)
@@ -389,36 +380,29 @@ class LogEngine(RedisEngine):
         self.ledger.requeue(client_id, [envelope for _, envelope in items])
 
     def _reply_later(self, client_id: str) -> None:
-        self._replies.add(client_id)
-        if self._reply_lane is None and not self._closed:
-            self._reply_lane = asyncio.ensure_future(self._run_reply_lane())
+        if not self._closed:
+            self._replies.add(client_id)
 
-    async def _run_reply_lane(self) -> None:
+    async def _send_replies(self, batch: list[str]) -> None:
         """Record the cursors of long-polling clients, then answer them: one call per
         turn for all of them."""
+        covers: dict[str, int] = {}
+        records = []
+        for cid in dict.fromkeys(batch):
+            held = self.ledger.get(cid)
+            if held is not None and held.pending and self.host.has_connection(cid):
+                covers[cid] = held.pending[-1][0]
+                held.recorded = max(held.recorded, covers[cid])
+                records.append(Cursor(cid, held.acked, covers[cid]))
         try:
-            while self._replies:
-                await asyncio.sleep(0)
-                due, self._replies = self._replies, set()
-                covers: dict[str, int] = {}
-                records = []
-                for cid in due:
-                    held = self.ledger.get(cid)
-                    if held is not None and held.pending and self.host.has_connection(cid):
-                        covers[cid] = held.pending[-1][0]
-                        held.recorded = max(held.recorded, covers[cid])
-                        records.append(Cursor(cid, held.acked, covers[cid]))
-                try:
-                    await self.functions.cursors(records)
-                except EngineError as exc:
-                    # Answered anyway: a duplicate after a move beats a reply withheld.
-                    self.log.debug("recording cursors before replies failed: %s", exc)
-                for cid, upto in covers.items():
-                    held = self.ledger.get(cid)
-                    if held is not None:
-                        self._hand(cid, held, upto)
-        finally:
-            self._reply_lane = None
+            await self.functions.cursors(records)
+        except EngineError as exc:
+            # Answered anyway: a duplicate after a move beats a reply withheld.
+            self.log.debug("recording cursors before replies failed: %s", exc)
+        for cid, upto in covers.items():
+            held = self.ledger.get(cid)
+            if held is not None:
+                self._hand(cid, held, upto)
 
     # -- acknowledgements and cursors ----------------------------------------------------
 
@@ -556,10 +540,10 @@ class LogEngine(RedisEngine):
             raise
 
     async def drained(self) -> None:
-        for task in (self._claim_lane, self._cursor_task):
-            if task is not None:
-                with contextlib.suppress(Exception):
-                    await asyncio.shield(task)
+        await self._claims.idle()
+        if self._cursor_task is not None:
+            with contextlib.suppress(Exception):
+                await asyncio.shield(self._cursor_task)
         with contextlib.suppress(EngineError):
             await self._write_cursors()
 
@@ -568,14 +552,10 @@ class LogEngine(RedisEngine):
     def _channels(self) -> list[str]:
         return [self.log_keys.wake(self.server_id), self.log_keys.close]
 
-    def _on_message(self, message: Mapping[str, Any]) -> None:
-        if message.get("type") not in ("message", "smessage"):
-            return
-        channel = reply_text(message["channel"])
+    def _on_message(self, channel: str, data: bytes | str) -> None:
         if channel == self.log_keys.close:
-            super()._on_message(message)
+            self._on_close_line(data)
             return
-        data = message["data"]
         if isinstance(data, str):
             data = data.encode()
         try:
@@ -678,7 +658,7 @@ class LogEngine(RedisEngine):
         They are taken over from their cursor when they connect."""
         try:
             with contextlib.suppress(EngineError):
-                await self._beat()
+                await self.beat()
             away = [
                 c for c in since if c in self.ledger.clients and not self.host.has_connection(c)
             ]
@@ -738,14 +718,6 @@ class LogEngine(RedisEngine):
         record = f"{acked}/{handed}"
         return ClaimRequest(client_id, ClaimMode.TAKE, since, record, covers=handed)
 
-    # -- garbage collection ------------------------------------------------------------
-
-    async def _recover_dead_servers(self, p: int) -> None:
-        """Nothing to move: a dead server's clients are taken over when they connect."""
-
-    async def _finish_destroys(self, p: int) -> None:
-        """One partition: a destroy is one call."""
-
 
 def _channel_of(names: Sequence[str]) -> str:
     """The published channel: the one name of its expansion that is not a pattern."""
@@ -753,8 +725,3 @@ def _channel_of(names: Sequence[str]) -> str:
         if "*" not in name:
             return name
     return names[0]
-
-
-def _consume(future: asyncio.Future[Any]) -> None:
-    if not future.cancelled():
-        future.exception()

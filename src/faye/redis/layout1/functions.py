@@ -2,17 +2,20 @@
 
 Each wrapper builds the argument list its function documents and turns the positional
 answer into a result type, so that the engine does not index into Redis replies. The
-publish and delivery lanes batch many operations into one call and read their answers
-in place (``faye.redis.engine``); their operation codes are :class:`Op`.
+publish and delivery lanes send one call per master for many operations; their calls
+answer one result per call, or the EngineError of a master that failed (the others go
+on). The delivery lane's operation codes are :class:`Op`; it packs them itself
+(:func:`faye.redis.layout1.deliveries.encode_ops`).
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
-from enum import StrEnum
+from enum import Enum, StrEnum
 from typing import Any
 
+from faye.engine import EngineError
 from faye.redis.batching import Batcher
 from faye.redis.connection import Arg, RedisConnection, reply_text
 from faye.redis.keys import Keys
@@ -73,6 +76,59 @@ class Recovered:
     #: Messages queued again; -1 when the server turned out to be alive.
     moved: int
     bad: BadKeys
+
+
+class CallOutcome(Enum):
+    """What a publish or deliveries call did as a whole."""
+
+    #: Ran; the answer has a result per message or operation.
+    DONE = "done"
+    #: A publish Redis had run already (its token was there): nothing done again, and
+    #: the first run's answer, naming whom to wake, was lost with its connection.
+    REPLAYED = "replayed"
+    #: A partition of the call is not on that master any more (a Cluster resharded):
+    #: nothing done; send each partition on its own.
+    MOVED = "moved"
+
+
+@dataclass(frozen=True, slots=True)
+class PublishCall:
+    """The publishes of one master: per partition, its messages (bytes and the names a
+    subscription may have matched)."""
+
+    parts: Sequence[tuple[int, Sequence[tuple[bytes, Sequence[str]]]]]
+    #: "" or the call's token (retried calls: see :meth:`PublishLane.token`).
+    token: str = ""
+
+
+@dataclass(frozen=True, slots=True)
+class PublishAnswer:
+    outcome: CallOutcome
+    #: Per message, in call order: the recipients held by this server, to wake.
+    wake: Sequence[Sequence[str]] = ()
+    bad: BadKeys = ()
+
+
+@dataclass(frozen=True, slots=True)
+class Drained:
+    """The answer to C, H or W."""
+
+    #: 0: nothing (unknown client, or not the owner there); 1: drained; 2: drained, and
+    #: another live server still holds messages of the client in flight.
+    status: int
+    #: C only: the client's other homes, comma-separated.
+    homes: str
+    messages: list[bytes]
+
+
+@dataclass(frozen=True, slots=True)
+class LaneAnswer:
+    outcome: CallOutcome
+    #: Per operation, in call order: a :class:`Drained` for C, H and W; for R, 1 when
+    #: this server owns the client's queue there (to drain it again), else 0; for A
+    #: and D, a count the lane does not use.
+    results: Sequence[Drained | int] = ()
+    bad: BadKeys = ()
 
 
 class QueueFunctions:
@@ -156,6 +212,99 @@ class QueueFunctions:
             idempotent=True,
         )
         return Recovered(int(moved), bad)
+
+    async def publish(
+        self,
+        calls: Sequence[PublishCall],
+        *,
+        alive_ms: int,
+        dead_ms: int,
+        max_queue: int,
+        message_ttl_ms: int,
+        token_ttl_ms: int,
+        until: float | None,
+    ) -> list[PublishAnswer | EngineError]:
+        """Queue each message for its recipients and wake the servers holding them.
+
+        With ``until`` the calls carry tokens and transient failures are retried until
+        then; without, a call is never sent twice (it would queue its messages twice).
+        """
+        records = "1" if self.keys.partitions == 1 else "0"
+        sent: list[tuple[list[str], list[Arg]]] = []
+        for call in calls:
+            first = call.parts[0][0]
+            args: list[Arg] = [self.keys.prefix(first), self.server_id, alive_ms, dead_ms]
+            args += [max_queue, message_ttl_ms, records, call.token, token_ttl_ms]
+            for k, (p, messages) in enumerate(call.parts):
+                if k:
+                    args += ["P", self.keys.prefix(p), p]
+                for raw, names in messages:
+                    args += ["M", raw, len(names), *names]
+            sent.append(([self.keys.clients(first)], args))
+        results = await self.redis.run_scripts(
+            "publish",
+            sent,
+            idempotent=False,
+            partial=True,
+            grouped=True,
+            until=until,
+            lanes=until is not None,
+        )
+        return [_published(result) for result in results]
+
+    async def deliveries(
+        self,
+        calls: Sequence[Sequence[tuple[int, Sequence[Arg]]]],
+        *,
+        now_ms: int,
+        dead_ms: int,
+        subscription_ttl_ms: int,
+        message_ttl_ms: int,
+        lanes: bool,
+    ) -> list[LaneAnswer | EngineError]:
+        """Run each call's operations (per partition, packed by ``encode_ops``) in order.
+        Never retried: an acknowledgement run twice would trim twice."""
+        sent: list[tuple[list[str], list[Arg]]] = []
+        for call in calls:
+            first, ops = call[0]
+            args: list[Arg] = [self.keys.prefix(first), self.server_id, now_ms, dead_ms]
+            args += [subscription_ttl_ms, message_ttl_ms, *ops]
+            for p, more in call[1:]:
+                args += ["P", self.keys.prefix(p), 0, *more]
+            sent.append(([self.keys.clients(first)], args))
+        try:
+            results = await self.redis.run_scripts(
+                "deliveries", sent, idempotent=False, partial=True, grouped=True, lanes=lanes
+            )
+        except Exception as exc:
+            return [EngineError(f"delivery: {exc!r}")] * len(sent)
+        return [_lane_answer(result) for result in results]
+
+
+def _published(result: Any) -> PublishAnswer | EngineError:
+    if isinstance(result, EngineError):
+        return result
+    if len(result) == 1:
+        moved = result[0] == -1
+        return PublishAnswer(CallOutcome.MOVED if moved else CallOutcome.REPLAYED)
+    per_message, bad = result
+    wake = [[reply_text(cid) for cid in mine] for _queued, mine in per_message]
+    return PublishAnswer(CallOutcome.DONE, wake, bad)
+
+
+def _lane_answer(result: Any) -> LaneAnswer | EngineError:
+    if isinstance(result, EngineError):
+        return result
+    if len(result) == 1:
+        return LaneAnswer(CallOutcome.MOVED)
+    answers, bad = result
+    return LaneAnswer(CallOutcome.DONE, [_op_result(a) for a in answers], bad)
+
+
+def _op_result(answer: Any) -> Drained | int:
+    if isinstance(answer, list):
+        return Drained(int(answer[0]), reply_text(answer[1]), answer[2:])
+    return int(answer)
 
 
 def _destroyed(result: Any) -> Destroyed:
