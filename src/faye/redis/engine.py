@@ -347,16 +347,15 @@ class RedisEngine(Engine):
         outage = self.redis.health.outage_within(window)
         return window + outage if outage > 0 else window
 
-    def alive_after_ms(self, window: float) -> int:
+    def alive_after_ms(self, window: float, now: int | None = None) -> int:
         """The ms timestamp a last ping must follow to count within ``window``."""
-        return now_ms() - int(self.liveness(window) * 1000)
+        return (now_ms() if now is None else now) - int(self.liveness(window) * 1000)
 
     def cutoffs(self) -> tuple[int, int, int]:
         """(now, clients alive after, servers alive after), in ms."""
         now = now_ms()
-        alive = now - int(self.liveness(self.exists_window) * 1000)
         dead = now - int(self.config.dead_server_after * 1000)
-        return now, alive, dead
+        return now, self.alive_after_ms(self.exists_window, now), dead
 
     async def create_client(self) -> str:
         for _ in range(10):
